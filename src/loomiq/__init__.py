@@ -1,0 +1,58 @@
+"""loomiq: coordinate many LLM agents, durably, behind a real service.
+
+Start with `Orchestrator`::
+
+    from loomiq import Orchestrator
+    orch = Orchestrator.from_config()          # loomiq.yaml, or the offline scripted agents
+    result = await orch.run("Should we adopt event sourcing?", strategy="consensus")
+"""
+
+from .agents import Agent, AgentConfig, AgentRegistry, AgentState, RetryPolicy
+from .models import ChatModel, ModelRequest, ModelResponse, ScriptedModel, ScriptedReply, Usage
+from .orchestrator import Orchestrator, RunHandle, RunPlan
+from .runtime import (
+    AgentFailedOver,
+    ExecutionContext,
+    RunEvent,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    StepDelta,
+    StepFinished,
+    StepResult,
+    StepStarted,
+    TaskSpec,
+)
+from .strategies import StrategyError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentFailedOver",
+    "AgentRegistry",
+    "AgentState",
+    "ChatModel",
+    "ExecutionContext",
+    "ModelRequest",
+    "ModelResponse",
+    "Orchestrator",
+    "RetryPolicy",
+    "RunEvent",
+    "RunFinished",
+    "RunHandle",
+    "RunPlan",
+    "RunResult",
+    "RunStarted",
+    "ScriptedModel",
+    "ScriptedReply",
+    "StepDelta",
+    "StepFinished",
+    "StepResult",
+    "StepStarted",
+    "StrategyError",
+    "TaskSpec",
+    "Usage",
+    "__version__",
+]

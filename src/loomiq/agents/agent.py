@@ -1,0 +1,145 @@
+"""Agents: inert configuration (`AgentConfig`) plus the live object the registry tracks (`Agent`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NewType
+
+from ..models import ChatModel
+from ._resilience import BreakerState, CircuitBreaker, RetryPolicy
+
+AgentID = NewType("AgentID", str)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """What an agent is: a model plus a role, capabilities, prices and limits. Declared in YAML
+    (`loomiq.yaml`) or built in code; it holds no credentials, only the variable that has them."""
+
+    id: str
+    provider: str
+    model: str
+    name: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    capabilities: frozenset[str] = frozenset()
+    input_price_per_token: float | None = None
+    output_price_per_token: float | None = None
+    timeout_s: float = 60.0
+    max_concurrency: int = 4
+    system_prompt: str = ""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    retry: RetryPolicy = RetryPolicy()
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+
+    @property
+    def display_name(self) -> str:
+        """The name shown to people: `name`, or the id when no name is set."""
+        return self.name or self.id
+
+
+class AgentState(str, Enum):
+    """An agent's health as the registry sees it."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    DEGRADED = "degraded"
+    OPEN_CIRCUIT = "open_circuit"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Running statistics of one agent, updated after every call."""
+
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    total_latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    in_flight: int = 0
+    last_error: str | None = None
+
+    @property
+    def success_rate(self) -> float:
+        """Share of finished calls that succeeded; 1.0 before the first call (benefit of the doubt)."""
+        done = self.successes + self.failures
+        return self.successes / done if done else 1.0
+
+    @property
+    def mean_latency_s(self) -> float:
+        """Mean duration of successful calls, 0.0 before the first."""
+        return self.total_latency_s / self.successes if self.successes else 0.0
+
+
+@dataclass(eq=False)
+class Agent:
+    """A configured agent with its model, breaker, concurrency limit and statistics."""
+
+    config: AgentConfig
+    model: ChatModel
+    stats: AgentStats = field(default_factory=AgentStats)
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown_s)
+        self.slots = asyncio.Semaphore(self.config.max_concurrency)
+
+    @property
+    def id(self) -> str:
+        """The agent's unique id."""
+        return self.config.id
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the agent is good at, matched against a task's required capabilities."""
+        return self.config.capabilities
+
+    @property
+    def offline(self) -> bool:
+        """True when the agent's answers are scripted, not a real model's."""
+        return self.model.offline
+
+    @property
+    def state(self) -> AgentState:
+        """Current health: offline, open circuit, degraded, busy or idle."""
+        if not self.enabled:
+            return AgentState.OFFLINE
+        breaker = self.breaker.state
+        if breaker is BreakerState.OPEN:
+            return AgentState.OPEN_CIRCUIT
+        if breaker is BreakerState.HALF_OPEN or self.breaker.consecutive_failures:
+            return AgentState.DEGRADED
+        return AgentState.BUSY if self.stats.in_flight else AgentState.IDLE
+
+    @property
+    def load(self) -> float:
+        """In-flight calls as a share of the agent's concurrency limit."""
+        return self.stats.in_flight / self.config.max_concurrency
+
+    def snapshot(self) -> dict[str, object]:
+        """JSON-ready description for `loomiq agents --json` and the API."""
+        s = self.stats
+        return {
+            "id": self.id,
+            "name": self.config.display_name,
+            "provider": self.config.provider,
+            "model": self.config.model,
+            "capabilities": sorted(self.capabilities),
+            "state": self.state.value,
+            "offline": self.offline,
+            "calls": s.calls,
+            "success_rate": round(s.success_rate, 4),
+            "mean_latency_ms": round(s.mean_latency_s * 1000, 2),
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cost_usd": round(s.cost_usd, 8),
+            "in_flight": s.in_flight,
+            "last_error": s.last_error,
+        }

@@ -1,0 +1,230 @@
+"""`loomiq.yaml`: the agents a process runs with. Validated here, at the edge, with pydantic; the
+core only ever sees `AgentConfig` dataclasses and built `Agent`s.
+
+Any problem stops loading with one `ConfigError` line naming the file, the agent and the field.
+With no file at all, `default_agents()` decides: a provider whose key (or server) is configured in
+the environment, else the offline scripted agents.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .agents import Agent, AgentConfig, RetryPolicy
+from .models import PROVIDERS, ModelSpec, Pricing, create_model
+
+CONFIG_ENV = "LOOMIQ_CONFIG"
+DEFAULT_FILE = "loomiq.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, in one line: file, agent, field, and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySection(_Strict):
+    """`retry:` of an agent."""
+
+    max_attempts: int = Field(3, ge=1, le=20)
+    base_delay_s: float = Field(0.25, ge=0)
+    max_delay_s: float = Field(8.0, ge=0)
+    max_retry_after_s: float = Field(30.0, ge=0)
+
+
+class ScriptedSection(_Strict):
+    """`scripted:` options of a scripted agent: replies, latency, failures by call index."""
+
+    replies: list[str] | None = None
+    latency_s: float = Field(0.0, ge=0)
+    failures: dict[int, Literal["timeout", "rate_limit", "server_error", "malformed_tool_call"]] = {}
+    persona: str = ""
+
+
+class AgentSection(_Strict):
+    """One entry of `agents:` in loomiq.yaml."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = ""
+    provider: str
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    capabilities: list[str] = []
+    input_price_per_token: float | None = Field(None, ge=0)
+    output_price_per_token: float | None = Field(None, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(4, ge=1)
+    system_prompt: str = ""
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    retry: RetrySection = RetrySection()
+    breaker_threshold: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(30.0, ge=0)
+    scripted: ScriptedSection | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r} (known: {', '.join(PROVIDERS)})")
+        return value
+
+
+class ConfigFile(_Strict):
+    """The whole loomiq.yaml."""
+
+    agents: list[AgentSection] = Field(min_length=1)
+
+
+def find_config(path: Path | None = None) -> Path | None:
+    """The config file to use: `path`, else `$LOOMIQ_CONFIG`, else `./loomiq.yaml` if it exists."""
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    local = Path.cwd() / DEFAULT_FILE
+    return local if local.exists() else None
+
+
+def load_agents(path: Path | None = None) -> list[Agent]:
+    """Build the agents from the config file, or `default_agents()` if there is none."""
+    found = find_config(path)
+    if found is None:
+        return default_agents()
+    return [build_agent(section, found.name) for section in parse_config(found).agents]
+
+
+def parse_config(path: Path) -> ConfigFile:
+    """Read and validate a config file. Raises `ConfigError` in one line."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path.name}: bad YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping with an 'agents' list at the top")
+    try:
+        config = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path.name, data, exc)) from None
+    seen: set[str] = set()
+    for agent in config.agents:
+        if agent.id in seen:
+            raise ConfigError(f"{path.name}: agent {agent.id!r}: field 'id': duplicate id")
+        seen.add(agent.id)
+    return config
+
+
+def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "agents" and isinstance(loc[1], int):
+        agents = data.get("agents") or []
+        entry = agents[loc[1]] if loc[1] < len(agents) else {}
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        where = f"agent {ident!r}: " if ident else f"agent #{loc[1] + 1}: "
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc) or "agents"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{file}: {where}field '{field}': {message}"
+
+
+def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
+    """An `Agent` from one validated config entry; its key is read from the environment here."""
+    preset = PROVIDERS[section.provider]
+    key_env = section.api_key_env or preset.key_env
+    api_key = os.environ.get(key_env) if key_env else None
+    if key_env and preset.needs_key and not api_key:
+        raise ConfigError(
+            f"{file}: agent {section.id!r}: field 'api_key_env': environment variable {key_env} is not set"
+        )
+    if section.api_key_env and not api_key:
+        raise ConfigError(
+            f"{file}: agent {section.id!r}: field 'api_key_env': environment variable {key_env} is not set"
+        )
+    priced = section.input_price_per_token is not None or section.output_price_per_token is not None
+    pricing = Pricing(section.input_price_per_token, section.output_price_per_token) if priced else None
+    scripted = None
+    if section.scripted is not None:
+        scripted = section.scripted.model_dump(exclude_none=True)
+        scripted.setdefault("persona", section.name)
+    model = create_model(ModelSpec(section.provider, section.model, section.base_url, api_key, pricing, scripted))
+    config = AgentConfig(
+        id=section.id,
+        name=section.name,
+        provider=section.provider,
+        model=section.model,
+        base_url=section.base_url,
+        api_key_env=key_env,
+        capabilities=frozenset(section.capabilities),
+        input_price_per_token=section.input_price_per_token,
+        output_price_per_token=section.output_price_per_token,
+        timeout_s=section.timeout_s,
+        max_concurrency=section.max_concurrency,
+        system_prompt=section.system_prompt,
+        temperature=section.temperature,
+        max_tokens=section.max_tokens,
+        retry=RetryPolicy(**section.retry.model_dump()),
+        breaker_threshold=section.breaker_threshold,
+        breaker_cooldown_s=section.breaker_cooldown_s,
+    )
+    return Agent(config, model)
+
+
+# The default team: three analysts with different angles and a lead who synthesises.
+_TEAM = (
+    ("analyst", "Analyst", ("analysis", "general", "writing"),
+     "You are a careful analyst. Answer with the key facts and your reasoning."),
+    ("critic", "Critic", ("analysis", "general", "review"),
+     "You are a critic. Look for risks, gaps and counter-arguments, then answer."),
+    ("pragmatist", "Pragmatist", ("analysis", "general", "coding"),
+     "You are a pragmatic engineer. Answer with what to do and what it costs."),
+    ("lead", "Lead", ("analysis", "general", "synthesis", "review"),
+     "You are the lead. Weigh the analyses you are given and decide."),
+)
+
+# Provider chosen when no config file exists, first match wins: (provider, key variable, model).
+_DEFAULT_PROVIDERS = (
+    ("openai", "OPENAI_API_KEY", "gpt-4o-mini"),
+    ("anthropic", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    ("groq", "GROQ_API_KEY", "llama-3.1-8b-instant"),
+    ("mistral", "MISTRAL_API_KEY", "mistral-small-latest"),
+    ("ollama", "OLLAMA_BASE_URL", "llama3.2"),
+)
+
+
+def default_provider() -> tuple[str, str]:
+    """(provider, model) for the default agents: the first configured provider, else scripted."""
+    for provider, env, model in _DEFAULT_PROVIDERS:
+        if os.environ.get(env):
+            return provider, os.environ.get("LOOMIQ_DEFAULT_MODEL", model)
+    return "scripted", "scripted"
+
+
+def default_agents() -> list[Agent]:
+    """The built-in team of four, on the configured provider or, with none, offline scripted."""
+    provider, model = default_provider()
+    agents = []
+    for ident, name, caps, system in _TEAM:
+        section = AgentSection(
+            id=ident, name=name, provider=provider, model=model, capabilities=list(caps), system_prompt=system,
+            scripted=ScriptedSection(persona=name) if provider == "scripted" else None,
+        )
+        agents.append(build_agent(section, "default agents"))
+    return agents

@@ -1,0 +1,115 @@
+"""Data that crosses the `ChatModel` seam: requests, responses, usage and stream parts.
+
+These are plain frozen dataclasses with slots: they are built on every model call, so they must cost
+next to nothing (no validation here; validation happens at the edges, in config and HTTP bodies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for; `arguments` is the parsed JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message. `tool_calls` only on assistant messages, `tool_call_id` only on tool results."""
+
+    role: Role
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call, described by a JSON Schema for its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Per-request generation settings; `None` leaves the provider's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """What an agent sends to a model: the messages, the tools offered, and settings."""
+
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    settings: ModelSettings = ModelSettings()
+
+    def prompt_text(self) -> str:
+        """All message contents joined, for models that take plain text (scripted, tests)."""
+        return "\n\n".join(m.content for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call, or summed over many."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON form used by the CLI and the API."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+ZERO_USAGE = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse:
+    """A finished model call. `cost_usd` is filled by the adapter from its price table."""
+
+    text: str
+    model: str
+    usage: Usage = ZERO_USAGE
+    finish_reason: FinishReason = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    cost_usd: float = 0.0
+    provider: str = ""
+    raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of text streamed by the model, before the call has finished."""
+
+    text: str
+
+
+#: What `ChatModel.stream` yields: text deltas, then exactly one final `ModelResponse`.
+StreamPart = TextDelta | ModelResponse

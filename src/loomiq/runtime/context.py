@@ -1,0 +1,143 @@
+"""The execution context: the one thing a strategy talks to.
+
+A strategy asks the context to `call` an agent under a deterministic step key. The ephemeral context
+(here) just calls, with failover; a durable context (the task engine) subclasses it to look the key
+up in its journal first and to record the step once committed, so the same strategy code runs
+in-process or durably with nothing else changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agents import Agent, AgentCallFailed, AgentRegistry, call_agent
+from ..models import Message, ModelRequest, ModelSettings, Usage
+from .events import AgentFailedOver, RunEvent, StepDelta, StepFinished, StepStarted
+from .result import StepResult
+
+EventSink = Callable[[RunEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a run is asked to do: the prompt, the capabilities its agents need, and free context."""
+
+    prompt: str
+    capabilities: tuple[str, ...] = ()
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+class ExecutionContext:
+    """Runs agent steps for one strategy run, in this process, with failover and events.
+
+    Attributes:
+        run_id: the run's (task's) id.
+        task: what the run is asked to do.
+        registry: where agents and their failover candidates come from.
+        steps: every finished step, in finishing order.
+    """
+
+    max_failovers = 2
+
+    def __init__(
+        self,
+        run_id: str,
+        task: TaskSpec,
+        registry: AgentRegistry,
+        sink: EventSink | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.task = task
+        self.registry = registry
+        self.steps: list[StepResult] = []
+        self.pool: frozenset[str] = frozenset()
+        """Agents the strategy picked for this run; failover prefers agents outside it."""
+        self._sink = sink
+
+    def emit(self, event: RunEvent) -> None:
+        """Deliver an event to whoever listens (nothing is built when nobody does)."""
+        if self._sink is not None:
+            self._sink(event)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether someone listens to events (then model calls stream their text)."""
+        return self._sink is not None
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens used by the finished steps so far."""
+        total = Usage()
+        for s in self.steps:
+            total = total + s.usage
+        return total
+
+    def request_for(self, agent: Agent, prompt: str) -> ModelRequest:
+        """The model request for `prompt`, with the agent's system prompt and settings."""
+        cfg = agent.config
+        user = Message("user", prompt)
+        messages = (Message("system", cfg.system_prompt), user) if cfg.system_prompt else (user,)
+        if cfg.temperature is None and cfg.max_tokens is None:
+            return ModelRequest(messages)
+        return ModelRequest(messages, settings=ModelSettings(cfg.temperature, cfg.max_tokens))
+
+    async def call(self, key: str, agent: Agent, role: str, prompt: str) -> StepResult:
+        """Run one step: `agent` answers `prompt`, failing over to a stand-in if it cannot.
+
+        Never raises for a provider failure: a step no agent could answer comes back with `error`
+        set, and the strategy decides how to degrade. Cancellation propagates.
+        """
+        sink = self._sink
+        started = time.perf_counter()
+        tried: list[tuple[str, str]] = []
+        current = agent
+        attempts = 0
+        while True:
+            if sink is not None:
+                sink(StepStarted(self.run_id, key, current.id, role))
+                agent_id = current.id
+
+                def on_delta(text: str, agent_id: str = agent_id) -> None:
+                    sink(StepDelta(self.run_id, key, agent_id, text))
+            else:
+                on_delta = None
+            try:
+                response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
+            except AgentCallFailed as exc:
+                attempts += exc.attempts
+                tried.append((current.id, f"{exc.kind}: {exc.reason}"))
+                stand_in = self._stand_in(current, tried) if len(tried) <= self.max_failovers else None
+                if stand_in is None:
+                    return self._finish(StepResult(
+                        key, current.id, role, error=tried[-1][1], attempts=attempts,
+                        failed_over_from=tuple(tried[:-1]),
+                        duration_ms=(time.perf_counter() - started) * 1000,
+                        model=current.config.model, offline=current.offline,
+                    ))
+                self.emit(AgentFailedOver(self.run_id, key, current.id, stand_in.id, tried[-1][1]))
+                current = stand_in
+                continue
+            return self._finish(StepResult(
+                key, current.id, role, response.text, response.usage, response.cost_usd,
+                (time.perf_counter() - started) * 1000, None, attempts + n, tuple(tried),
+                response.model, current.offline,
+            ))
+
+    def _stand_in(self, failed: Agent, tried: Sequence[tuple[str, str]]) -> Agent | None:
+        """The best agent to take over from `failed`: outside the run's pool if possible."""
+        tried_ids = {a for a, _ in tried}
+        required = self.task.capabilities
+        outside = self.registry.fallbacks(failed, required, exclude=tried_ids | self.pool)
+        if outside:
+            return outside[0]
+        inside = self.registry.fallbacks(failed, required, exclude=tried_ids)
+        return inside[0] if inside else None
+
+    def _finish(self, step: StepResult) -> StepResult:
+        self.steps.append(step)
+        if self._sink is not None:
+            self._sink(StepFinished(self.run_id, step))
+        return step
