@@ -148,6 +148,10 @@ def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
 def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
     """An `Agent` from one validated config entry; its key is read from the environment here."""
     preset = PROVIDERS[section.provider]
+    if preset.needs_base_url and not section.base_url:
+        raise ConfigError(
+            f"{file}: agent {section.id!r}: field 'base_url': required for provider {section.provider!r}"
+        )
     key_env = section.api_key_env or preset.key_env
     api_key = os.environ.get(key_env) if key_env else None
     if key_env and preset.needs_key and not api_key:

@@ -132,10 +132,19 @@ class Orchestrator:
         sink: EventSink | None = None,
         timeout_s: float | None = None,
         cancellable: bool = False,
+        context: ExecutionContext | None = None,
     ) -> RunResult:
         """Execute a planned run. With `cancellable`, a cancellation ends the run as ``cancelled``
-        (with the usage so far) instead of propagating."""
-        ctx = ExecutionContext(plan.task_id, plan.task, self.registry, sink)
+        (with the usage so far) instead of propagating.
+
+        `context` replaces the in-process `ExecutionContext` (the durable engine passes one that
+        journals each step and replays finished ones); its event sink then receives the events.
+        """
+        if context is None:
+            ctx = ExecutionContext(plan.task_id, plan.task, self.registry, sink)
+        else:
+            ctx = context
+            sink = ctx.sink
         ctx.pool = frozenset(a.id for a in plan.agents)
         agents = plan.agents
         if sink is not None:

@@ -29,8 +29,10 @@ class Reply:
     """How the server answers one request.
 
     kind: ``ok`` (an answer), ``error`` (an HTTP error status), ``truncated`` (the connection drops
-    partway through the body), or ``unfinished`` (the stream ends cleanly but without its final
-    events: no finish_reason / ``[DONE]``, no ``message_delta`` / ``message_stop``).
+    partway through the body), ``unfinished`` (the stream ends cleanly but without its final
+    events: no finish_reason / ``[DONE]``, no ``message_delta`` / ``message_stop``), or
+    ``stream_error`` (a stream that starts with HTTP 200, then carries the provider's error event), or
+    ``not_json`` (HTTP 200 with a body or an event that is not JSON).
     """
 
     kind: str = "ok"
@@ -85,6 +87,16 @@ def unfinished(text: str = "This stream stops without saying it is done.") -> Re
     return Reply(kind="unfinished", text=text)
 
 
+def stream_error(message: str = "Overloaded") -> Reply:
+    """A stream that starts fine (HTTP 200), then reports a server failure in an error event."""
+    return Reply(kind="stream_error", message=message)
+
+
+def not_json() -> Reply:
+    """HTTP 200, but the body (or the first stream event) is not JSON."""
+    return Reply(kind="not_json")
+
+
 def slow(delay_s: float, then: Reply | None = None) -> Reply:
     """Wait `delay_s` before answering with `then` (a text answer by default)."""
     return replace(then or Reply(), delay_s=delay_s)
@@ -118,6 +130,7 @@ class WireServer:
     def __post_init__(self) -> None:
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._httpd: _Server | None = None
@@ -142,7 +155,9 @@ class WireServer:
     def start(self) -> WireServer:
         """Bind a free port and serve in a background thread."""
         self._httpd = _Server((self.host, 0), _Handler, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="wire-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="wire-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -174,9 +189,19 @@ class WireServer:
         with self._lock:
             return self._queue.popleft() if self._queue else Reply()
 
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
+        """Block until `count` requests have arrived; raise `TimeoutError` after `timeout` seconds.
+
+        From async tests: ``await asyncio.to_thread(server.wait_for_requests, 1)``.
+        """
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"{len(self.requests)} of {count} requests arrived within {timeout}s")
+
     def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
+        with self._arrived:
             self.requests.append(request)
+            self._arrived.notify_all()
 
 
 class _Server(ThreadingHTTPServer):
@@ -203,6 +228,10 @@ class _Handler(BaseHTTPRequestHandler):
         wire = self.server.wire
         with wire._lock:
             wire._connections.add(self.connection)
+            late = wire._stopping.is_set()
+        if late:
+            # Accepted while `stop` ran, after it dropped the connections it knew about.
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
         wire = self.server.wire
@@ -223,9 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        request = RecordedRequest(
-            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-        )
+        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         wire._record(request)
         reply = wire._next_reply()
         try:
@@ -249,6 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = request.body if isinstance(request.body, dict) else {}
         model = str(body.get("model", "unknown"))
+        if reply.kind == "not_json":
+            if body.get("stream"):
+                self._send_stream(["event: message_start\ndata: {not json\n\n"], "ok")
+            else:
+                self._send_raw(200, b"{not json")
+            return
         if not body.get("stream"):
             payload = _openai_json(model, reply) if wire_format == "openai" else _anthropic_json(model, reply)
             self._send_json(200, payload, truncate=reply.kind == "truncated")
@@ -263,7 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(
         self, status: int, payload: Any, headers: tuple[tuple[str, str], ...] = (), *, truncate: bool = False
     ) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, json.dumps(payload).encode(), headers, truncate=truncate)
+
+    def _send_raw(
+        self, status: int, data: bytes, headers: tuple[tuple[str, str], ...] = (), *, truncate: bool = False
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data) + (50 if truncate else 0)))
@@ -293,7 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         if kind == "truncated":
             # Half an event, then the connection goes: the chunked body never ends.
-            self.wfile.write(b"40\r\ndata: {\"choi")
+            self.wfile.write(b'40\r\ndata: {"choi')
             self.wfile.flush()
             self.close_connection = True
             return
@@ -318,6 +355,11 @@ def _error_body(wire_format: str, reply: Reply, request: RecordedRequest) -> dic
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+def _openai_usage(reply: Reply) -> dict[str, int]:
+    total = reply.input_tokens + reply.output_tokens
+    return {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens, "total_tokens": total}
+
+
 def _openai_json(model: str, reply: Reply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     if reply.tool_calls:
@@ -337,11 +379,7 @@ def _openai_json(model: str, reply: Reply) -> dict[str, Any]:
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": reply.input_tokens,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-        },
+        "usage": _openai_usage(reply),
     }
 
 
@@ -366,14 +404,11 @@ def _openai_events(model: str, reply: Reply, include_usage: bool) -> list[str]:
         ]
     if reply.kind == "unfinished":
         return events
+    if reply.kind == "stream_error":
+        return [*events, f"data: {json.dumps({'error': {'message': reply.message, 'type': 'server_error'}})}\n\n"]
     events.append(delta({}, "tool_calls" if reply.tool_calls else "stop"))
     if include_usage:
-        usage = {
-            "prompt_tokens": reply.input_tokens,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-        }
-        events.append(chunk([], usage=usage))
+        events.append(chunk([], usage=_openai_usage(reply)))
     events.append("data: [DONE]\n\n")
     return events
 
@@ -433,6 +468,8 @@ def _anthropic_events(model: str, reply: Reply) -> list[str]:
         index += 1
     if reply.kind == "unfinished":
         return events
+    if reply.kind == "stream_error":
+        return [*events, event("error", {"error": {"type": "overloaded_error", "message": reply.message}})]
     stop = "tool_use" if reply.tool_calls else "end_turn"
     events.append(
         event(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class RetryPolicy:
         return backoff / 2 + (rng or random).uniform(0, backoff / 2)
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     """A circuit breaker's state."""
 
     CLOSED = "closed"

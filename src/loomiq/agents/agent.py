@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import NewType
 
 from ..models import ChatModel
@@ -42,7 +42,7 @@ class AgentConfig:
         return self.name or self.id
 
 
-class AgentState(str, Enum):
+class AgentState(StrEnum):
     """An agent's health as the registry sees it."""
 
     IDLE = "idle"

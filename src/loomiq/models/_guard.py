@@ -1,6 +1,6 @@
 """The switch that forbids real provider calls, so a test can never reach a paid API.
 
-Real adapters call `check_model_request(base_url)` before each request. While requests are
+Real adapters call `check_model_request(provider, base_url)` before each request. While requests are
 forbidden (the test suite switches them off in `conftest.py`, or `LOOMIQ_ALLOW_MODEL_REQUESTS=0`),
 only servers on the loopback interface may be called: that is where the tests' wire-compatible
 provider servers listen.

@@ -89,6 +89,8 @@ class AnthropicChatModel:
             message = await self._client.messages.create(**self._params(request))
         except anthropic.AnthropicError as exc:
             raise self._error(exc) from self._cause(exc)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"anthropic sent a body that is not JSON: {exc}") from exc
         try:
             blocks = [(b.type, b) for b in message.content]
             usage = _usage(message.usage)
@@ -106,6 +108,8 @@ class AnthropicChatModel:
             events = await self._client.messages.create(**self._params(request), stream=True)
         except anthropic.AnthropicError as exc:
             raise self._error(exc) from self._cause(exc)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"anthropic sent a body that is not JSON: {exc}") from exc
         text: list[str] = []
         tools: dict[int, list[Any]] = {}  # block index -> [id, name, input, json parts]
         input_tokens = output_tokens = 0
@@ -140,6 +144,8 @@ class AnthropicChatModel:
                     stopped = True
         except anthropic.AnthropicError as exc:
             raise self._error(exc, mid_stream=True) from self._cause(exc)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"anthropic sent a stream event that is not JSON: {exc}") from exc
         except httpx2.TimeoutException as exc:
             raise ModelTimeout("anthropic stream timed out") from exc
         except httpx2.TransportError as exc:
@@ -171,8 +177,7 @@ class AnthropicChatModel:
             params["system"] = system
         if request.tools:
             params["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters}
-                for t in request.tools
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
             ]
         if settings.temperature is not None:
             # This SDK version has no `temperature` argument; the API still takes the field.
@@ -241,9 +246,7 @@ def to_anthropic_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict
             role = m.role
             if m.content:
                 blocks.append({"type": "text", "text": m.content})
-            blocks.extend(
-                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls
-            )
+            blocks.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls)
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -256,9 +259,7 @@ def _tool_call(call_id: str, name: str, arguments: object) -> ToolCall:
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            raise MalformedResponse(
-                f"anthropic tool call {name!r} has input that is not valid JSON: {exc}"
-            ) from exc
+            raise MalformedResponse(f"anthropic tool call {name!r} has input that is not valid JSON: {exc}") from exc
     if not isinstance(arguments, dict):
         raise MalformedResponse(f"anthropic tool call {name!r} has input that is not a JSON object")
     return ToolCall(id=call_id, name=name, arguments=arguments)

@@ -97,6 +97,8 @@ class OpenAIChatModel:
             completion = await self._client.chat.completions.create(**self._params(request))
         except openai.OpenAIError as exc:
             raise translate_error(exc, self.provider, self._api_key) from _cause(exc, self._api_key)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"{self.provider} sent a body that is not JSON: {exc}") from exc
         return self._response(completion)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamPart]:
@@ -108,6 +110,8 @@ class OpenAIChatModel:
             )
         except openai.OpenAIError as exc:
             raise translate_error(exc, self.provider, self._api_key) from _cause(exc, self._api_key)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"{self.provider} sent a body that is not JSON: {exc}") from exc
         state = _StreamState()
         try:
             async for chunk in chunks:
@@ -115,9 +119,9 @@ class OpenAIChatModel:
                 if text:
                     yield TextDelta(text)
         except openai.OpenAIError as exc:
-            raise translate_error(exc, self.provider, self._api_key, mid_stream=True) from _cause(
-                exc, self._api_key
-            )
+            raise translate_error(exc, self.provider, self._api_key, mid_stream=True) from _cause(exc, self._api_key)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponse(f"{self.provider} sent a stream event that is not JSON: {exc}") from exc
         finally:
             await chunks.close()
         if state.finish_reason is None:
@@ -211,8 +215,10 @@ class _StreamState:
                 if part.id:
                     call["id"] = part.id
                 if part.function is not None:
-                    if part.function.name:
-                        call["name"] += part.function.name
+                    name = part.function.name
+                    if name and name != call["name"]:
+                        # Usually sent once; some servers repeat it whole, a few split it.
+                        call["name"] += name
                     if part.function.arguments:
                         call["arguments"].append(part.function.arguments)
             if choice.finish_reason:
@@ -255,9 +261,7 @@ def parse_tool_call(call_id: str | None, name: str | None, arguments: str | None
     try:
         parsed = json.loads(arguments) if arguments and arguments.strip() else {}
     except json.JSONDecodeError as exc:
-        raise MalformedResponse(
-            f"{provider} tool call {name!r} has arguments that are not valid JSON: {exc}"
-        ) from exc
+        raise MalformedResponse(f"{provider} tool call {name!r} has arguments that are not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise MalformedResponse(f"{provider} tool call {name!r} has arguments that are not a JSON object")
     if not name:
@@ -312,9 +316,7 @@ def _body_message(body: object, fallback: str) -> str:
     return fallback
 
 
-def translate_error(
-    exc: openai.OpenAIError, provider: str, api_key: str, *, mid_stream: bool = False
-) -> ModelError:
+def translate_error(exc: openai.OpenAIError, provider: str, api_key: str, *, mid_stream: bool = False) -> ModelError:
     """The loomiq `ModelError` for an `openai` SDK exception."""
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeout(f"{provider} request timed out")

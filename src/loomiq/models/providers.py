@@ -26,11 +26,15 @@ class ProviderPreset:
     needs_key: bool
     price_id: str | None = None
     """Provider id in the genai-prices table."""
+    local: bool = False
+    """A server on the user's own machine: free unless the agent sets prices."""
+    needs_base_url: bool = False
+    """No default endpoint: the agent must say where the server is."""
 
 
 PROVIDERS: dict[str, ProviderPreset] = {
     "openai": ProviderPreset("openai", None, "OPENAI_API_KEY", True, "openai"),
-    "openai-compatible": ProviderPreset("openai", None, None, False),
+    "openai-compatible": ProviderPreset("openai", None, None, False, needs_base_url=True),
     "groq": ProviderPreset("openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY", True, "groq"),
     "mistral": ProviderPreset("openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", True, "mistral"),
     "openrouter": ProviderPreset(
@@ -38,9 +42,9 @@ PROVIDERS: dict[str, ProviderPreset] = {
     ),
     "together": ProviderPreset("openai", "https://api.together.xyz/v1", "TOGETHER_API_KEY", True, "together"),
     "deepseek": ProviderPreset("openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", True, "deepseek"),
-    "ollama": ProviderPreset("openai", "http://127.0.0.1:11434/v1", None, False),
-    "vllm": ProviderPreset("openai", "http://127.0.0.1:8000/v1", None, False),
-    "llamacpp": ProviderPreset("openai", "http://127.0.0.1:8080/v1", None, False),
+    "ollama": ProviderPreset("openai", "http://127.0.0.1:11434/v1", None, False, local=True),
+    "vllm": ProviderPreset("openai", "http://127.0.0.1:8000/v1", None, False, local=True),
+    "llamacpp": ProviderPreset("openai", "http://127.0.0.1:8080/v1", None, False, local=True),
     "anthropic": ProviderPreset("anthropic", None, "ANTHROPIC_API_KEY", True, "anthropic"),
     "scripted": ProviderPreset("scripted", None, None, False),
 }
@@ -76,7 +80,12 @@ def resolve_base_url(provider: str, base_url: str | None) -> str | None:
 def create_model(spec: ModelSpec) -> ChatModel:
     """Build the `ChatModel` for `spec`. Raises `KeyError` for an unknown provider."""
     preset = PROVIDERS[spec.provider]
-    pricing = spec.pricing or Pricing(model=spec.model, provider=preset.price_id)
+    if spec.pricing is not None:
+        pricing = spec.pricing
+    elif preset.local:
+        pricing = Pricing(0.0, 0.0)
+    else:
+        pricing = Pricing(model=spec.model, provider=preset.price_id)
     if preset.wire == "scripted":
         from .scripted import ScriptedModel
 
@@ -86,6 +95,9 @@ def create_model(spec: ModelSpec) -> ChatModel:
     if preset.wire == "anthropic":
         from .anthropic import AnthropicChatModel
 
+        # The Anthropic SDK appends /v1/messages itself; accept a base URL written either way.
+        if base_url and base_url.rstrip("/").endswith("/v1"):
+            base_url = base_url.rstrip("/").removesuffix("/v1")
         return AnthropicChatModel(
             model_name=spec.model, api_key=spec.api_key, base_url=base_url, pricing=pricing
         )

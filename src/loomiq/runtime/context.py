@@ -63,6 +63,11 @@ class ExecutionContext:
             self._sink(event)
 
     @property
+    def sink(self) -> EventSink | None:
+        """Where this context's events go (None when nobody listens)."""
+        return self._sink
+
+    @property
     def streaming(self) -> bool:
         """Whether someone listens to events (then model calls stream their text)."""
         return self._sink is not None
