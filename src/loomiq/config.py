@@ -167,7 +167,8 @@ def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
     scripted = None
     if section.scripted is not None:
         scripted = section.scripted.model_dump(exclude_none=True)
-        scripted.setdefault("persona", section.name)
+        if not scripted.get("persona"):
+            scripted["persona"] = section.name or section.id
     model = create_model(ModelSpec(section.provider, section.model, section.base_url, api_key, pricing, scripted))
     config = AgentConfig(
         id=section.id,

@@ -62,11 +62,11 @@ def offline_answer(name: str, persona: str, request: ModelRequest) -> str:
     # Strategies put the task first and their instructions after a blank line.
     task = last.split("\n\n", 1)[0]
     first = " ".join(task.split())[:90]
-    digest = hashlib.blake2s(f"{name}\0{task}".encode(), digest_size=2).digest()
+    who = persona or name
+    digest = hashlib.blake2s(f"{who}\0{task}".encode(), digest_size=2).digest()
     opener = _OPENERS[digest[0] % len(_OPENERS)]
-    role = f" as {persona}" if persona else ""
     return (
-        f"[offline answer from scripted agent {name}{role}] {opener}: on \"{first}\", "
+        f"[offline answer from scripted agent {who}] {opener}: on \"{first}\", "
         f"the decision hinges on cost, risk and reversibility. This text is scripted, not a model's."
     )
 
@@ -86,7 +86,7 @@ class ScriptedModel:
         latency_s: simulated time per call (split across stream chunks when streaming).
         failures: call index -> failure, applied before `replies` (e.g. ``{0: "rate_limit"}``).
         model_name: reported model name.
-        persona: role named in the default offline answer.
+        persona: who answers in the default offline answer (the agent's name); the model name if empty.
         pricing: per-token prices, so cost accounting can be tested offline.
         hang_s: how long a scripted ``timeout`` failure blocks (the agent's timeout should fire first).
     """

@@ -1,0 +1,50 @@
+"""The `loomiq` command line: `loomiq run`, `loomiq agents`, `loomiq agents check`, `loomiq --version`.
+
+Every problem the user can fix (config, strategy, agent names) ends as one line on stderr,
+``loomiq: error: <message>``, with exit code 2.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ._agents import agents_app
+from ._run import run_command
+
+app = typer.Typer(
+    name="loomiq",
+    help="Coordinate many LLM agents: run a task with a collaboration strategy, inspect the agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # Locals can hold API keys; never print them in a traceback.
+    pretty_exceptions_show_locals=False,
+)
+app.command("run")(run_command)
+app.add_typer(agents_app, name="agents")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"loomiq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", help="Show the version and exit.", callback=_show_version, is_eager=True,
+    )] = False,
+) -> None:
+    """Coordinate many LLM agents: run a task with a collaboration strategy, inspect the agents."""
+
+
+def main() -> None:
+    """Entry point of the `loomiq` console script."""
+    app(prog_name="loomiq")
+
+
+__all__ = ["app", "main"]

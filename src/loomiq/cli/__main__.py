@@ -1,0 +1,5 @@
+"""`python -m loomiq.cli`: the same as the `loomiq` command."""
+
+from . import main
+
+main()

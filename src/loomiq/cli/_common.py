@@ -1,0 +1,71 @@
+"""Shared pieces of the CLI: the one-line error exit, option parsing, and number formatting."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from ..agents import Agent
+
+USAGE_ERROR = 2
+"""Exit code for anything the user asked that cannot run: bad config, strategy or agent."""
+
+OFFLINE_DEFAULT = (
+    "offline: no provider key or server configured; these answers come from loomiq's built-in "
+    "scripted agents, not a real model"
+)
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
+    """Print ``loomiq: error: <message>`` as one line on stderr and exit with `code`."""
+    line = " ".join(str(message).split())
+    sys.stderr.write(f"loomiq: error: {line}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def split_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or blank -> ``[]``."""
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def offline_notice(agents: Sequence[Agent], config: Path | None) -> str | None:
+    """The line that tells a person the answers are scripted, or None when every agent is real.
+
+    `config` is the config file in use (None for the built-in default agents).
+    """
+    offline = [a.id for a in agents if a.offline]
+    if not offline:
+        return None
+    if len(offline) == len(agents) and config is None:
+        return OFFLINE_DEFAULT
+    who = ", ".join(offline)
+    return (
+        f"offline: agent(s) {who} are scripted; their answers come from loomiq's built-in scripted "
+        "agents, not a real model"
+    )
+
+
+def fmt_cost(cost: float) -> str:
+    """Dollars with enough digits to see a fraction of a cent."""
+    if cost == 0:
+        return "$0.00"
+    return f"${cost:.6f}" if cost < 0.01 else f"${cost:.4f}"
+
+
+def fmt_ms(ms: float) -> str:
+    """Milliseconds (a decimal under ten), switching to seconds past ten seconds."""
+    if ms >= 10_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+
+
+def fmt_tokens(n: int) -> str:
+    """A token count with thousands separators."""
+    return f"{n:,}"

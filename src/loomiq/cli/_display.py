@@ -1,0 +1,271 @@
+"""How `loomiq run` shows a run to a person: a live `rich` table on a terminal, plain progressive
+lines anywhere else (pipes, logs, tests), and the same final summary for both."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import typer
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from ..orchestrator import RunPlan
+from ..runtime import AgentFailedOver, RunEvent, RunResult, StepDelta, StepFinished, StepStarted
+from ._common import fmt_cost, fmt_ms, fmt_tokens
+
+
+def strategy_line(strategy: str, reason: str) -> str:
+    """``consensus (why it was chosen)``; an explicit choice says so."""
+    return f"{strategy} ({reason or 'chosen with --strategy'})"
+
+
+def summary_rows(result: RunResult) -> list[tuple[str, str]]:
+    """(label, value) pairs describing a finished run, for either display."""
+    rows = [("status", result.status)]
+    if result.error:
+        rows.append(("error", result.error))
+    rows.append(("strategy", strategy_line(result.strategy, result.strategy_reason)))
+    rows.extend(("note", note) for note in result.notes)
+    rows.append(("answered", ", ".join(result.answered) or "none"))
+    failed = result.failed
+    if not failed:
+        rows.append(("failed", "none"))
+    for agent, why in failed.items():
+        rows.append(("failed", f"{agent} ({why})"))
+    u = result.usage
+    rows.append(("tokens", f"{fmt_tokens(u.total_tokens)} ({fmt_tokens(u.input_tokens)} in, "
+                           f"{fmt_tokens(u.output_tokens)} out)"))
+    rows.append(("cost", fmt_cost(result.cost_usd)))
+    rows.append(("duration", fmt_ms(result.duration_ms)))
+    if result.offline:
+        rows.append(("answers", "offline scripted answers, not a real model's"))
+    return rows
+
+
+class PlainDisplay:
+    """Progressive plain-text lines, one per step event; no colours, no cursor movement."""
+
+    def __init__(self, notice: str | None) -> None:
+        self.notice = notice
+
+    def _line(self, text: str = "") -> None:
+        typer.echo(text)
+
+    async def begin(self, plan: RunPlan) -> None:
+        """Announce the run: offline notice first, then strategy and agents."""
+        if self.notice:
+            self._line(self.notice)
+        self._line(f"strategy: {strategy_line(plan.strategy.name, plan.reason)}")
+        self._line(f"agents: {', '.join(a.id for a in plan.agents)}")
+
+    def event(self, event: RunEvent) -> None:
+        """One line per step start, end or failover; text deltas are not echoed here (concurrent
+        steps would interleave them), the final output is printed whole at the end."""
+        if isinstance(event, StepStarted):
+            self._line(f"[{event.step}] {event.agent} working ({event.role})")
+        elif isinstance(event, AgentFailedOver):
+            self._line(f"[{event.step}] {event.from_agent} failed over to {event.to_agent}: {event.error}")
+        elif isinstance(event, StepFinished):
+            s = event.result
+            if s.ok:
+                self._line(f"[{s.key}] {s.agent} done: {fmt_tokens(s.usage.total_tokens)} tokens, "
+                           f"{fmt_cost(s.cost_usd)}, {fmt_ms(s.duration_ms)}")
+            else:
+                self._line(f"[{s.key}] {s.agent} failed: {s.error}")
+
+    async def close(self) -> None:
+        """Nothing to stop."""
+
+    async def finish(self, result: RunResult) -> None:
+        """The final output, then the summary."""
+        self._line()
+        self._line("output:")
+        self._line(result.output if result.output else "(no output)")
+        self._line()
+        width = max(len(label) for label, _ in summary_rows(result)) + 1
+        for label, value in summary_rows(result):
+            self._line(f"{label + ':':<{width}} {value}")
+        if result.offline and self.notice is None:
+            self._line("offline: some answers come from loomiq's built-in scripted agents, not a real model")
+
+
+_STATE_STYLE = {
+    "waiting": "dim", "done": "green", "failed": "bold red", "failed over": "magenta",
+    "cancelled": "yellow", "timed out": "yellow", "stopped": "yellow",
+}
+
+
+@dataclass(slots=True)
+class _Row:
+    agent: str
+    step: str | None = None
+    role: str = ""
+    state: str = "waiting"
+    tokens: int | None = None
+    cost: float | None = None
+    started: float = 0.0
+    ms: float | None = None
+    detail: str = ""
+    text: list[str] = field(default_factory=list)
+
+
+class LiveDisplay:
+    """A `rich` Live table (one row per agent step) with the text being streamed under it."""
+
+    refresh_s = 0.1
+    tail_lines = 6
+
+    def __init__(self, notice: str | None, console: Console | None = None) -> None:
+        self.notice = notice
+        self.console = console or Console(highlight=False)
+        self.rows: list[_Row] = []
+        self._streaming: _Row | None = None
+        self._live: Live | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._done = False
+
+    async def begin(self, plan: RunPlan) -> None:
+        """Print the header and start the live table with every planned agent waiting."""
+        c = self.console
+        if self.notice:
+            c.print(Text(self.notice, style="bold yellow"))
+        c.print(Text.assemble(("strategy ", "bold"), (plan.strategy.name, "cyan"),
+                              (f" ({plan.reason or 'chosen with --strategy'})", "dim")))
+        self.rows = [_Row(a.id) for a in plan.agents]
+        # Refreshed from the event loop (auto_refresh off) so rendering never races the updates.
+        self._live = Live(console=c, auto_refresh=False, get_renderable=self._render, transient=False)
+        self._live.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            if self._live is not None:
+                self._live.refresh()
+
+    def _row(self, step: str, agent: str) -> _Row | None:
+        for row in reversed(self.rows):
+            if row.step == step and row.agent == agent:
+                return row
+        return None
+
+    def event(self, event: RunEvent) -> None:
+        """Update the rows (and the streamed text) from one run event."""
+        if isinstance(event, StepStarted):
+            row = next((r for r in self.rows if r.step is None and r.agent == event.agent), None)
+            if row is None:
+                row = _Row(event.agent)
+                self.rows.append(row)
+            row.step, row.role, row.state, row.started = event.step, event.role, "working", time.perf_counter()
+        elif isinstance(event, StepDelta):
+            row = self._row(event.step, event.agent)
+            if row is not None:
+                row.text.append(event.text)
+                self._streaming = row
+        elif isinstance(event, AgentFailedOver):
+            row = self._row(event.step, event.from_agent)
+            if row is not None:
+                row.state, row.detail = "failed over", f"→ {event.to_agent}: {event.error}"
+                row.ms = (time.perf_counter() - row.started) * 1000
+        elif isinstance(event, StepFinished):
+            s = event.result
+            row = self._row(s.key, s.agent)
+            if row is not None:
+                row.state = "done" if s.ok else "failed"
+                row.detail = s.error or ""
+                row.tokens, row.cost = s.usage.total_tokens, s.cost_usd
+                # A step's own duration includes the agents it failed over from; the row is one agent's.
+                row.ms = s.duration_ms if not s.failed_over_from else (time.perf_counter() - row.started) * 1000
+
+    @property
+    def _width(self) -> int:
+        return max(24, self.console.width - 2)
+
+    def _table(self) -> Table:
+        # Expanded so the fixed columns keep their natural width and only the detail column shrinks;
+        # short of the last columns so a "^C" echoed by the terminal does not wrap and shift the display.
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True, width=self._width,
+                      padding=(0, 1, 0, 0))
+        table.add_column("agent", style="bold", no_wrap=True)
+        table.add_column("role", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("tokens", justify="right", no_wrap=True)
+        table.add_column("cost", justify="right", no_wrap=True)
+        table.add_column("ms", justify="right", no_wrap=True)
+        table.add_column("", style="dim", overflow="ellipsis", no_wrap=True, ratio=1)
+        now = time.perf_counter()
+        for row in self.rows:
+            state: RenderableType
+            if row.state == "working" and not self._done:
+                state = Spinner("dots", text=Text("working", style="yellow"), style="yellow")
+            else:
+                state = Text(row.state, style=_STATE_STYLE.get(row.state, ""))
+            ms = row.ms if row.ms is not None else ((now - row.started) * 1000 if row.state == "working" else None)
+            table.add_row(
+                row.agent,
+                row.role or "—",
+                state,
+                fmt_tokens(row.tokens) if row.tokens is not None else "",
+                fmt_cost(row.cost) if row.cost is not None else "",
+                f"{ms:,.0f}" if ms is not None else "",
+                row.detail,
+            )
+        return table
+
+    def _render(self) -> RenderableType:
+        table = self._table()
+        row = self._streaming
+        if self._done or row is None or row.state != "working":
+            return table
+        width = self._width - 4
+        lines = Text("".join(row.text)).wrap(self.console, width)
+        tail = Text("\n").join(lines[-self.tail_lines:])
+        title = Text.assemble((row.agent, "bold"), f" · {row.role} · {row.step}")
+        return Group(table, Panel(tail, title=title, title_align="left", border_style="dim", width=width + 4))
+
+    async def close(self) -> None:
+        """Stop the live display (if still running), leaving the table on screen."""
+        self._done = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+    async def finish(self, result: RunResult) -> None:
+        """Stop the table (steps still working when a run is cancelled or timed out are marked so),
+        then print the final output under a rule and the summary as a two-column grid."""
+        ended = {"cancelled": "cancelled", "timed_out": "timed out"}.get(result.status, "stopped")
+        now = time.perf_counter()
+        for row in self.rows:
+            if row.state == "working":
+                row.state, row.ms = ended, (now - row.started) * 1000
+        await self.close()
+        c = self.console
+        title = "output (offline scripted answer, not a real model's)" if result.offline else "output"
+        c.print()
+        c.rule(Text(title, style="bold"), align="left")
+        c.print(Text(result.output) if result.output else Text("(no output)", style="dim"))
+        c.rule(style="dim")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        styles = {"completed": "green", "failed": "bold red", "timed_out": "bold red", "cancelled": "yellow"}
+        for label, value in summary_rows(result):
+            style = styles.get(value, "") if label == "status" else ("red" if label == "error" else "")
+            if label == "answers":
+                style = "yellow"
+            grid.add_row(label, Text(value, style=style))
+        c.print(grid)
