@@ -75,11 +75,10 @@ async def call_agent(
             except ModelError as exc:
                 error = exc
             except asyncio.CancelledError:
-                if not deadline.expired:
+                # Only our own deadline's cancellation becomes a timeout; any other propagates.
+                if not deadline.absorb():
                     breaker.release_probe()
                     raise
-                # Our own deadline cancelled the call: undo that cancellation, count a timeout.
-                deadline.task.uncancel()
                 error = ModelTimeout(f"no answer within {timeout:g}s")
             else:
                 breaker.record_success()

@@ -18,13 +18,20 @@ RESOLUTION_S = 0.02
 class Deadline:
     """One watched call: its due time (loop clock), its task, and whether the tick cancelled it."""
 
-    __slots__ = ("due", "task", "expired", "key")
+    __slots__ = ("due", "task", "expired", "key", "cancelling")
 
     def __init__(self, due: float, task: asyncio.Task[object], key: int) -> None:
         self.due = due
         self.task = task
         self.expired = False
         self.key = key
+        self.cancelling = task.cancelling()
+        """Cancellation requests pending on the task when the deadline was set."""
+
+    def absorb(self) -> bool:
+        """After a CancelledError: True if it was only this deadline's own cancellation (which is
+        then withdrawn), False if someone else also cancelled the task and it must propagate."""
+        return self.expired and self.task.uncancel() <= self.cancelling
 
 
 class DeadlineWatch:

@@ -21,7 +21,8 @@ class ConsensusStrategy(Strategy):
     Which agent leads: `lead` if given; else, for agents named by the caller, the last one when
     there are more than `min_agents` of them, otherwise the first (who also analyses); for agents
     picked by the registry, the best agent with a ``synthesis`` or ``lead`` capability outside the
-    analysts, else the best remaining agent, else the best analyst.
+    analysts, else the best remaining agent, else the best analyst. `pick` returns the analysts
+    followed by the lead, and `execute` reads them in that order.
 
     With fewer analysts than `min_agents` the run is refused with a clear error, unless
     `allow_fewer` is set. If some analysts fail, the lead synthesises what came back and the result
@@ -40,44 +41,45 @@ class ConsensusStrategy(Strategy):
         """Analysts the registry picks."""
         return self.min_agents
 
-    def split(self, agents: Sequence[Agent]) -> tuple[list[Agent], Agent]:
-        """(analysts, lead) for the agents of a run, by the rule in the class docstring."""
-        if self.lead is not None:
-            lead = next((a for a in agents if a.id == self.lead), None)
-            if lead is None:
-                raise StrategyError(f"lead agent {self.lead!r} is not among the run's agents")
-            analysts = [a for a in agents if a is not lead]
-            return (analysts or [lead]), lead
-        if len(agents) > self.min_agents:
-            return list(agents[:-1]), agents[-1]
-        return list(agents), agents[0]
+    @staticmethod
+    def split(agents: Sequence[Agent]) -> tuple[list[Agent], Agent]:
+        """(analysts, lead) of a run's agents: the lead is always last (`pick` puts it there, and
+        it may also appear among the analysts when it analyses too)."""
+        if len(agents) < 2:
+            return list(agents), agents[0]
+        return list(agents[:-1]), agents[-1]
 
     def pick(self, registry: AgentRegistry, named: Sequence[str] | None, capabilities: Sequence[str]) -> list[Agent]:
-        """Analysts plus, when one exists, a separate lead (always last)."""
+        """The analysts followed by the lead (by the rule in the class docstring)."""
         if named:
             agents = super().pick(registry, named, capabilities)
-            if self.lead is not None and self.lead not in named:
-                agents.append(registry.get(self.lead))
+            if self.lead is not None:
+                lead = registry.get(self.lead)
+                analysts = [a for a in agents if a.id != lead.id] or [lead]
+            elif len(agents) > self.min_agents:
+                analysts, lead = agents[:-1], agents[-1]
+            else:
+                analysts, lead = agents, agents[0]
         else:
-            lead = registry.get(self.lead) if self.lead else self._registry_lead(registry, capabilities)
-            exclude = {lead.id} if lead else set()
+            found = registry.get(self.lead) if self.lead else self._registry_lead(registry, capabilities)
+            exclude = {found.id} if found else set()
             try:
                 analysts = registry.select(capabilities, self.min_agents, exclude=exclude)
             except NoAgentAvailable:
                 analysts = []
-            if lead is None:
+            if found is None:
                 rest = registry.rank(capabilities, exclude={a.id for a in analysts})
-                lead = rest[0] if rest else None
-            agents = analysts + ([lead] if lead is not None and lead not in analysts else [])
-            if not agents:
+                found = rest[0] if rest else (analysts[0] if analysts else None)
+            if found is None:
                 raise NoAgentAvailable(f"no healthy agent has {', '.join(capabilities) or 'any capability'}")
-        analysts, _ = self.split(agents)
+            lead = found
+            analysts = analysts or [lead]
         if len(analysts) < self.min_agents and not self.allow_fewer:
             raise StrategyError(
                 f"consensus needs at least {self.min_agents} analysts but only {len(analysts)} "
                 f"{'is' if len(analysts) == 1 else 'are'} available; name more agents or allow fewer"
             )
-        return agents
+        return [*analysts, lead]
 
     def _registry_lead(self, registry: AgentRegistry, capabilities: Sequence[str]) -> Agent | None:
         for cap in LEAD_CAPABILITIES:
