@@ -9,5 +9,5 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-.venv/bin/python -m ruff check src tests bench
+.venv/bin/python -m ruff check
 .venv/bin/python -m pytest -q "$@"

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .agents import Agent, AgentRegistry
 from .models import Usage
@@ -25,6 +25,9 @@ from .runtime import (
     TaskSpec,
 )
 from .strategies import Strategy, StrategyError, choose_strategy, get_strategy
+
+if TYPE_CHECKING:
+    from .engine import Task, TaskEngine, TaskEvent, TaskID
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class Orchestrator:
         orch = Orchestrator([Agent(AgentConfig("a", "scripted", "s"), ScriptedModel())])
         result = await orch.run("Should we shard the database?", strategy="consensus")
     """
+
+    _engine: TaskEngine | None = None
+    """The durable engine, once `open_engine` was called."""
 
     def __init__(self, agents: AgentRegistry | Iterable[Agent] = ()) -> None:
         self.registry = agents if isinstance(agents, AgentRegistry) else AgentRegistry(agents)
@@ -113,7 +119,12 @@ class Orchestrator:
 
         Provider failures never raise: they are in the result's steps and status. Cancelling the
         awaiting task cancels the run (in-flight provider requests are aborted).
+
+        With ``durable=True`` the run is a task of the engine opened by `open_engine`: it runs here,
+        each step journalled, and a worker resumes it if this process dies (`TaskEngine.run`).
         """
+        if kwargs.pop("durable", False):
+            return await self.engine.run(prompt, **kwargs)
         timeout_s = kwargs.pop("timeout_s", None)
         return await self.execute(self.plan(prompt, **kwargs), timeout_s=timeout_s)
 
@@ -148,7 +159,7 @@ class Orchestrator:
         ctx.pool = frozenset(a.id for a in plan.agents)
         agents = plan.agents
         if sink is not None:
-            sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(a.id for a in agents),
+            sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
                             any(a.offline for a in agents)))
         started = time.perf_counter()
         status: RunStatus = "completed"
@@ -190,8 +201,81 @@ class Orchestrator:
         return result
 
     async def aclose(self) -> None:
-        """Close every agent's model (HTTP connections)."""
+        """Close every agent's model (HTTP connections), and the engine if one was opened."""
+        await self.close_engine()
         await asyncio.gather(*(a.model.aclose() for a in self.registry))
+
+    def resume_plan(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        strategy: str,
+        agents: Sequence[str],
+        capabilities: Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        reason: str = "",
+    ) -> RunPlan:
+        """Rebuild a plan decided earlier by `plan` from its stored parts: the same strategy and
+        agents, chosen again by nobody (a durable run resumed elsewhere replays the same step keys).
+        Raises `StrategyError` or `UnknownAgent` when this process cannot run it."""
+        chosen = self._strategy(strategy, options)
+        picked = tuple(self.registry.get(a) for a in agents)
+        return RunPlan(task_id, TaskSpec(prompt, tuple(capabilities), dict(context or {})), chosen, reason, picked)
+
+    # -- the durable engine (loomiq.engine); see TaskEngine for every method's contract ----------
+
+    async def open_engine(self, url: str | None = None, **options: Any) -> TaskEngine:
+        """Open the durable engine on `url` (default ``$LOOMIQ_DATABASE_URL``, else
+        ``sqlite:///loomiq.db``) and bind it to this orchestrator; `options` go to
+        `TaskEngine.open` (``config=EngineConfig(...)``, ``agent_limits=...``, store options).
+        Closed by `close_engine` or `aclose`."""
+        from .engine import TaskEngine
+
+        if self._engine is not None:
+            raise RuntimeError("an engine is already open on this orchestrator; close it first")
+        self._engine = await TaskEngine.open(self, url, **options)
+        return self._engine
+
+    @property
+    def engine(self) -> TaskEngine:
+        """The engine opened by `open_engine`. Raises `RuntimeError` when none is."""
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("no durable engine: call `await orchestrator.open_engine()` first")
+        return engine
+
+    async def close_engine(self) -> None:
+        """Close the engine (and its database connections) if one is open."""
+        engine = self._engine
+        if engine is not None:
+            self._engine = None
+            await engine.close()
+
+    async def submit(self, prompt: str, **kwargs: Any) -> TaskID:
+        """Queue a durable task; returns its id once committed. See `TaskEngine.submit`."""
+        return await self.engine.submit(prompt, **kwargs)
+
+    async def get_task(self, task_id: str) -> Task:
+        """A durable task by id. See `TaskEngine.get_task`."""
+        return await self.engine.get_task(task_id)
+
+    async def list_tasks(self, **filters: Any) -> list[Task]:
+        """Durable tasks, newest first. See `TaskEngine.list_tasks`."""
+        return await self.engine.list_tasks(**filters)
+
+    async def cancel_task(self, task_id: str) -> Task:
+        """Cancel a durable task (and the tasks waiting on it). See `TaskEngine.cancel_task`."""
+        return await self.engine.cancel_task(task_id)
+
+    def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+        """A durable task's events after `after`, replayed then live. See `TaskEngine.events`."""
+        return self.engine.events(task_id, after)
+
+    async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
+        """Wait for a durable task to end. See `TaskEngine.wait`."""
+        return await self.engine.wait(task_id, timeout_s)
 
 
 class RunHandle:
