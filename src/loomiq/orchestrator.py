@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,17 @@ from .strategies import Strategy, StrategyError, choose_strategy, get_strategy
 
 if TYPE_CHECKING:
     from .engine import Task, TaskEngine, TaskEvent, TaskID
+
+
+# Run ids: 48 random bits per process, then a counter. Unique across processes without paying for
+# a random-bytes system call (uuid4) on every run.
+_RUN_PREFIX = os.urandom(6).hex()
+_run_counter = itertools.count(1)
+
+
+def new_run_id() -> str:
+    """A fresh, unique run id (32 hex characters, like a uuid4's hex form)."""
+    return f"{_RUN_PREFIX}{next(_run_counter):020x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,7 @@ class Orchestrator:
         chosen = self._strategy(strategy, options)
         picked = chosen.pick(self.registry, agents, capabilities)
         task = TaskSpec(prompt, tuple(capabilities), dict(context or {}))
-        return RunPlan(task_id or uuid.uuid4().hex, task, chosen, reason, tuple(picked))
+        return RunPlan(task_id or new_run_id(), task, chosen, reason, tuple(picked))
 
     async def run(self, prompt: str, **kwargs: Any) -> RunResult:
         """Run a task to the end and return its result. Takes `plan`'s arguments, and `timeout_s`.
@@ -185,11 +196,13 @@ class Orchestrator:
             if outcome.error is not None:
                 status, error = "failed", outcome.error
         steps = tuple(ctx.steps)
-        usage = Usage()
+        tokens_in = tokens_out = 0
         cost = 0.0
         for s in steps:
-            usage = usage + s.usage
+            tokens_in += s.usage.input_tokens
+            tokens_out += s.usage.output_tokens
             cost += s.cost_usd
+        usage = Usage(tokens_in, tokens_out)
         answered = [s for s in steps if s.ok]
         offline = any(s.offline for s in answered) if answered else any(a.offline for a in agents)
         result = RunResult(

@@ -1,9 +1,11 @@
 """Coarse per-call timeouts that cost a dict insert and delete instead of a timer per call.
 
 `asyncio.timeout()` schedules and cancels a timer-heap entry on every agent call, which is a third
-of loomiq's whole per-call overhead. LLM timeouts are seconds long, so a deadline enforced within
-`RESOLUTION_S` of its due time is as good: one periodic tick per event loop, running only while
-calls are in flight, cancels the tasks whose deadline has passed.
+of loomiq's whole per-call overhead. Instead each event loop has one timer, armed at the earliest
+pending deadline: adding a deadline later than it (the usual case, as every call of an agent has the
+same timeout) costs a dict insert, and removing one a dict delete. The timer never ticks
+periodically: extra loop wake-ups would make every model round-trip end late (the loop rounds its
+next wait up to whole milliseconds after each wake-up).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class DeadlineWatch:
         self._loop = loop
         self._entries: dict[int, Deadline] = {}
         self._keys = itertools.count()
-        self._ticking = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = float("inf")
 
     def add(self, timeout_s: float) -> Deadline:
         """Watch the current task: it is cancelled about `timeout_s` from now unless removed."""
@@ -49,16 +52,24 @@ class DeadlineWatch:
         assert task is not None, "deadlines are for code running in a task"
         entry = Deadline(self._loop.time() + timeout_s, task, next(self._keys))
         self._entries[entry.key] = entry
-        if not self._ticking:
-            self._ticking = True
-            self._loop.call_later(RESOLUTION_S, self._tick)
+        if entry.due + RESOLUTION_S < self._armed_at:
+            self._arm(entry.due)
         return entry
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        # A little slack lets one wake-up expire a cluster of deadlines that fall close together.
+        self._armed_at = due + RESOLUTION_S
+        self._timer = self._loop.call_at(self._armed_at, self._tick)
 
     def remove(self, entry: Deadline) -> None:
         """Stop watching (the call ended, one way or another)."""
         self._entries.pop(entry.key, None)
 
     def _tick(self) -> None:
+        self._timer = None
+        self._armed_at = float("inf")
         now = self._loop.time()
         expired = [e for e in self._entries.values() if e.due <= now]
         for entry in expired:
@@ -66,9 +77,7 @@ class DeadlineWatch:
             entry.expired = True
             entry.task.cancel()
         if self._entries:
-            self._loop.call_later(RESOLUTION_S, self._tick)
-        else:
-            self._ticking = False
+            self._arm(min(e.due for e in self._entries.values()))
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineWatch] = weakref.WeakKeyDictionary()

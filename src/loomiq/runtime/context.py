@@ -101,14 +101,10 @@ class ExecutionContext:
         current = agent
         attempts = 0
         while True:
+            on_delta = None
             if sink is not None:
                 sink(StepStarted(self.run_id, key, current.id, role))
-                agent_id = current.id
-
-                def on_delta(text: str, agent_id: str = agent_id) -> None:
-                    sink(StepDelta(self.run_id, key, agent_id, text))
-            else:
-                on_delta = None
+                on_delta = self._delta_writer(key, current.id)
             try:
                 response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
             except AgentCallFailed as exc:
@@ -130,6 +126,18 @@ class ExecutionContext:
                 (time.perf_counter() - started) * 1000, None, attempts + n, tuple(tried),
                 response.model, current.offline,
             ))
+
+    def _delta_writer(self, key: str, agent_id: str) -> Callable[[str], None]:
+        # Built only when someone listens; kept out of `call` so that a call nobody streams
+        # allocates no closure cells (they add up under thousands of concurrent runs).
+        sink = self._sink
+        assert sink is not None
+        run_id = self.run_id
+
+        def on_delta(text: str) -> None:
+            sink(StepDelta(run_id, key, agent_id, text))
+
+        return on_delta
 
     def _stand_in(self, failed: Agent, tried: Sequence[tuple[str, str]]) -> Agent | None:
         """The best agent to take over from `failed`: outside the run's pool if possible."""
