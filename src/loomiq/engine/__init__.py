@@ -1,0 +1,111 @@
+"""The durable task engine: tasks that survive crashes, on SQLite or PostgreSQL.
+
+A durable run is the same strategy code as an in-process run, executed through a `DurableContext`
+that journals every agent call (replaying finished ones after a crash). Around it: a task queue
+with priorities, aging, dependencies, retries, timeouts and cancellation; workers that claim tasks
+under fenced leases; and an ordered, replayable event log per task.
+
+Use it through the orchestrator::
+
+    orch = Orchestrator.from_config()
+    await orch.open_engine()                              # $LOOMIQ_DATABASE_URL or sqlite:///loomiq.db
+    task_id = await orch.submit("Compare A and B", strategy="consensus", priority="high")
+    async for event in orch.events(task_id):              # replayed from the log, then live
+        print(event.seq, event.type)
+    task = await orch.wait(task_id)
+
+and run tasks with `Worker` (in-process) or ``python -m loomiq.engine.worker`` (a process).
+The machinery lives in private modules: `_ops` (every transaction, written once), `_queue` (pure
+ordering and retry decisions), `_schema` (migrations), `_sqlite` and `_postgres` (the dialects).
+"""
+
+from ._ops import Claim
+from .context import DurableContext, TaskLog
+from .engine import EngineConfig, TaskEngine
+from .errors import (
+    DependencyError,
+    EngineClosed,
+    EngineError,
+    InvalidTask,
+    LeaseLost,
+    SchemaError,
+    TaskNotFound,
+)
+from .events import (
+    EventHub,
+    LifecycleEvent,
+    TaskFinished,
+    TaskHandedBack,
+    TaskQueued,
+    TaskReady,
+    TaskRetrying,
+    TaskStarted,
+    TaskWaiting,
+)
+from .limits import AgentLimit, AgentLimiter
+from .store import DEFAULT_URL, Store, WriterStats, database_url, open_store
+from .task import (
+    DEFAULT_TENANT,
+    PRIORITY_LEVELS,
+    TASK_STATUSES,
+    TERMINAL_STATUSES,
+    Attempt,
+    Priority,
+    Task,
+    TaskEvent,
+    TaskID,
+    TaskRequest,
+    TaskRetry,
+    TaskStatus,
+    TenantID,
+    WorkerID,
+    WorkerInfo,
+)
+from .worker import Worker
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "DEFAULT_URL",
+    "PRIORITY_LEVELS",
+    "TASK_STATUSES",
+    "TERMINAL_STATUSES",
+    "AgentLimit",
+    "AgentLimiter",
+    "Attempt",
+    "Claim",
+    "DependencyError",
+    "DurableContext",
+    "EngineClosed",
+    "EngineConfig",
+    "EngineError",
+    "EventHub",
+    "InvalidTask",
+    "LeaseLost",
+    "LifecycleEvent",
+    "Priority",
+    "SchemaError",
+    "Store",
+    "Task",
+    "TaskEngine",
+    "TaskEvent",
+    "TaskFinished",
+    "TaskHandedBack",
+    "TaskID",
+    "TaskLog",
+    "TaskNotFound",
+    "TaskQueued",
+    "TaskReady",
+    "TaskRequest",
+    "TaskRetry",
+    "TaskRetrying",
+    "TaskStarted",
+    "TaskStatus",
+    "TaskWaiting",
+    "TenantID",
+    "Worker",
+    "WorkerID",
+    "WorkerInfo",
+    "WriterStats",
+    "database_url",
+    "open_store",
+]

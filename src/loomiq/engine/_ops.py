@@ -1,0 +1,472 @@
+"""The engine's transactions, written once for every dialect.
+
+Each operation is a generator: it yields `Stmt`s and receives their results, and returns a value.
+A dialect drives it inside one savepoint of its current group-commit batch: SQLite synchronously in
+its writer thread, PostgreSQL with awaits on the batch's connection. The logic (who may write what,
+state transitions, fencing, dependency propagation) lives here only; the drivers only run SQL.
+
+Invariants every operation keeps:
+- A holder's write names its lease epoch and changes nothing unless the task is still ``running``
+  under that epoch (fencing): a holder whose lease was taken over gets `LeaseLost`.
+- Events of a task not leased by the writer get ``seq = MAX(seq) + 1`` after the writer has locked or
+  written the task's row, so two writers never compute the same number.
+- Rows are locked in a fixed order where several are (dependents in id order) to avoid deadlocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from ._codec import TASK_COLUMNS, dumps, request_from_json, task_from_row
+from ._queue import after_run, sort_key
+from .errors import DependencyError, LeaseLost, TaskNotFound
+from .events import (
+    LifecycleEvent,
+    TaskFinished,
+    TaskHandedBack,
+    TaskQueued,
+    TaskReady,
+    TaskRetrying,
+    TaskStarted,
+    TaskWaiting,
+)
+from .task import Task, TaskEvent, TaskID, TaskRequest, WorkerID
+
+Mode = Literal["exec", "one", "all", "val", "many"]
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """One SQL statement (``?`` placeholders) and what to return: the rowcount (`exec`), the first
+    row (`one`), all rows (`all`), the first column of the first row (`val`), or nothing (`many`,
+    an executemany over `args`)."""
+
+    sql: str
+    args: Sequence[Any]
+    mode: Mode = "exec"
+
+
+Op = Generator[Stmt, Any, R]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few SQL differences the operations care about."""
+
+    name: str
+    for_update: str = ""
+    for_share: str = ""
+    skip_locked: str = ""
+    notify_channel: str | None = None
+    """PostgreSQL: the NOTIFY channel prefix; None where there is no NOTIFY (SQLite)."""
+
+    def in_(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (...)`` for `values`, and its arguments."""
+        if self.name == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def notify(self, kind: str, payload: str) -> Stmt | None:
+        """The statement waking other processes about `kind` (tasks, cancel), if the dialect can."""
+        if self.notify_channel is None:
+            return None
+        return Stmt("SELECT pg_notify(?, ?)", (f"{self.notify_channel}_{kind}", payload), "exec")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A task claimed by a holder: the task, the lease epoch its writes must carry, and the next
+    event sequence number the holder assigns."""
+
+    task: Task
+    epoch: int
+    next_seq: int
+    deadline_at: float | None
+
+    @property
+    def resumed(self) -> bool:
+        """True when an earlier holder ran this task (its journal may have steps to replay)."""
+        return self.epoch > 1
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an operation did, for the store to act on once the batch committed."""
+
+    value: Any = None
+    events: list[TaskEvent] = field(default_factory=list)
+    work: bool = False
+    """Some task became claimable: wake this process's workers."""
+
+
+def _event(
+    d: Dialect, task_id: str, tenant: str, epoch: int, ev: LifecycleEvent, now: float, seq: int | None = None
+) -> Op[TaskEvent]:
+    if seq is None:
+        seq = (yield Stmt("SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,), "val")) + 1
+    data = ev.to_dict()
+    yield Stmt(
+        "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (task_id, seq, tenant, epoch, ev.type, dumps(data), now),
+    )
+    return TaskEvent(TaskID(task_id), seq, ev.type, data)
+
+
+def _finished(status: str, error: str | None, dead: bool = False) -> TaskFinished:
+    return TaskFinished(status, error, "", {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}, 0.0, dead)
+
+
+def submit(
+    d: Dialect,
+    task_id: str,
+    r: TaskRequest,
+    request_json: str,
+    now: float,
+    aging_s: float,
+    holder: WorkerID | None = None,
+    lease_s: float = 0.0,
+    check_cycles: bool = False,
+) -> Op[Outcome]:
+    """Insert a task (or find the one with the same idempotency key). With `holder`, a ready task is
+    claimed by it in the same transaction (``run(durable=True)``); the outcome's value is then a
+    `Claim`, else the task id."""
+    out = Outcome()
+    if r.idempotency_key is not None:
+        existing = yield Stmt(
+            "SELECT id FROM tasks WHERE tenant_id = ? AND idempotency_key = ?", (r.tenant_id, r.idempotency_key), "val"
+        )
+        if existing is not None:
+            out.value = TaskID(existing)
+            return out
+    status, error = "queued", None
+    if r.after:
+        ids = list(dict.fromkeys(r.after))
+        if task_id in ids:
+            raise DependencyError(f"task {task_id} cannot depend on itself")
+        where, args = d.in_("id", ids)
+        # FOR SHARE: a dependency finishing concurrently waits for this insert, then sees it.
+        rows = yield Stmt(f"SELECT id, status, tenant_id FROM tasks WHERE {where}{d.for_share}", args, "all")
+        found = {row[0]: row[1] for row in rows if row[2] == r.tenant_id}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise DependencyError(f"unknown task id(s) in after: {', '.join(missing)}")
+        if check_cycles:
+            # Only a caller-chosen id can already be depended upon; walk up from the dependencies.
+            frontier, seen = ids, set(ids)
+            while frontier:
+                where, args = d.in_("task_id", frontier)
+                edges = yield Stmt(f"SELECT task_id, depends_on FROM task_dependencies WHERE {where}", args, "all")
+                frontier = []
+                for _, dep in edges:
+                    if dep == task_id:
+                        raise DependencyError(f"dependency cycle: task {task_id} would depend on itself")
+                    if dep not in seen:
+                        seen.add(dep)
+                        frontier.append(dep)
+        for dep in ids:
+            st = found[dep]
+            if st in ("failed", "timed_out"):
+                status, error = "failed", f"dependency {dep} {st.replace('_', ' ')}"
+                break
+            if st == "cancelled":
+                status, error = "cancelled", f"dependency {dep} was cancelled"
+                break
+            if st != "completed":
+                status = "waiting"
+    claimed = holder is not None and status == "queued"
+    final = status in ("failed", "cancelled")
+    inserted = yield Stmt(
+        "INSERT INTO tasks (id, tenant_id, status, priority, sort_key, ready_at, request, idempotency_key, "
+        "created_at, error, finished_at, attempts, lease_owner, lease_expires, lease_epoch, started_at, "
+        "timeout_s, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+        (
+            task_id, r.tenant_id, "running" if claimed else status, r.priority,
+            sort_key(r.priority, now, aging_s), now, request_json, r.idempotency_key, now, error,
+            now if final else None, 1 if claimed else 0, holder if claimed else None,
+            now + lease_s if claimed else None, 1 if claimed else 0, now if claimed else None, r.timeout_s,
+            now + r.timeout_s if claimed and r.timeout_s is not None else None,
+        ),
+        "val",
+    )
+    if inserted is None:
+        # Another transaction inserted the same idempotency key first (PostgreSQL waited for it).
+        out.value = TaskID((yield Stmt(
+            "SELECT id FROM tasks WHERE tenant_id = ? AND idempotency_key = ?", (r.tenant_id, r.idempotency_key), "val"
+        )))
+        return out
+    if r.after:
+        yield Stmt(
+            "INSERT INTO task_dependencies (task_id, depends_on, tenant_id) VALUES (?, ?, ?)",
+            [(task_id, dep, r.tenant_id) for dep in dict.fromkeys(r.after)], "many",
+        )
+    first: LifecycleEvent
+    if final:
+        first = _finished(status, error)
+    elif status == "waiting":
+        first = TaskWaiting(tuple(r.after))
+    else:
+        first = TaskQueued(r.priority)
+    out.events.append((yield from _event(d, task_id, r.tenant_id, 0, first, now, 1)))
+    tid = TaskID(task_id)
+    if not claimed:
+        out.value = tid
+        out.work = status == "queued"
+        if out.work and (n := d.notify("tasks", "")) is not None:
+            yield n
+        return out
+    assert holder is not None
+    yield Stmt(
+        "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
+        "VALUES (?, 1, ?, 1, ?, ?, 'running')", (task_id, r.tenant_id, holder, now),
+    )
+    out.events.append((yield from _event(d, task_id, r.tenant_id, 1, TaskStarted(1, 1, holder, False), now, 2)))
+    out.value = claimed_at_submission(tid, r, now, holder)
+    return out
+
+
+def claimed_at_submission(task_id: TaskID, r: TaskRequest, now: float, holder: WorkerID) -> Claim:
+    """The claim `submit` gives `holder` for a fresh, ready task (known before the commit)."""
+    task = Task(task_id, "running", r, now, now, attempts=1, lease_owner=holder, lease_epoch=1)
+    return Claim(task, 1, 3, now + r.timeout_s if r.timeout_s is not None else None)
+
+
+def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float) -> Op[Outcome]:
+    """Claim up to `n` tasks for `holder`: first running tasks whose lease expired (their holder is
+    gone), then queued tasks in rank order (see `_queue`). The value is a list of `Claim`."""
+    out = Outcome(value=[])
+    rows = yield Stmt(
+        f"SELECT id FROM tasks WHERE status = 'running' AND lease_expires < ? ORDER BY lease_expires "
+        f"LIMIT ?{d.skip_locked}", (now, n), "all",
+    )
+    ids = [row[0] for row in rows]
+    if len(ids) < n:
+        rows = yield Stmt(
+            f"SELECT id FROM tasks WHERE status = 'queued' AND ready_at <= ? ORDER BY sort_key, created_at, id "
+            f"LIMIT ?{d.skip_locked}", (now, n - len(ids)), "all",
+        )
+        ids.extend(row[0] for row in rows)
+    for tid in ids:
+        row = yield Stmt(
+            f"UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires = ?, lease_epoch = lease_epoch + 1, "
+            f"attempts = attempts + 1, started_at = COALESCE(started_at, ?), "
+            f"deadline_at = COALESCE(deadline_at, ? + timeout_s) WHERE id = ? RETURNING {TASK_COLUMNS}, deadline_at",
+            (holder, now + lease_s, now, now, tid), "one",
+        )
+        task = task_from_row(row[:-1])
+        tenant = task.tenant_id
+        lost = yield Stmt(
+            "UPDATE attempts SET status = 'lost', finished_at = ? WHERE task_id = ? AND status = 'running'", (now, tid)
+        )
+        yield Stmt(
+            "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running')", (tid, task.attempts, tenant, task.lease_epoch, holder, now),
+        )
+        ev = yield from _event(
+            d, tid, tenant, task.lease_epoch, TaskStarted(task.attempts, task.lease_epoch, holder, bool(lost)), now
+        )
+        out.events.append(ev)
+        out.value.append(Claim(task, task.lease_epoch, ev.seq + 1, row[-1]))
+    return out
+
+
+def renew(d: Dialect, leases: Sequence[tuple[str, int, str]], now: float, lease_s: float) -> Op[Outcome]:
+    """Extend the leases (task id, epoch, holder) still held; the value is the set of task ids
+    whose lease was taken over (or that ended), which their holder must abandon."""
+    lost: set[str] = set()
+    for tid, epoch, holder in leases:
+        n = yield Stmt(
+            "UPDATE tasks SET lease_expires = ? WHERE id = ? AND lease_epoch = ? AND lease_owner = ? "
+            "AND status = 'running'", (now + lease_s, tid, epoch, holder),
+        )
+        if not n:
+            lost.add(tid)
+    return Outcome(value=lost)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a holder's run of a task ended, for `finish`."""
+
+    status: str
+    error: str | None
+    output: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    result_json: str | None
+
+
+def finish(
+    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float
+) -> Op[Outcome]:
+    """Record the end of a run under lease `epoch`: the task's final state (and dependents'), or a
+    retry when the run failed and attempts are left. Raises `LeaseLost` if the lease is gone."""
+    row = yield Stmt(
+        f"SELECT failures, attempts, priority, tenant_id, request FROM tasks WHERE id = ? AND lease_epoch = ? "
+        f"AND status = 'running'{d.for_update}", (task_id, epoch), "one",
+    )
+    if row is None:
+        raise LeaseLost(f"task {task_id}: lease epoch {epoch} was taken over; its end was not recorded")
+    failures, attempt, priority, tenant, request_json = row
+    decision = after_run(end.status, failures, request_from_json(request_json).retry)
+    out = Outcome()
+    attempt_status = end.status
+    yield Stmt(
+        "UPDATE attempts SET status = ?, finished_at = ?, error = ? WHERE task_id = ? AND attempt = ?",
+        (attempt_status, now, end.error, task_id, attempt),
+    )
+    if decision[0] == "retry":
+        delay = decision[1]
+        yield Stmt(
+            "UPDATE tasks SET status = 'queued', failures = failures + 1, lease_owner = NULL, lease_expires = NULL, "
+            "ready_at = ?, sort_key = ?, error = ?, input_tokens = ?, output_tokens = ?, cost_usd = ?, result = ? "
+            "WHERE id = ?",
+            (now + delay, sort_key(priority, now + delay, aging_s), end.error, end.input_tokens,
+             end.output_tokens, end.cost_usd, end.result_json, task_id),
+        )
+        # Failed steps are tried again on the next attempt; answered ones replay.
+        yield Stmt("DELETE FROM steps WHERE task_id = ? AND ok = 0", (task_id,))
+        out.events.append((yield from _event(
+            d, task_id, tenant, epoch, TaskRetrying(attempt, end.error, delay), now, seq
+        )))
+        out.work = True
+        return out
+    _, status, dead = decision
+    yield Stmt(
+        "UPDATE tasks SET status = ?, finished_at = ?, error = ?, output = ?, input_tokens = ?, output_tokens = ?, "
+        "cost_usd = ?, result = ?, dead = ?, failures = failures + ?, lease_owner = NULL, lease_expires = NULL "
+        "WHERE id = ?",
+        (status, now, end.error, end.output, end.input_tokens, end.output_tokens, end.cost_usd, end.result_json,
+         int(dead), int(status == "failed"), task_id),
+    )
+    usage = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,
+             "total_tokens": end.input_tokens + end.output_tokens}
+    out.events.append((yield from _event(
+        d, task_id, tenant, epoch, TaskFinished(status, end.error, end.output, usage, end.cost_usd, dead), now, seq
+    )))
+    if status == "completed":
+        yield from _promote_dependents(d, task_id, now, aging_s, out)
+    else:
+        yield from _cascade(d, task_id, status, now, out)
+    return out
+
+
+def _promote_dependents(d: Dialect, task_id: str, now: float, aging_s: float, out: Outcome) -> Op[None]:
+    rows = yield Stmt(
+        "SELECT td.task_id FROM task_dependencies td JOIN tasks t ON t.id = td.task_id "
+        "WHERE td.depends_on = ? AND t.status = 'waiting' ORDER BY td.task_id", (task_id,), "all",
+    )
+    for (dep_id,) in rows:
+        # Lock the dependent first: two dependencies finishing at once then see each other's commit.
+        row = yield Stmt(
+            f"SELECT priority, tenant_id FROM tasks WHERE id = ? AND status = 'waiting'{d.for_update}", (dep_id,), "one"
+        )
+        if row is None:
+            continue
+        left = yield Stmt(
+            "SELECT COUNT(*) FROM task_dependencies td JOIN tasks t ON t.id = td.depends_on "
+            "WHERE td.task_id = ? AND t.status <> 'completed'", (dep_id,), "val",
+        )
+        if left:
+            continue
+        priority, tenant = row
+        yield Stmt(
+            "UPDATE tasks SET status = 'queued', ready_at = ?, sort_key = ? WHERE id = ?",
+            (now, sort_key(priority, now, aging_s), dep_id),
+        )
+        out.events.append((yield from _event(d, dep_id, tenant, 0, TaskReady(), now)))
+        out.work = True
+    if out.work and (n := d.notify("tasks", "")) is not None:
+        yield n
+
+
+def _cascade(d: Dialect, task_id: str, status: str, now: float, out: Outcome) -> Op[None]:
+    """End every task waiting (directly or not) on `task_id`, naming the dependency that ended it."""
+    frontier = [(task_id, status)]
+    while frontier:
+        dep, dep_status = frontier.pop()
+        rows = yield Stmt(
+            "SELECT td.task_id, t.tenant_id FROM task_dependencies td JOIN tasks t ON t.id = td.task_id "
+            "WHERE td.depends_on = ? AND t.status = 'waiting' ORDER BY td.task_id", (dep,), "all",
+        )
+        for dependent, tenant in rows:
+            if dep_status == "cancelled":
+                new_status, error = "cancelled", f"dependency {dep} was cancelled"
+            else:
+                new_status, error = "failed", f"dependency {dep} {dep_status.replace('_', ' ')}"
+            n = yield Stmt(
+                "UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'waiting'",
+                (new_status, error, now, dependent),
+            )
+            if n:
+                out.events.append((yield from _event(d, dependent, tenant, 0, _finished(new_status, error), now)))
+                frontier.append((dependent, new_status))
+
+
+def hand_back(d: Dialect, task_id: str, epoch: int, seq: int, holder: WorkerID, now: float) -> Op[Outcome]:
+    """Release a task held under `epoch` so that another holder claims it at once (it keeps its place
+    in the queue, and its journal)."""
+    row = yield Stmt(
+        "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires = NULL, ready_at = ? "
+        "WHERE id = ? AND lease_epoch = ? AND status = 'running' RETURNING attempts, tenant_id",
+        (now, task_id, epoch), "one",
+    )
+    if row is None:
+        raise LeaseLost(f"task {task_id}: lease epoch {epoch} was taken over; not handed back")
+    attempt, tenant = row
+    yield Stmt(
+        "UPDATE attempts SET status = 'handed_back', finished_at = ? WHERE task_id = ? AND attempt = ?",
+        (now, task_id, attempt),
+    )
+    out = Outcome(work=True)
+    out.events.append((yield from _event(d, task_id, tenant, epoch, TaskHandedBack(attempt, holder), now, seq)))
+    if (n := d.notify("tasks", "")) is not None:
+        yield n
+    return out
+
+
+def cancel(d: Dialect, task_id: str, now: float) -> Op[Outcome]:
+    """Cancel a task: a queued or waiting one ends ``cancelled`` here (with its dependents); a
+    running one is marked, and its holder ends it. The value is the status the task had."""
+    row = yield Stmt(f"SELECT status, tenant_id FROM tasks WHERE id = ?{d.for_update}", (task_id,), "one")
+    if row is None:
+        raise TaskNotFound(f"no task {task_id}")
+    status, tenant = row
+    out = Outcome(value=status)
+    if status in ("queued", "waiting"):
+        error = "cancelled by request"
+        yield Stmt(
+            "UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE id = ?", (error, now, task_id)
+        )
+        out.events.append((yield from _event(d, task_id, tenant, 0, _finished("cancelled", error), now)))
+        yield from _cascade(d, task_id, "cancelled", now, out)
+    elif status == "running":
+        yield Stmt("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
+        if (n := d.notify("cancel", task_id)) is not None:
+            yield n
+    return out
+
+
+def register_worker(
+    d: Dialect, worker_id: str, host: str, pid: int, concurrency: int, now: float, tenant: str = "default"
+) -> Op[Outcome]:
+    """Insert (or restart) a worker's heartbeat row."""
+    yield Stmt(
+        "INSERT INTO workers (id, tenant_id, host, pid, concurrency, running, started_at, heartbeat_at, status) "
+        "VALUES (?, ?, ?, ?, ?, 0, ?, ?, 'running') ON CONFLICT (id) DO UPDATE SET status = 'running', "
+        "heartbeat_at = excluded.heartbeat_at",
+        (worker_id, tenant, host, pid, concurrency, now, now),
+    )
+    return Outcome()
+
+
+def heartbeat(d: Dialect, worker_id: str, running: int, now: float, status: str = "running") -> Op[Outcome]:
+    """Update a worker's heartbeat row."""
+    yield Stmt(
+        "UPDATE workers SET heartbeat_at = ?, running = ?, status = ? WHERE id = ?", (now, running, status, worker_id)
+    )
+    return Outcome()

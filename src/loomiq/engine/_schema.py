@@ -1,0 +1,157 @@
+"""The engine's schema, as numbered migrations per dialect, and the code that applies them.
+
+`schema_migrations` records each applied version. A migration is a list of statements run in one
+transaction; versions only move forward, and a database newer than this code is refused.
+
+- v1: tasks, task_dependencies, steps (the journal), events, attempts.
+- v2: workers (heartbeats), and an index to find a holder's leases and expired leases fast.
+- v3: agent_slots and agent_rates, the cross-worker per-agent limits (`limits.py`).
+
+Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
+reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_SQLITE_V1 = (
+    """CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        status TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        sort_key REAL NOT NULL,
+        ready_at REAL NOT NULL,
+        request TEXT NOT NULL,
+        idempotency_key TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        dead INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires REAL,
+        lease_epoch INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        timeout_s REAL,
+        deadline_at REAL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        error TEXT,
+        output TEXT NOT NULL DEFAULT '',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        result TEXT
+    )""",
+    "CREATE UNIQUE INDEX tasks_idempotency ON tasks (tenant_id, idempotency_key) "
+    "WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX tasks_queue ON tasks (status, sort_key)",
+    "CREATE INDEX tasks_created ON tasks (tenant_id, created_at)",
+    """CREATE TABLE task_dependencies (
+        task_id TEXT NOT NULL,
+        depends_on TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        PRIMARY KEY (task_id, depends_on)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX task_dependents ON task_dependencies (depends_on)",
+    # Journal and event rows are appended (rowid order) with a narrow unique index: far cheaper to
+    # insert than a table clustered on (task_id, ...) whose large rows land all over the B-tree.
+    """CREATE TABLE steps (
+        id INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        epoch INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX steps_key ON steps (task_id, step_key)",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        epoch INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX events_seq ON events (task_id, seq)",
+    """CREATE TABLE attempts (
+        task_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        epoch INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (task_id, attempt)
+    ) WITHOUT ROWID""",
+)
+
+_SQLITE_V2 = (
+    """CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        running INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        status TEXT NOT NULL
+    )""",
+    "CREATE INDEX tasks_lease ON tasks (lease_owner)",
+    "CREATE INDEX tasks_expiry ON tasks (status, lease_expires)",
+)
+
+_SQLITE_V3 = (
+    """CREATE TABLE agent_slots (
+        agent_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        holder TEXT,
+        expires_at REAL,
+        PRIMARY KEY (agent_id, slot)
+    )""",
+    """CREATE TABLE agent_rates (
+        agent_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        window_start REAL NOT NULL,
+        used INTEGER NOT NULL
+    )""",
+)
+
+
+def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
+    # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
+    out = []
+    for s in statements:
+        s = s.replace(" WITHOUT ROWID", "").replace(" REAL", " DOUBLE PRECISION")
+        s = s.replace("id INTEGER PRIMARY KEY,", "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,")
+        out.append(s)
+    return tuple(out)
+
+
+MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3),
+    "postgresql": (_postgres(_SQLITE_V1), _postgres(_SQLITE_V2), _postgres(_SQLITE_V3)),
+}
+"""Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
+
+LATEST = len(MIGRATIONS["sqlite"])
+"""The schema version this code writes."""
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
+)
+
+
+def pending(dialect: str, current: int, target: int = LATEST) -> list[tuple[int, tuple[str, ...]]]:
+    """(version, statements) still to apply to go from `current` to `target`."""
+    migrations = MIGRATIONS[dialect]
+    return [(v, migrations[v - 1]) for v in range(current + 1, target + 1)]

@@ -1,0 +1,518 @@
+"""`TaskEngine`: the durable engine bound to an `Orchestrator` and a `Store`.
+
+It is what `Orchestrator.open_engine()` returns and what the orchestrator's task methods delegate
+to: submit, inspect, cancel, follow and wait for tasks, and run one durably in this process. It also
+holds, for this process, the leases of the tasks it runs (renewing them, and abandoning those taken
+over) and answers cancellations: at once for a task this process runs, by NOTIFY (PostgreSQL) or by
+polling (SQLite, every `Store.cancel_poll_s`) for one running elsewhere.
+
+Workers (`worker.Worker`) claim tasks and run them through `TaskEngine.execute_claim`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..runtime import RunResult, TaskSpec
+from . import _ops
+from ._codec import check_json, dumps, request_to_json
+from ._ops import Claim, RunEnd
+from .context import DurableContext, TaskLog
+from .errors import EngineClosed, InvalidTask, LeaseLost, TaskNotFound
+from .events import FINAL_EVENT
+from .store import Store
+from .task import (
+    DEFAULT_TENANT,
+    PRIORITY_LEVELS,
+    TERMINAL_STATUSES,
+    Attempt,
+    Priority,
+    Task,
+    TaskEvent,
+    TaskID,
+    TaskRequest,
+    TaskRetry,
+    TenantID,
+    WorkerID,
+    WorkerInfo,
+    new_task_id,
+)
+
+logger = logging.getLogger("loomiq.engine")
+
+if TYPE_CHECKING:
+    from ..orchestrator import Orchestrator
+    from .limits import AgentLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Timings of the engine. Tests shorten them; production keeps the defaults.
+
+    Attributes:
+        lease_s: how long a claim stays valid without renewal; a dead holder's tasks are reclaimed
+            this long after its last renewal.
+        renew_s: how often held leases are renewed (well under `lease_s`).
+        aging_s: a queued task gains one priority level per `aging_s` seconds waited (read when a
+            task is queued; see `_queue`).
+        delta_flush_s: the longest streamed text waits before it is logged.
+    """
+
+    lease_s: float = 10.0
+    renew_s: float = 3.0
+    aging_s: float = 60.0
+    delta_flush_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew_s < self.lease_s:
+            raise ValueError(f"renew_s ({self.renew_s}) must be positive and below lease_s ({self.lease_s})")
+        if self.aging_s <= 0:
+            raise ValueError("aging_s must be positive")
+
+
+StopMode = Literal["crash", "hand_back", "lost"]
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    """A task this process runs under a lease."""
+
+    task_id: TaskID
+    epoch: int
+    holder: WorkerID
+    runner: asyncio.Task[Any]
+    stop: StopMode | None = None
+    cancel_requested: bool = False
+
+
+def _retry(value: TaskRetry | int | Mapping[str, Any] | None) -> TaskRetry:
+    if value is None:
+        return TaskRetry()
+    if isinstance(value, TaskRetry):
+        retry = value
+    elif isinstance(value, int):
+        retry = TaskRetry(max_attempts=value)
+    else:
+        retry = TaskRetry(**value)
+    if retry.max_attempts < 1 or retry.backoff_s < 0 or retry.backoff_factor < 1:
+        raise InvalidTask(f"bad retry policy {retry}: max_attempts >= 1, backoff_s >= 0, backoff_factor >= 1")
+    return retry
+
+
+class TaskEngine:
+    """Durable tasks for one orchestrator, stored in `store` (see the module docstring)."""
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        store: Store,
+        config: EngineConfig | None = None,
+        limiter: AgentLimiter | None = None,
+    ) -> None:
+        self.orchestrator = orchestrator
+        self.store = store
+        self.config = config or EngineConfig()
+        self.limiter = limiter
+        self.holder_id = WorkerID(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        """The lease holder of durable runs started in this process with `run`."""
+        self._held: dict[str, _Held] = {}
+        self._ending: dict[str, asyncio.Future[Any]] = {}
+        """Ends of durable runs returned to their caller before the end committed (see `run`)."""
+        self._keeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        orchestrator: Orchestrator,
+        url: str | None = None,
+        *,
+        config: EngineConfig | None = None,
+        agent_limits: Mapping[str, Any] | None = None,
+        **store_options: Any,
+    ) -> TaskEngine:
+        """Open the store at `url` (default ``$LOOMIQ_DATABASE_URL``, else ``sqlite:///loomiq.db``) and
+        bind it to `orchestrator`. `agent_limits` maps agent ids to `limits.AgentLimit` (or dicts)."""
+        store = Store.from_url(url, **store_options)
+        await store.open()
+        limiter = None
+        if agent_limits:
+            from .limits import AgentLimiter
+
+            limiter = AgentLimiter(store, agent_limits)
+        engine = cls(orchestrator, store, config, limiter)
+        engine.start()
+        return engine
+
+    def start(self) -> None:
+        """Start renewing leases and listening for cancellations (done by `open`)."""
+        self.store.on_cancel = self._cancel_local
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="loomiq-lease-keeper")
+
+    async def close(self) -> None:
+        """Stop the lease keeper and close the store. Runs still in flight lose their lease."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._settled()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        for held in list(self._held.values()):
+            self.stop_run(held.task_id, "crash")
+        runners = [h.runner for h in self._held.values()]
+        if runners:
+            await asyncio.gather(*runners, return_exceptions=True)
+        await self.store.close()
+
+    # -- submitting and inspecting --------------------------------------------------------------
+
+    def _request(
+        self,
+        prompt: str,
+        *,
+        strategy: str = "auto",
+        agents: Sequence[str] | None = None,
+        capabilities: Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        priority: Priority = "medium",
+        after: Sequence[str] = (),
+        timeout_s: float | None = None,
+        retry: TaskRetry | int | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        tenant_id: str = DEFAULT_TENANT,
+        task_id: str,
+    ) -> TaskRequest:
+        if priority not in PRIORITY_LEVELS:
+            raise InvalidTask(f"unknown priority {priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
+        if timeout_s is not None and timeout_s <= 0:
+            raise InvalidTask(f"timeout_s must be positive, not {timeout_s}")
+        if not tenant_id:
+            raise InvalidTask("tenant_id is empty")
+        if isinstance(after, str):
+            after = (after,)
+        try:
+            check_json("context", context or {})
+            check_json("options", options or {})
+        except TypeError as exc:
+            raise InvalidTask(str(exc)) from None
+        plan = self.orchestrator.plan(
+            prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
+            context=context, task_id=task_id,
+        )
+        return TaskRequest(
+            prompt, plan.strategy.name, tuple(a.id for a in plan.agents), tuple(capabilities), dict(options or {}),
+            dict(context or {}), priority, tuple(TaskID(a) for a in after), timeout_s, _retry(retry),
+            idempotency_key, TenantID(tenant_id), plan.reason,
+        )
+
+    async def submit(self, prompt: str, *, task_id: str | None = None, **kwargs: Any) -> TaskID:
+        """Queue a task and return its id once it is committed.
+
+        Keyword arguments: `strategy`, `agents`, `capabilities`, `options` (as `Orchestrator.plan`),
+        `priority` (critical, high, medium, low), `after` (ids of tasks that must complete first; their
+        outputs reach the task as ``context["dependencies"][id]``), `timeout_s`, `retry` (`TaskRetry`,
+        or max attempts), `idempotency_key` (unique per tenant: submitting it again returns the first
+        task's id), `context`, `tenant_id`; `task_id` to choose the id.
+
+        Raises `StrategyError`/`UnknownAgent`/`NoAgentAvailable` for a plan that cannot run,
+        `InvalidTask` for bad arguments, `DependencyError` for unknown dependencies or a cycle.
+        """
+        tid = task_id or new_task_id()
+        request = self._request(prompt, task_id=tid, **kwargs)
+        op = _ops.submit(
+            self.store.dialect, tid, request, request_to_json(request), time.time(), self.config.aging_s,
+            check_cycles=task_id is not None,
+        )
+        out = await self.store.run_op(op)
+        return out.value
+
+    async def get_task(self, task_id: str) -> Task:
+        """The task with this id. Raises `TaskNotFound`."""
+        await self._settled(task_id)
+        task = await self.store.get_task(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id}")
+        return task
+
+    async def list_tasks(self, **filters: Any) -> list[Task]:
+        """Tasks, newest first; filters as `Store.list_tasks` (tenant_id, status, dead, limit, offset)."""
+        await self._settled()
+        return await self.store.list_tasks(**filters)
+
+    async def attempts(self, task_id: str) -> list[Attempt]:
+        """Every run of the task (a crash leaves one ``lost``)."""
+        await self._settled(task_id)
+        return await self.store.attempts(task_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers' heartbeat rows."""
+        return await self.store.workers()
+
+    async def cancel_task(self, task_id: str) -> Task:
+        """Cancel a task. A queued or waiting one ends ``cancelled`` now, and so do the tasks that
+        depend on it; a running one is aborted by its holder (at once in this process, within ~1 s
+        from another) and ends ``cancelled`` with the usage of its finished steps. A finished task is
+        left as it is. Returns the task as it is after the request."""
+        await self._settled(task_id)
+        held = self._held.get(task_id)
+        if held is not None:
+            self._cancel_local(task_id)  # abort in-flight requests before anything else
+        await self.store.run_op(_ops.cancel(self.store.dialect, task_id, time.time()))
+        if held is not None:
+            await asyncio.gather(asyncio.shield(held.runner), return_exceptions=True)
+        return await self.get_task(task_id)
+
+    async def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+        """The task's events with ``seq > after``: first from the log, then live as they happen, with
+        no gap and no duplicate; ends after the task's ``task_finished`` event."""
+        store = self.store
+        hub = store.hub
+        q = hub.subscribe(task_id)
+        try:
+            last = after
+            while True:
+                for event in await store.read_events(task_id, last):
+                    yield event
+                    last = event.seq
+                    if event.type == FINAL_EVENT:
+                        return
+                # Follow live until the log must be read again (timeout, poke, or a gap to fill).
+                while True:
+                    try:
+                        async with asyncio.timeout(store.follow_poll_s):
+                            event = await q.get()
+                    except TimeoutError:
+                        break
+                    if event is None:
+                        break
+                    if event.seq <= last:
+                        continue
+                    if event.seq != last + 1:
+                        # Its predecessors are queued in this process's writer: commit, then read them.
+                        await store.flush()
+                        q.put_nowait(event)
+                        break
+                    yield event
+                    last = event.seq
+                    if event.type == FINAL_EVENT:
+                        return
+        finally:
+            hub.unsubscribe(task_id, q)
+
+    async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
+        """Wait for the task to end and return it. Raises `TaskNotFound`, or `TimeoutError`."""
+        store = self.store
+        q = store.hub.subscribe(task_id)
+        poll = max(store.follow_poll_s, 0.2)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    task = await self.get_task(task_id)
+                    if task.status in TERMINAL_STATUSES:
+                        return task
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(poll):
+                            while True:
+                                event = await q.get()
+                                if event is None or event.type == FINAL_EVENT:
+                                    break
+        finally:
+            store.hub.unsubscribe(task_id, q)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, prompt: str, **kwargs: Any) -> RunResult:
+        """Run a task durably in this process and return its result, as `Orchestrator.run` would.
+
+        The task is submitted already claimed by this process, so no worker takes it; each step is
+        journalled, and if this process dies a worker resumes the task from its journal. Takes the
+        arguments of `submit` except `after`, `retry` and `idempotency_key` (a durable run is one
+        fresh attempt). Raises `LeaseLost` if another holder took the task over meanwhile.
+        """
+        for refused in ("after", "retry", "idempotency_key"):
+            if kwargs.get(refused):
+                raise InvalidTask(f"run(durable=True) does not take {refused!r}; submit the task instead")
+        tid = kwargs.pop("task_id", None) or new_task_id()
+        request = self._request(prompt, task_id=tid, **kwargs)
+        cfg, now = self.config, time.time()
+        # Not awaited: the writer is FIFO, so the task row commits no later than the first journal
+        # row, and a failed submission surfaces below (its steps' writes are refused meanwhile).
+        submitted = self.store.start_op(_ops.submit(
+            self.store.dialect, tid, request, request_to_json(request), now, cfg.aging_s,
+            holder=self.holder_id, lease_s=cfg.lease_s,
+        ))
+        claim = _ops.claimed_at_submission(TaskID(tid), request, now, self.holder_id)
+        try:
+            result = await self.execute_claim(claim, self.holder_id, await_end=False)
+        finally:
+            out = await asyncio.shield(submitted)  # raises what refused the submission, if anything
+        if result is None:
+            raise LeaseLost(f"task {tid} was taken over by another holder; follow it with wait({tid!r})")
+        assert out.value == claim
+        return result
+
+    async def execute_claim(self, claim: Claim, holder: WorkerID, *, await_end: bool = True) -> RunResult | None:
+        """Run a claimed task to its end and record it; None when the run was stopped without an end
+        (crash, hand-back, lost lease: see `stop_run`). Must run in its own asyncio task.
+
+        With `await_end` False, return once every step is committed and the end is queued: the
+        result is what the journal replays to, so a crash before the end commits changes nothing;
+        this process's reads of the task wait for the end (read-your-writes)."""
+        task = claim.task
+        runner = asyncio.current_task()
+        assert runner is not None
+        held = _Held(task.id, claim.epoch, holder, runner)
+        stale = self._held.get(task.id)
+        if stale is not None:
+            # This process let its own lease expire and claimed the task again: the older run's
+            # writes are fenced off already; stop it.
+            self.stop_run(task.id, "lost")
+        self._held[task.id] = held
+        store = self.store
+        log = TaskLog(store, task.id, task.tenant_id, claim.epoch, claim.next_seq)
+        ctx: DurableContext | None = None
+        result: RunResult | None = None
+        end: RunEnd | None = None
+        try:
+            if task.cancel_requested:
+                end = RunEnd("cancelled", "cancelled by request", "", 0, 0, 0.0, None)
+            else:
+                r = task.request
+                context = dict(r.context)
+                if r.after:
+                    context["dependencies"] = await store.outputs(r.after)
+                try:
+                    plan = self.orchestrator.resume_plan(
+                        task.id, r.prompt, strategy=r.strategy, agents=r.agents, capabilities=r.capabilities,
+                        options=r.options, context=context, reason=r.reason,
+                    )
+                except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
+                    end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)
+                else:
+                    journal = await store.journal(task.id) if claim.resumed else None
+                    ctx = DurableContext(
+                        task.id, TaskSpec(r.prompt, r.capabilities, context), self.orchestrator.registry,
+                        store=store, log=log, journal=journal, on_lease_lost=lambda: self.stop_run(task.id, "lost"),
+                        hold=self.limiter.hold if self.limiter is not None else None,
+                        delta_flush_s=self.config.delta_flush_s,
+                    )
+                    timeout = None if claim.deadline_at is None else max(0.0, claim.deadline_at - time.time())
+                    result = await self.orchestrator.execute(plan, context=ctx, timeout_s=timeout, cancellable=True)
+        except asyncio.CancelledError:
+            if held.stop is None:
+                raise
+            runner.uncancel()
+        except LeaseLost:
+            held.stop = "lost"
+        except Exception as exc:  # noqa: BLE001 - a strategy bug fails the run, it does not kill the worker
+            end = RunEnd("failed", f"{type(exc).__name__}: {exc}", "", 0, 0, 0.0, None)
+        finally:
+            if self._held.get(task.id) is held:
+                del self._held[task.id]
+        if held.stop is not None:
+            if ctx is not None:
+                if held.stop == "hand_back":
+                    ctx.flush_deltas()
+                else:
+                    ctx.discard()
+            if held.stop == "hand_back":
+                with contextlib.suppress(LeaseLost):
+                    await store.run_op(_ops.hand_back(store.dialect, task.id, claim.epoch, log.reserve(), holder,
+                                                      time.time()), fence=task.id)
+            return None
+        if ctx is not None:
+            ctx.flush_deltas()
+        if result is not None:
+            error = result.error
+            if result.status == "cancelled" and held.cancel_requested:
+                error = "cancelled by request"
+            elif result.status == "timed_out":
+                # The run saw only the time left of the task's deadline; name the task's timeout.
+                error = f"the task did not finish within its timeout of {task.request.timeout_s:g}s"
+            u = result.usage
+            end = RunEnd(result.status, error, result.output, u.input_tokens, u.output_tokens, result.cost_usd,
+                         dumps(result.to_dict()))
+        assert end is not None
+        ending = store.start_op(_ops.finish(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
+                                            self.config.aging_s), fence=task.id)
+        if not await_end and result is not None:
+            self._ending[task.id] = ending
+            ending.add_done_callback(lambda f: self._ended(task.id, f))
+            return result
+        try:
+            await ending
+        except LeaseLost:
+            return None
+        return result
+
+    def _ended(self, task_id: str, fut: asyncio.Future[Any]) -> None:
+        if self._ending.get(task_id) is fut:
+            del self._ending[task_id]
+        if not fut.cancelled() and isinstance(fut.exception(), LeaseLost):
+            logger.warning("task %s: the end of its durable run was refused (lease taken over)", task_id)
+
+    async def _settled(self, task_id: str | None = None) -> None:
+        """Wait for ends this process queued but has not seen commit (all of them when no id)."""
+        if not self._ending:
+            return
+        futs = list(self._ending.values()) if task_id is None else [self._ending.get(task_id)]
+        await asyncio.gather(*(asyncio.shield(f) for f in futs if f is not None), return_exceptions=True)
+
+    def stop_run(self, task_id: str, mode: StopMode) -> bool:
+        """Stop a run this process holds without recording an end: ``crash`` (write nothing, as if
+        the process died), ``hand_back`` (release the lease so another holder resumes it at once) or
+        ``lost`` (the lease was taken over). False if this process does not run the task."""
+        held = self._held.get(task_id)
+        if held is None:
+            return False
+        if held.stop is None:
+            held.stop = mode
+            held.runner.cancel()
+        return True
+
+    def _cancel_local(self, task_id: str) -> None:
+        held = self._held.get(task_id)
+        if held is not None and held.stop is None and not held.cancel_requested:
+            held.cancel_requested = True
+            held.runner.cancel()
+
+    def held(self, holder: WorkerID | None = None) -> list[TaskID]:
+        """Ids of the tasks this process runs (for one holder, or all)."""
+        return [h.task_id for h in self._held.values() if holder is None or h.holder == holder]
+
+    async def _keep(self) -> None:
+        """Renew the leases of held tasks; abandon those taken over; pick up remote cancellations."""
+        cfg, store = self.config, self.store
+        tick = min(cfg.renew_s, store.cancel_poll_s)
+        next_renew = time.monotonic() + cfg.renew_s
+        while True:
+            await asyncio.sleep(tick)
+            if not self._held:
+                next_renew = time.monotonic() + cfg.renew_s
+                continue
+            try:
+                for task_id in await store.cancel_requested(list(self._held)):
+                    self._cancel_local(task_id)
+                if time.monotonic() >= next_renew:
+                    next_renew = time.monotonic() + cfg.renew_s
+                    leases = [(h.task_id, h.epoch, h.holder) for h in self._held.values() if h.stop is None]
+                    out = await store.run_op(_ops.renew(store.dialect, leases, time.time(), cfg.lease_s))
+                    for task_id in out.value:
+                        self.stop_run(task_id, "lost")
+            except EngineClosed:
+                return
+            except Exception:  # noqa: BLE001 - a failed renewal is retried next tick; leases outlast ticks
+                logger.exception("renewing leases failed")

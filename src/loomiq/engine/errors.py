@@ -1,0 +1,32 @@
+"""Errors the durable engine raises; each message names the task and the reason."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class of the engine's errors."""
+
+
+class TaskNotFound(EngineError, LookupError):
+    """No task has this id (in this tenant)."""
+
+
+class InvalidTask(EngineError, ValueError):
+    """A submission the engine refuses: bad priority, unserialisable context, bad retry policy..."""
+
+
+class DependencyError(InvalidTask):
+    """A submission whose dependencies cannot work: an unknown task id, or a cycle."""
+
+
+class LeaseLost(EngineError):
+    """This holder's lease on a task was taken over (its epoch is stale): the write was refused and
+    the holder must abandon the task. Never seen by library users; workers handle it."""
+
+
+class EngineClosed(EngineError, RuntimeError):
+    """The store was closed (or never opened)."""
+
+
+class SchemaError(EngineError, RuntimeError):
+    """The database schema is newer than this code knows, or a migration failed."""

@@ -1,0 +1,179 @@
+"""The durable engine's domain types: tasks, their requests, attempts and logged events.
+
+Plain frozen dataclasses with `NewType` ids; JSON only at the storage edge (`_codec`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NewType
+
+from ..models import Usage
+
+TaskID = NewType("TaskID", str)
+"""A task's id (32 hex characters unless the caller chose one)."""
+WorkerID = NewType("WorkerID", str)
+"""A lease holder: a `Worker`, or the engine of a process running `run(durable=True)`."""
+TenantID = NewType("TenantID", str)
+"""The tenant a record belongs to; every table carries it."""
+
+DEFAULT_TENANT = TenantID("default")
+
+
+def new_task_id() -> TaskID:
+    """A fresh task id: 32 hex characters, time-ordered (microseconds, then 72 random bits), so new
+    rows land at the end of the database's indexes instead of all over them."""
+    return TaskID(f"{time.time_ns() // 1000:014x}{os.urandom(9).hex()}")
+
+TaskStatus = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out"]
+TASK_STATUSES: tuple[TaskStatus, ...] = (
+    "queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out",
+)
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
+"""Statuses a task never leaves."""
+
+Priority = Literal["critical", "high", "medium", "low"]
+PRIORITY_LEVELS: Mapping[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+"""Priority name -> rank (lower starts first)."""
+
+AttemptStatus = Literal["running", "completed", "failed", "cancelled", "timed_out", "lost", "handed_back"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetry:
+    """How often a task whose run *failed* is run again, and how long to wait in between.
+
+    `max_attempts` counts runs, the first included (1 = never retry). Only a ``failed`` run is
+    retried; ``timed_out`` and ``cancelled`` are final. The n-th retry waits
+    ``min(max_backoff_s, backoff_s * backoff_factor ** (n - 1))``.
+    """
+
+    max_attempts: int = 1
+    backoff_s: float = 1.0
+    backoff_factor: float = 2.0
+    max_backoff_s: float = 300.0
+
+    def delay(self, failures: int) -> float | None:
+        """Seconds before the next run after `failures` failed runs, or None when none is left."""
+        if failures >= self.max_attempts:
+            return None
+        return min(self.max_backoff_s, self.backoff_s * self.backoff_factor ** max(0, failures - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """What was submitted: everything a worker needs to run the task, as the caller gave it,
+    plus the plan resolved at submission (`strategy` is never ``auto`` after planning)."""
+
+    prompt: str
+    strategy: str
+    agents: tuple[str, ...]
+    """The agents of the resolved plan, in the strategy's order."""
+    capabilities: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+    priority: Priority = "medium"
+    after: tuple[TaskID, ...] = ()
+    timeout_s: float | None = None
+    retry: TaskRetry = TaskRetry()
+    idempotency_key: str | None = None
+    tenant_id: TenantID = DEFAULT_TENANT
+    reason: str = ""
+    """Why ``auto`` chose the strategy (empty when the caller named it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as stored: its request, where it is in its lifecycle, and what it produced."""
+
+    id: TaskID
+    status: TaskStatus
+    request: TaskRequest
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    """Runs started (claims), crash resumptions included."""
+    failures: int = 0
+    """Runs that ended ``failed``; compared with `TaskRetry.max_attempts`."""
+    dead: bool = False
+    """Failed with no retry left (a dead letter)."""
+    error: str | None = None
+    output: str = ""
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    result: Mapping[str, Any] | None = None
+    """The last run's `RunResult.to_dict()`, once it ended."""
+    lease_owner: WorkerID | None = None
+    lease_epoch: int = 0
+    cancel_requested: bool = False
+
+    @property
+    def tenant_id(self) -> TenantID:
+        """The tenant the task belongs to."""
+        return self.request.tenant_id
+
+    @property
+    def terminal(self) -> bool:
+        """True when the task has ended and will never run again."""
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, for the CLI and the API."""
+        r = self.request
+        return {
+            "id": self.id, "tenant_id": r.tenant_id, "status": self.status, "prompt": r.prompt,
+            "strategy": r.strategy, "agents": list(r.agents), "capabilities": list(r.capabilities),
+            "priority": r.priority, "after": list(r.after), "timeout_s": r.timeout_s,
+            "idempotency_key": r.idempotency_key, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at, "attempts": self.attempts,
+            "failures": self.failures, "dead": self.dead, "error": self.error, "output": self.output,
+            "usage": self.usage.as_dict(), "cost_usd": round(self.cost_usd, 10),
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a task by one lease holder (a crash leaves it ``lost``; the next claim adds one)."""
+
+    task_id: TaskID
+    attempt: int
+    epoch: int
+    worker_id: WorkerID
+    started_at: float
+    finished_at: float | None
+    status: AttemptStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One entry of a task's event log: `seq` orders it within the task (1, 2, 3... without gaps),
+    `type` and `data` are the event's `to_dict()` form (runtime events and lifecycle events)."""
+
+    task_id: TaskID
+    seq: int
+    type: str
+    data: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the event's own fields plus its task id and sequence number."""
+        return {**self.data, "task_id": self.task_id, "seq": self.seq}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker's heartbeat row."""
+
+    id: WorkerID
+    host: str
+    pid: int
+    concurrency: int
+    started_at: float
+    heartbeat_at: float
+    status: Literal["running", "stopped"]
+    running: int = 0

@@ -1,0 +1,67 @@
+"""The event log: replay from a sequence number, then live, without gap or duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loomiq import ScriptedModel
+from loomiq.engine import EngineConfig, TaskEngine, TaskEvent
+
+from .conftest import eventually, running, scripted
+
+WORDS = " ".join(f"w{i}" for i in range(40))
+
+
+def _streamer() -> list:  # type: ignore[type-arg]
+    model = ScriptedModel(replies=[WORDS], latency_s=0.4, chunk_words=1)
+    return [scripted("a0", model), scripted("a1", ScriptedModel(replies=[WORDS], latency_s=0.4, chunk_words=2))]
+
+
+async def _collect(events, sink: list[TaskEvent], seen=None) -> None:  # type: ignore[no-untyped-def]
+    async for e in events:
+        sink.append(e)
+        if seen is not None:
+            seen.set()
+
+
+def _assert_contiguous(events: list[TaskEvent], after: int) -> None:
+    assert [e.seq for e in events] == list(range(after + 1, after + 1 + len(events)))
+    assert events[-1].type == "task_finished"
+
+
+async def test_replay_then_live_without_gap_or_duplicate(open_engine) -> None:  # type: ignore[no-untyped-def]
+    config = EngineConfig(lease_s=2, renew_s=0.2, delta_flush_s=0.05)  # a chunk every 10 ms, logged every 50
+    engine: TaskEngine = await open_engine(_streamer(), config=config)
+    elsewhere: TaskEngine = await open_engine(_streamer(), config=config)  # another process follows through the log
+    orch = engine.orchestrator
+    tid = await orch.submit("stream it", strategy="sequential", agents=["a0", "a1"])
+    first: list[TaskEvent] = []
+    remote: list[TaskEvent] = []
+    late: list[TaskEvent] = []
+    async with running(engine):
+        c1 = asyncio.create_task(_collect(orch.events(tid), first))
+        c2 = asyncio.create_task(_collect(elsewhere.orchestrator.events(tid), remote))
+        await eventually(lambda: len(first) >= 8)
+        c3 = asyncio.create_task(_collect(orch.events(tid, after=5), late))  # joins mid-run
+        await asyncio.wait_for(asyncio.gather(c1, c2, c3), 10)
+    log = await engine.store.read_events(tid)
+    _assert_contiguous(first, 0)
+    _assert_contiguous(remote, 0)
+    _assert_contiguous(late, 5)
+    assert [(e.seq, e.type, dict(e.data)) for e in first] == [(e.seq, e.type, dict(e.data)) for e in log]
+    assert [e.seq for e in remote] == [e.seq for e in log]
+    assert [e.seq for e in late] == [e.seq for e in log[5:]]
+    # Deltas are coalesced: fewer logged than streamed chunks, and they spell the whole text.
+    deltas = [e for e in log if e.type == "text_delta" and e.data["step"] == "seq/0"]
+    assert 1 <= len(deltas) < 20
+    assert "".join(e.data["text"] for e in deltas) == WORDS
+    assert [e.type for e in log][:3] == ["task_queued", "task_started", "run_started"]
+
+
+async def test_events_of_a_finished_task_replay_and_end(engine: TaskEngine) -> None:
+    result = await engine.orchestrator.run("q", strategy="single", agents=["a0"], durable=True)
+    events = [e async for e in engine.orchestrator.events(result.task_id)]
+    _assert_contiguous(events, 0)
+    assert [e async for e in engine.orchestrator.events(result.task_id, after=len(events) - 1)] == events[-1:]
+    finished = events[-1].to_dict()
+    assert finished["status"] == "completed" and finished["task_id"] == result.task_id
