@@ -1,0 +1,127 @@
+"""`create_app`: the FastAPI application, its lifespan, middleware and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..engine import Worker
+from ..orchestrator import Orchestrator
+from . import routes_agents, routes_health, routes_keys, routes_openai, routes_tasks
+from .auth import TokenVerifier
+from .deps import ApiState
+from .keys import KeyStore, KeyVerifier, open_key_store
+from .limits import BodyLimitMiddleware, TenantRateLimiter
+from .metrics import ApiMetrics, MetricsMiddleware
+from .problems import install_problem_handlers
+from .settings import Settings
+
+_DESCRIPTION = """Coordinate many LLM agents behind one API.
+
+Authenticate with `Authorization: Bearer <JWT>` (`loomiq token`) or an API key (`X-API-Key`, or
+`Authorization: Bearer lq_...`). Errors are RFC 9457 problem documents (`application/problem+json`).
+`/v1` is OpenAI-compatible: `model` is an agent id or a strategy name.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    orchestrator: Orchestrator | None = None,
+    key_store: KeyStore | None = None,
+) -> FastAPI:
+    """The loomiq HTTP service.
+
+    Args:
+        settings: defaults to `Settings.from_env()`; checked here, so a missing or weak JWT secret
+            raises `SettingsError` before anything listens.
+        orchestrator: the agents to serve; by default loaded at start-up from loomiq.yaml (or the
+            offline defaults) and closed at shutdown. One passed in is left open.
+        key_store: the API-key store; by default the SQLite file at `settings.keys_path`.
+    """
+    settings = settings or Settings.from_env()
+    settings.check()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            orch = orchestrator
+            if orch is None:
+                orch = Orchestrator.from_config(settings.config_path)
+                stack.push_async_callback(orch.aclose)
+            keys = key_store
+            if keys is None:
+                keys = open_key_store(settings.key_store_path)
+                stack.callback(keys.close)
+            worker: asyncio.Task[None] | None = None
+            if settings.tasks_enabled:
+                worker = await _start_engine(orch, settings, stack)
+            app.state.loomiq = ApiState(
+                settings=settings,
+                orchestrator=orch,
+                keys=keys,
+                key_verifier=KeyVerifier(keys, settings.key_cache_s),
+                tokens=TokenVerifier(settings) if settings.algorithms else None,
+                limiter=TenantRateLimiter(settings.rate_per_s, settings.rate_burst),
+                metrics=metrics,
+                started_at=int(time.time()),
+                worker=worker,
+            )
+            try:
+                yield
+            finally:
+                app.state.loomiq = None
+
+    app = FastAPI(
+        title="loomiq",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.loomiq = None
+    app.state.settings = settings
+    app.state.max_body_bytes = settings.max_body_bytes
+    install_problem_handlers(app)
+    # Added innermost first: metrics see every answer, including the body limit's 413.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(routes_health.router)
+    app.include_router(routes_agents.router)
+    app.include_router(routes_keys.router)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_tasks.router)
+    return app
+
+
+def _has_engine(orch: Orchestrator) -> bool:
+    try:
+        orch.engine  # noqa: B018 - the property raises when no engine is open
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _start_engine(orch: Orchestrator, settings: Settings, stack: AsyncExitStack) -> asyncio.Task[None] | None:
+    """Open the task engine (unless the orchestrator has one) and start the embedded worker; both are
+    stopped by `stack` (the worker first, letting its runs finish for `worker_drain_s`)."""
+    if not _has_engine(orch):
+        await orch.open_engine(settings.database_url)
+        stack.push_async_callback(orch.close_engine)
+    if not settings.embedded_workers:
+        return None
+    worker = Worker(orch.engine, concurrency=settings.embedded_workers, drain_s=settings.worker_drain_s)
+    runner = asyncio.get_running_loop().create_task(worker.run(), name="loomiq-api-worker")
+
+    async def stop() -> None:
+        await worker.stop()
+        await runner
+
+    stack.push_async_callback(stop)
+    return runner

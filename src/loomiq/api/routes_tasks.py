@@ -1,0 +1,317 @@
+"""``/api/tasks``: durable tasks on the engine (`Orchestrator.submit` and friends).
+
+Submitting answers 202 as soon as the task is committed (planning picks agents; no model is
+called); workers (this process's embedded one, or ``loomiq worker`` processes) run it. Every task
+belongs to the caller's tenant: another tenant's task id answers 404, as an unknown one does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, status
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from ..agents import NoAgentAvailable, UnknownAgent
+from ..engine import DependencyError, EngineClosed, InvalidTask, Priority, Task, TaskNotFound
+from ..engine.task import TaskStatus
+from ..orchestrator import Orchestrator
+from ..strategies import StrategyError
+from ._event_stream import event_json, sse_stream
+from ._pagination import Cursor, paginate
+from .auth import Principal
+from .deps import OperatorDep, PrincipalDep, StateDep, authenticate, get_state
+from .problems import Problem, planning_problem, problem_response
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="Repeat a submission safely: same key, same task."),
+]
+
+
+class TaskSubmission(BaseModel):
+    """A task to run durably."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1, max_length=200_000)
+    strategy: str = Field("auto", description="single, sequential, parallel, consensus, adaptive or auto")
+    agents: list[str] | None = Field(None, description="Agent ids to use, in order; default: the best ones.")
+    capabilities: list[str] = Field([], description="Capabilities every agent must have.")
+    options: dict[str, Any] | None = Field(None, description="Strategy options.")
+    priority: Priority = "medium"
+    after: list[str] = Field([], max_length=100, description="Ids of tasks that must complete first.")
+    timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+    retry: int | None = Field(None, ge=1, le=20, description="Runs allowed in all when a run fails.")
+    context: dict[str, Any] | None = None
+
+
+class Collaboration(BaseModel):
+    """A follow-up on a completed task: more agents work on its result."""
+
+    model_config = ConfigDict(extra="forbid")
+    instruction: str = Field("", max_length=20_000, description="What to do with the result; default: improve it.")
+    strategy: str = "consensus"
+    agents: list[str] | None = None
+    capabilities: list[str] = []
+    priority: Priority = "medium"
+    timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+
+
+def links(task_id: str) -> dict[str, str]:
+    """Where to read, follow and cancel a task."""
+    base = f"/api/tasks/{task_id}"
+    return {"self": base, "events": f"{base}/events", "ws": f"{base}/ws", "cancel": f"{base}/cancel"}
+
+
+def describe(task: Task, *, full: bool = False) -> dict[str, Any]:
+    """A task's JSON form (with the last run's full result when `full`)."""
+    body = {**task.to_dict(), "links": links(task.id)}
+    if full:
+        body["result"] = dict(task.result) if task.result is not None else None
+    return body
+
+
+def get_orch(state: StateDep) -> Orchestrator:
+    """The orchestrator, with the task engine open. 503 when this server has no task engine."""
+    if not state.settings.tasks_enabled:
+        raise Problem(503, "This server does not run durable tasks (LOOMIQ_TASKS=0); use /v1/chat/completions "
+                      "for in-process runs, or a server with tasks enabled.")
+    return state.orchestrator
+
+
+EngineDep = Annotated[Orchestrator, Depends(get_orch)]
+
+
+async def find_task(orch: Orchestrator, task_id: str, principal: Principal) -> Task:
+    """The caller's task, else a 404 problem (another tenant's task is not disclosed)."""
+    try:
+        task = await orch.get_task(task_id)
+    except TaskNotFound:
+        task = None
+    except EngineClosed:
+        raise Problem(503, "The task database is closed (the server is stopping). Retry shortly.") from None
+    if task is None or task.tenant_id != principal.tenant:
+        raise Problem(404, f"No task {task_id!r} in tenant {principal.tenant!r}. List tasks with GET /api/tasks.")
+    return task
+
+
+async def _submit(
+    orch: Orchestrator, principal: Principal, prompt: str, key: str | None, **kwargs: Any
+) -> tuple[Task, bool]:
+    """Submit and return (task, replayed): replayed when the Idempotency-Key named an earlier task."""
+    for dependency in kwargs.get("after", ()):
+        await find_task(orch, dependency, principal)  # a tenant may only depend on its own tasks
+    proposed = uuid.uuid4().hex
+    try:
+        task_id = await orch.submit(prompt, task_id=proposed, tenant_id=principal.tenant, idempotency_key=key,
+                                    **kwargs)
+    except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
+        raise planning_problem(exc, "agents" if isinstance(exc, UnknownAgent) else "strategy") from None
+    except DependencyError as exc:
+        raise Problem(422, f"{exc}. Fix the 'after' list.", param="after") from None
+    except InvalidTask as exc:
+        raise Problem(422, f"{exc}.") from None
+    task = await orch.get_task(task_id)
+    replayed = task_id != proposed
+    if replayed and (task.request.prompt != prompt or task.tenant_id != principal.tenant):
+        raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {task_id}). Use a "
+                      "new key for a new request.", slug="idempotency-key-reused")
+    return task, replayed
+
+
+def _accepted(task: Task, replayed: bool, response: Response) -> dict[str, Any]:
+    response.headers["Location"] = f"/api/tasks/{task.id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return describe(task)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+async def submit_task(
+    body: TaskSubmission,
+    principal: OperatorDep,
+    orch: EngineDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Queue a task (operator). Answers 202 with its id and ``Location`` once it is stored."""
+    fields = body.model_dump(exclude={"prompt"}, exclude_none=True)
+    task, replayed = await _submit(orch, principal, body.prompt, idempotency_key, **fields)
+    return _accepted(task, replayed, response)
+
+
+@router.get("")
+async def list_tasks(
+    principal: PrincipalDep,
+    orch: EngineDep,
+    response: Response,
+    request: Request,
+    status_: Annotated[list[TaskStatus] | None, Query(alias="status", description="Any of these statuses")] = None,
+    dead: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The tenant's tasks, newest first, a page at a time: pass ``next_cursor`` back as ``cursor``."""
+    try:
+        position = Cursor.decode(cursor) if cursor else None
+    except ValueError:
+        raise Problem(422, "query field 'cursor' is not a cursor from this API: pass next_cursor back unchanged.",
+                      param="cursor") from None
+
+    async def fetch(offset: int, count: int) -> list[Task]:
+        return await orch.list_tasks(tenant_id=principal.tenant, status=status_, dead=dead, limit=count,
+                                     offset=offset)
+
+    tasks, following = await paginate(fetch, limit, position)
+    next_cursor = following.encode() if following else None
+    if next_cursor:
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
+    return {"tasks": [describe(t) for t in tasks], "next_cursor": next_cursor}
+
+
+@router.get("/{task_id}")
+async def get_task(task_id: str, principal: PrincipalDep, orch: EngineDep) -> dict[str, Any]:
+    """One task, with its last run's full result once it ended."""
+    return describe(await find_task(orch, task_id, principal), full=True)
+
+
+@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_task(task_id: str, principal: OperatorDep, orch: EngineDep, response: Response) -> dict[str, Any]:
+    """Cancel a task (operator): a waiting one ends now, a running one is aborted by its worker."""
+    task = await find_task(orch, task_id, principal)
+    if task.terminal:
+        raise Problem(409, f"Task {task_id} already ended ({task.status}); there is nothing to cancel.")
+    task = await orch.cancel_task(task_id)
+    if task.terminal:
+        response.status_code = status.HTTP_200_OK
+    return describe(task)
+
+
+@router.post("/{task_id}/collaborate", status_code=status.HTTP_202_ACCEPTED)
+async def collaborate(
+    task_id: str, body: Collaboration, principal: OperatorDep, orch: EngineDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Queue a follow-up task in which more agents (by default a consensus) review and improve a
+    completed task's result (operator). It runs after the task and records it in ``after``."""
+    source = await find_task(orch, task_id, principal)
+    if source.status != "completed":
+        raise Problem(409, f"Task {task_id} is {source.status}; agents can collaborate on a completed task's result "
+                      "only. Follow its events and try again once it completes.")
+    instruction = body.instruction or ("Review the previous result: keep what is right, fix what is wrong, and give "
+                                       "the full improved answer.")
+    prompt = (f"{source.request.prompt}\n\nPrevious result (task {task_id}, strategy {source.request.strategy}):\n"
+              f"{source.output}\n\n{instruction}")
+    fields = body.model_dump(exclude={"instruction"}, exclude_none=True)
+    task, replayed = await _submit(orch, principal, prompt, idempotency_key, after=[task_id],
+                                   context={"collaborates_on": task_id}, **fields)
+    return _accepted(task, replayed, response)
+
+
+@router.get("/{task_id}/events", response_class=EventSourceResponse)
+async def task_events(
+    task_id: str,
+    principal: PrincipalDep,
+    state: StateDep,
+    orch: EngineDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Replay events after this seq")] = None,
+) -> EventSourceResponse:
+    """The task's events as SSE (``id:`` is the event's seq): replayed from the log after
+    ``Last-Event-ID`` (or ``after``), then live, ending after ``task_finished``; heartbeats keep idle
+    connections open."""
+    await find_task(orch, task_id, principal)
+    start = after or 0
+    if last_event_id:
+        try:
+            start = int(last_event_id)
+        except ValueError:
+            raise Problem(422, "header field 'Last-Event-ID' must be the seq (an integer) of the last event received.",
+                          param="Last-Event-ID") from None
+    return EventSourceResponse(sse_stream(orch, task_id, start), sep="\n", ping=state.settings.sse_ping_s or 0)
+
+
+@router.websocket("/{task_id}/ws")
+async def task_socket(websocket: WebSocket, task_id: str, after: Annotated[int, Query(ge=0)] = 0) -> None:
+    """The task's events as JSON text frames (replayed after ``after``, then live); the client may
+    send ``{"type": "cancel"}`` (operator) to cancel the task. Closes with 1000 after
+    ``task_finished``. Credentials: headers, or ``?access_token=`` for browsers."""
+    try:
+        state = get_state(websocket)
+        principal = await authenticate(websocket, state)
+        orch = get_orch(state)
+        await find_task(orch, task_id, principal)
+    except Problem as problem:
+        await _refuse(websocket, problem)
+        return
+    await websocket.accept()
+    lock = anyio.Lock()
+
+    async def send(text: str) -> None:
+        async with lock:
+            await websocket.send_text(text)
+
+    async with anyio.create_task_group() as group:
+
+        async def pump() -> None:
+            async with contextlib.aclosing(orch.events(task_id, after)) as events:
+                async for event in events:
+                    await send(event_json(event))
+            async with lock:
+                await websocket.close(1000)
+            group.cancel_scope.cancel()
+
+        async def listen() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    group.cancel_scope.cancel()
+                    return
+                text = message.get("text") or (message.get("bytes") or b"").decode(errors="replace")
+                await _command(text, orch, task_id, principal, send)
+
+        group.start_soon(pump)
+        group.start_soon(listen)
+
+
+async def _command(
+    text: str, orch: Orchestrator, task_id: str, principal: Principal, send: Callable[[str], Awaitable[None]]
+) -> None:
+    """Answer one client message of the task WebSocket."""
+    try:
+        message = json.loads(text)
+        kind = message.get("type") if isinstance(message, dict) else None
+    except ValueError:
+        kind = None
+    if kind != "cancel":
+        await send(json.dumps({"type": "error", "status": 422,
+                               "detail": 'Unknown message: the only command is {"type": "cancel"}.'}))
+        return
+    if not principal.can("operator"):
+        await send(json.dumps({"type": "error", "status": 403,
+                               "detail": f"Cancelling needs the operator role; this caller is {principal.role}."}))
+        return
+    await send(json.dumps({"type": "cancel_requested", "task_id": task_id}))
+    # Shielded: the run's end may close this socket (and cancel this reader) before the engine
+    # returns, and the cancellation must be recorded all the same. Its end arrives as events.
+    with anyio.CancelScope(shield=True):
+        await orch.cancel_task(task_id)
+
+
+async def _refuse(websocket: WebSocket, problem: Problem) -> None:
+    """Refuse the handshake: an HTTP problem response where the server can send one, else accept
+    and close with 4000 + status (4401, 4403, 4404...) and the detail as reason."""
+    response = problem_response(problem, websocket.url.path)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:
+        await websocket.accept()
+        await websocket.close(4000 + problem.status, problem.detail.encode()[:120].decode(errors="ignore"))

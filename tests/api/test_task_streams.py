@@ -1,0 +1,111 @@
+"""Task event streams against the real server: SSE heartbeats and disconnects, and the WebSocket."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx2
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .conftest import LiveServer
+from .support import token
+
+
+def _http(server: LiveServer, role: str = "admin", tenant: str = "acme") -> httpx2.Client:
+    return httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {token(role, tenant)}"}, timeout=30)
+
+
+def _submit(server: LiveServer, body: dict[str, Any]) -> str:
+    with _http(server) as http:
+        response = http.post("/api/tasks", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+
+def _subscriptions(server: LiveServer) -> dict[str, Any]:
+    return server.app.state.loomiq.orchestrator.engine.store.hub._subs
+
+
+SLOW = {"prompt": "take your time", "strategy": "single", "agents": ["slow"]}
+
+
+def test_sse_heartbeats_and_disconnect_frees_the_subscription(live_server: LiveServer) -> None:
+    task_id = _submit(live_server, SLOW)
+    with _http(live_server) as http:
+        with http.stream("GET", f"/api/tasks/{task_id}/events") as response:
+            assert response.status_code == 200
+            lines: list[str] = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if any(x.startswith("data: ") for x in lines) and any(x.startswith(": ping") for x in lines):
+                    # Still reading: the stream holds one subscription to the task's events.
+                    assert task_id in _subscriptions(live_server)
+                    break
+            assert any(x.startswith("id: 1") for x in lines)
+        deadline = time.monotonic() + 5
+        while task_id in _subscriptions(live_server):
+            assert time.monotonic() < deadline, "the event subscription outlived the client"
+            time.sleep(0.02)
+        http.post(f"/api/tasks/{task_id}/cancel")
+
+
+async def test_websocket_sends_the_same_events_as_sse(live_server: LiveServer) -> None:
+    task_id = _submit(live_server, {"prompt": "Should we shard?", "strategy": "consensus"})
+    ws_url = live_server.url.replace("http", "ws") + f"/api/tasks/{task_id}/ws"
+    received = []
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token('viewer')}"}) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                received.append(json.loads(await ws.recv()))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
+    assert received[-1]["type"] == "task_finished" and received[-1]["status"] == "completed"
+    with _http(live_server) as http:
+        sse = [json.loads(line[6:]) for line in http.get(f"/api/tasks/{task_id}/events").text.splitlines()
+               if line.startswith("data: ")]
+    assert sse == received
+    # Resume after a seq, with the token in the query string (browsers cannot set headers).
+    async with connect(f"{ws_url}?after=3&access_token={token('viewer')}") as ws:
+        first = json.loads(await ws.recv())
+    assert first["seq"] == 4
+
+
+async def test_websocket_cancel(live_server: LiveServer) -> None:
+    task_id = _submit(live_server, SLOW)
+    ws_url = live_server.url.replace("http", "ws") + f"/api/tasks/{task_id}/ws"
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token('viewer')}"}) as viewer:
+        assert json.loads(await viewer.recv())["type"] == "task_queued"
+        await viewer.send(json.dumps({"type": "cancel"}))
+        refusal = json.loads(await viewer.recv())
+        while refusal["type"] != "error":
+            refusal = json.loads(await viewer.recv())
+        assert refusal["status"] == 403
+    messages = []
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token('operator')}"}) as ws:
+        await ws.send("not json")
+        await ws.send(json.dumps({"type": "cancel"}))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                messages.append(json.loads(await ws.recv()))
+    kinds = [m["type"] for m in messages]
+    assert "error" in kinds and "cancel_requested" in kinds
+    assert messages[-1]["type"] == "task_finished" and messages[-1]["status"] == "cancelled"
+
+
+async def test_websocket_refusals_are_problem_responses(live_server: LiveServer) -> None:
+    task_id = _submit(live_server, {"prompt": "q", "strategy": "single"})
+    ws_url = live_server.url.replace("http", "ws") + f"/api/tasks/{task_id}/ws"
+    with pytest.raises(InvalidStatus) as anonymous:
+        async with connect(ws_url):
+            pass
+    assert anonymous.value.response.status_code == 401
+    problem = json.loads(anonymous.value.response.body)
+    assert problem["type"] == "urn:loomiq:problem:unauthenticated"
+    with pytest.raises(InvalidStatus) as other_tenant:
+        async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token('admin', 'globex')}"}):
+            pass
+    assert other_tenant.value.response.status_code == 404
