@@ -309,3 +309,27 @@ async def test_aclose_closes_every_model() -> None:
         agent.model.aclose = aclose  # type: ignore[method-assign]
     await Orchestrator(team).aclose()
     assert sorted(closed) == ["a", "b"]
+
+
+async def test_context_dependencies_reach_every_agent_request() -> None:
+    from loomiq import Agent, AgentConfig, ScriptedModel
+    from loomiq.models import ModelRequest
+    from loomiq.runtime import ExecutionContext, TaskSpec
+
+    seen: list[ModelRequest] = []
+
+    def reply(request: ModelRequest, index: int) -> str:
+        seen.append(request)
+        return "ok"
+
+    agent = Agent(AgentConfig("a", "scripted", "s", system_prompt="You are a."), ScriptedModel(replies=reply))
+    from loomiq.agents import AgentRegistry
+
+    spec = TaskSpec("next step", context={"dependencies": {"t1": "forty-two"}})
+    ctx = ExecutionContext("run", spec, AgentRegistry([agent]))
+    step = await ctx.call("single", agent, "answer", "next step")
+    assert step.ok
+    roles = [m.role for m in seen[0].messages]
+    assert roles == ["system", "system", "user"]
+    assert seen[0].messages[0].content == "You are a."
+    assert "Result of task t1:\nforty-two" in seen[0].messages[1].content

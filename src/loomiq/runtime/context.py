@@ -30,6 +30,16 @@ class TaskSpec:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+def background_message(context: dict[str, Any]) -> Message | None:
+    """What every agent of a task must know besides its prompt: the outputs of the tasks it depends
+    on (``context["dependencies"]``, id -> output), as one system message; None when there are none."""
+    deps = context.get("dependencies")
+    if not deps:
+        return None
+    parts = "\n\n".join(f"Result of task {task_id}:\n{output}" for task_id, output in deps.items())
+    return Message("system", f"This task builds on earlier tasks.\n\n{parts}")
+
+
 class ExecutionContext:
     """Runs agent steps for one strategy run, in this process, with failover and events.
 
@@ -56,6 +66,7 @@ class ExecutionContext:
         self.pool: frozenset[str] = frozenset()
         """Agents the strategy picked for this run; failover prefers agents outside it."""
         self._sink = sink
+        self._background = background_message(task.context)
 
     def emit(self, event: RunEvent) -> None:
         """Deliver an event to whoever listens (nothing is built when nobody does)."""
@@ -85,6 +96,8 @@ class ExecutionContext:
         cfg = agent.config
         user = Message("user", prompt)
         messages = (Message("system", cfg.system_prompt), user) if cfg.system_prompt else (user,)
+        if self._background is not None:
+            messages = (*messages[:-1], self._background, user)
         if cfg.temperature is None and cfg.max_tokens is None:
             return ModelRequest(messages)
         return ModelRequest(messages, settings=ModelSettings(cfg.temperature, cfg.max_tokens))
