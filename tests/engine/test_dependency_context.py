@@ -29,3 +29,23 @@ async def test_agents_of_a_dependent_task_receive_dependency_outputs(open_engine
     assert len(background) == 1
     assert f"Result of task {first}:\nanswer 0" in background[0].content
     assert second_request.messages[-1].content == "double the count"
+
+
+async def test_task_stats_group_by_status_and_strategy(open_engine) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import team
+
+    engine: TaskEngine = await open_engine(team(4))
+    orch = engine.orchestrator
+    ids = [await orch.submit("q1", strategy="consensus"), await orch.submit("q2", strategy="single")]
+    queued = await orch.submit("q3", strategy="single", after=[ids[0]])
+    await orch.cancel_task(queued)
+    async with running(engine):
+        for task_id in ids:
+            assert (await orch.wait(task_id, timeout_s=10)).status == "completed"
+    rows = await engine.store.task_stats("default")
+    by_key = {(r["status"], r["strategy"]): r for r in rows}
+    assert set(by_key) == {("completed", "consensus"), ("completed", "single"), ("cancelled", "single")}
+    assert by_key[("completed", "consensus")]["count"] == 1
+    assert by_key[("completed", "consensus")]["input_tokens"] > 0
+    assert by_key[("completed", "single")]["mean_duration_s"] >= 0
+    assert await engine.store.task_stats("nobody") == []

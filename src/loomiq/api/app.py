@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..engine import Worker
 from ..orchestrator import Orchestrator
-from . import routes_agents, routes_health, routes_keys, routes_openai, routes_tasks
+from . import routes_agents, routes_health, routes_keys, routes_openai, routes_stats, routes_tasks
 from .auth import TokenVerifier
 from .deps import ApiState
 from .keys import KeyStore, KeyVerifier, open_key_store
@@ -97,6 +97,7 @@ def create_app(
     app.include_router(routes_keys.router)
     app.include_router(routes_openai.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_stats.router)
     return app
 
 

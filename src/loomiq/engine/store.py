@@ -276,6 +276,26 @@ class Store(ABC):
         ), blocking=True)
         return {s: n for s, n in rows}
 
+    async def task_stats(self, tenant_id: str | None = "default") -> list[dict[str, Any]]:
+        """Per (status, strategy): task count, mean run duration of finished tasks, tokens and cost."""
+        strategy = (
+            "(request::json ->> 'strategy')" if self.dialect.name == "postgresql"
+            else "json_extract(request, '$.strategy')"
+        )
+        clause, args = ("WHERE tenant_id = ? ", (tenant_id,)) if tenant_id is not None else ("", ())
+        rows = await self.fetch(Stmt(
+            f"SELECT status, {strategy} AS strategy, COUNT(*), "
+            "AVG(CASE WHEN finished_at IS NOT NULL AND started_at IS NOT NULL "
+            "THEN finished_at - started_at END), "
+            f"SUM(cost_usd), SUM(input_tokens), SUM(output_tokens) FROM tasks {clause}"
+            "GROUP BY status, strategy ORDER BY status, strategy", args, "all",
+        ), blocking=True)
+        return [
+            {"status": st, "strategy": sg, "count": int(n), "mean_duration_s": None if d is None else float(d),
+             "cost_usd": float(c or 0.0), "input_tokens": int(i or 0), "output_tokens": int(o or 0)}
+            for st, sg, n, d, c, i, o in rows
+        ]
+
 
 def is_terminal(status: str) -> bool:
     """Whether a task in `status` has ended for good."""
