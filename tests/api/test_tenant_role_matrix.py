@@ -1,0 +1,106 @@
+"""Every route of the OpenAPI document that takes an id, for two tenants and three roles.
+
+The matrix below says, per route, the least role it needs and whether the resource belongs to a
+tenant. The test reads the routes from ``/openapi.json``: a route with an id that is missing from the
+matrix fails the test, so a new route cannot ship without its tenancy and role decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+
+from loomiq import Agent, AgentConfig, Orchestrator, ScriptedModel
+
+from .support import bearer
+
+ROLES = ["viewer", "operator", "admin"]
+OWNER = "acme"
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a route needs: the least role, whether its resource is a tenant's, and how to make one."""
+
+    needed: str
+    tenant_scoped: bool
+    make: Callable[[httpx2.AsyncClient, Orchestrator], Awaitable[str]]
+    body: dict[str, Any] | None = None
+    ok: tuple[int, ...] = (200,)
+
+
+async def completed_task(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    response = await client.post("/api/tasks", json={"prompt": "Name a colour", "strategy": "single"},
+                                 headers=bearer("admin", OWNER))
+    task_id = response.json()["id"]
+    assert (await orch.wait(task_id, timeout_s=10)).status == "completed"
+    return task_id
+
+
+async def running_task(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    if "slow" not in orch.registry:
+        orch.add_agent(Agent(AgentConfig("slow", "scripted", "s", capabilities=frozenset({"slow-only"})),
+                             ScriptedModel(latency_s=30)))
+    response = await client.post("/api/tasks", json={"prompt": "Take your time", "strategy": "single",
+                                                     "agents": ["slow"]}, headers=bearer("admin", OWNER))
+    return response.json()["id"]
+
+
+async def fresh_agent(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    agent_id = f"temp{len(orch.registry)}"
+    response = await client.post("/api/agents", json={"id": agent_id, "provider": "scripted", "model": "s"},
+                                 headers=bearer("admin", OWNER))
+    assert response.status_code == 201, response.text
+    return agent_id
+
+
+async def fresh_key(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    response = await client.post("/api/keys", json={"role": "viewer"}, headers=bearer("admin", OWNER))
+    assert response.status_code == 201, response.text
+    return response.json()["key_id"]
+
+
+async def existing_agent(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    return "analyst"
+
+
+MATRIX: dict[tuple[str, str], Route] = {
+    ("GET", "/api/agents/{agent_id}"): Route("viewer", False, existing_agent),
+    ("PATCH", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, {"name": "Renamed"}),
+    ("DELETE", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, ok=(204,)),
+    ("DELETE", "/api/keys/{key_id}"): Route("admin", True, fresh_key, ok=(204,)),
+    ("GET", "/api/tasks/{task_id}"): Route("viewer", True, completed_task),
+    ("POST", "/api/tasks/{task_id}/cancel"): Route("operator", True, running_task, ok=(200, 202)),
+    ("POST", "/api/tasks/{task_id}/collaborate"): Route("operator", True, completed_task, {}, ok=(202,)),
+    ("GET", "/api/tasks/{task_id}/events"): Route("viewer", True, completed_task),
+}
+
+
+async def test_every_route_with_an_id_is_in_the_matrix(client: httpx2.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    with_ids = {(method.upper(), path) for path, item in schema["paths"].items() if "{" in path for method in item}
+    assert with_ids == set(MATRIX), f"routes missing from the matrix: {sorted(with_ids - set(MATRIX))}"
+
+
+@pytest.mark.parametrize("route_key", list(MATRIX), ids=lambda k: f"{k[0]} {k[1]}")
+@pytest.mark.parametrize("tenant", [OWNER, "globex"])
+@pytest.mark.parametrize("role", ROLES)
+async def test_role_and_tenant(client: httpx2.AsyncClient, orchestrator: Orchestrator, route_key: tuple[str, str],
+                               tenant: str, role: str) -> None:
+    method, template = route_key
+    route = MATRIX[route_key]
+    resource = await route.make(client, orchestrator)
+    path = template.replace(template[template.index("{"):template.index("}") + 1], resource)
+    response = await client.request(method, path, json=route.body, headers=bearer(role, tenant))  # type: ignore[arg-type]
+    if ROLES.index(role) < ROLES.index(route.needed):
+        assert response.status_code == 403, response.text
+        assert response.json()["required_role"] == route.needed
+    elif route.tenant_scoped and tenant != OWNER:
+        assert response.status_code == 404, response.text  # another tenant's id does not exist for the caller
+        assert response.headers["content-type"].startswith("application/problem+json")
+    else:
+        assert response.status_code in route.ok, response.text
