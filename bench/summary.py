@@ -1,6 +1,7 @@
 """Summarise the JSON lines of `bench/run.sh` (loomiq beside the floor, optionally the peers) as JSON.
 
-Usage: python3 bench/summary.py RESULTS.jsonl [--peers PEERS.jsonl] [--meta KEY=VALUE ...]
+Usage: python3 bench/summary.py RESULTS.jsonl [--peers PEERS.jsonl] [--durable DURABLE.jsonl]
+       [--peers-durable PEERS_DURABLE.jsonl] [--meta KEY=VALUE ...]
 
 Stdlib only. Every number is the median over the repetitions (fresh processes) of the per-process
 figure the harness printed (itself a median over runs). Per workload:
@@ -13,6 +14,11 @@ figure the harness printed (itself a median over runs). Per workload:
   reports it; ``vs_floor_50ms``: the framework's median wall time at L=50 ms divided by the floor's.
 * throughput: ``runs_per_s`` of 1,000 concurrent W2 runs at L=50 ms, and ``rss_growth_mb`` =
   peak RSS (VmHWM) - RSS just before the burst.
+
+With ``--durable`` (``SET=durable`` in run.sh) a ``durable`` section: the same figures for
+floor-durable and for each ``loomiq durable (...)`` row, compared with floor-durable (same minutes),
+the engine's own figures (``submit``, ``scaleout`` lines of bench_loomiq_durable.py) and
+``durable_targets``. RESULTS.jsonl may then be empty (SET=durable runs no in-memory rows).
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ TARGETS = {
     "vs_floor_50ms_max": 1.01,
     "throughput_runs_per_s_min": 5000.0,
     "throughput_rss_growth_mb_max": 30.0,
+}
+DURABLE_TARGETS = {
+    "us_per_call_max": {"sqlite": 150.0, "postgres": 300.0},
+    "throughput_runs_per_s_min_sqlite": 3000.0,
+    "submit_p50_us_max_sqlite": 1000.0,
+    "submit_to_first_event_p50_us_max_sqlite": 5000.0,
+    "scaleout_speedup_min_postgres": 3.5,
 }
 
 
@@ -56,6 +69,8 @@ def load(path: str) -> tuple[list[str], dict[str, dict[str, list[float]]], dict[
             meta[fw] = {"versions": r.get("versions", {}), "python": r.get("python"), "durable": bool(r.get("durable"))}
             d = rows[fw]
             d["import_s"].append(r.get("import_s"))
+            if r["mode"] not in ("latency", "throughput"):
+                continue  # the durable engine's own figures (submit, scaleout): see load_engine
             if r["mode"] == "latency":
                 d["lat_reps"].append(1)
                 for w in WORKLOADS:
@@ -133,17 +148,85 @@ def first_floor(order: list[str], meta: dict[str, dict[str, Any]]) -> str | None
     return next((fw for fw in order if fw.startswith("floor") and not meta[fw]["durable"]), None)
 
 
+def first_durable_floor(order: list[str], meta: dict[str, dict[str, Any]]) -> str | None:
+    return next((fw for fw in order if fw.startswith("floor") and meta[fw]["durable"]), None)
+
+
+def load_engine(path: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """framework -> mode (submit, scaleout) -> the figures of each line."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line.startswith("{"):
+                r = json.loads(line)
+                if r["mode"] in ("submit", "scaleout"):
+                    out[r["framework"]][r["mode"]].append(r[r["mode"]])
+    return out
+
+
+def durable_section(path: str, peers_path: str | None) -> dict[str, Any]:
+    """floor-durable and loomiq's durable rows (same file, same minutes), engine figures, targets."""
+    order, rows, meta = load(path)
+    fl = first_durable_floor(order, meta)
+    sec: dict[str, Any] = {"results": path, "floor_durable_row": fl, "targets_def": DURABLE_TARGETS, "frameworks": {}}
+    for fw in order:
+        f = figures(rows[fw], None if fw == fl or fl is None else rows[fl])
+        f["versions"] = meta[fw]["versions"]
+        sec["frameworks"][fw] = f
+    engine = load_engine(path)
+    sec["engine"] = {fw: {mode: lines[-1] for mode, lines in modes.items()} for fw, modes in engine.items()}
+    t: dict[str, Any] = {}
+    for fw, f in sec["frameworks"].items():
+        if not fw.startswith("loomiq durable"):
+            continue
+        variant = "postgres" if "postgres" in fw else "sqlite"
+        limit = DURABLE_TARGETS["us_per_call_max"][variant]
+        for w in WORKLOADS:
+            per_call = f[w]["us_per_call"]
+            t[f"{variant}_{w}_us_per_call_le_{limit:g}"] = None if per_call is None else per_call <= limit
+        if variant == "sqlite":
+            rps = f["throughput"]["runs_per_s"]
+            t["sqlite_throughput_ge_3000_runs_per_s"] = (
+                None if rps is None else rps >= DURABLE_TARGETS["throughput_runs_per_s_min_sqlite"])
+    for fw, modes in sec["engine"].items():
+        if "sqlite" in fw and "submit" in modes:
+            sub = modes["submit"]
+            t["sqlite_submit_p50_lt_1ms"] = sub["submit"]["p50_us"] < DURABLE_TARGETS["submit_p50_us_max_sqlite"]
+            t["sqlite_submit_to_first_event_p50_lt_5ms"] = (
+                sub["submit_to_first_event"]["p50_us"] < DURABLE_TARGETS["submit_to_first_event_p50_us_max_sqlite"])
+        if "postgres" in fw and "scaleout" in modes and "speedup" in modes["scaleout"]:
+            t["postgres_scaleout_4_workers_ge_3_5x"] = (
+                modes["scaleout"]["speedup"] >= DURABLE_TARGETS["scaleout_speedup_min_postgres"])
+    t["all_met"] = bool(t) and all(x is True for x in t.values())
+    sec["durable_targets"] = t
+    if peers_path:
+        porder, prows, pmeta = load(peers_path)
+        pfl = first_durable_floor(porder, pmeta)
+        peers: dict[str, Any] = {"results": peers_path, "floor_durable_row": pfl, "frameworks": {}}
+        for fw in porder:
+            f = figures(prows[fw], None if fw == pfl or pfl is None or not pmeta[fw]["durable"] else prows[pfl])
+            f["versions"] = pmeta[fw]["versions"]
+            peers["frameworks"][fw] = f
+        sec["peers"] = peers
+    return sec
+
+
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0].startswith("-"):
         sys.exit(__doc__)
     path = args.pop(0)
-    peers_path = None
+    peers_path = durable_path = peers_durable_path = None
     extra: dict[str, str] = {}
     while args:
         opt = args.pop(0)
         if opt == "--peers":
             peers_path = args.pop(0)
+        elif opt == "--durable":
+            durable_path = args.pop(0)
+        elif opt == "--peers-durable":
+            peers_durable_path = args.pop(0)
         elif opt == "--meta":
             k, _, v = args.pop(0).partition("=")
             extra[k] = v
@@ -152,6 +235,12 @@ def main() -> None:
 
     order, rows, meta = load(path)
     floor_fw = first_floor(order, meta)
+    if floor_fw is None and durable_path is not None and not order:
+        # SET=durable: no in-memory rows at all.
+        summary = {**extra, "durable": durable_section(durable_path, peers_durable_path)}
+        json.dump(summary, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
     if floor_fw is None:
         sys.exit(f"{path}: no floor row")
     summary: dict[str, Any] = {**extra, "results": path, "targets_def": TARGETS}
@@ -173,6 +262,8 @@ def main() -> None:
             f["versions"] = pmeta[fw]["versions"]
             peers["frameworks"][fw] = f
         summary["peers"] = peers
+    if durable_path is not None:
+        summary["durable"] = durable_section(durable_path, peers_durable_path)
 
     json.dump(summary, sys.stdout, indent=1)
     sys.stdout.write("\n")

@@ -1,4 +1,6 @@
-"""The `loomiq` command line: `loomiq run`, `loomiq agents`, `loomiq agents check`, `loomiq --version`.
+"""The `loomiq` command line: `loomiq run` (in-process, or `--durable`), the durable tasks (`loomiq submit`,
+`status`, `wait`, `cancel`, `tasks`, `worker`), the service (`loomiq serve`, `token`, `keys`), `loomiq agents`,
+`loomiq agents check`, `loomiq --version`.
 
 Every problem the user can fix (config, strategy, agent names) ends as one line on stderr,
 ``loomiq: error: <message>``, with exit code 2.
@@ -13,10 +15,13 @@ import typer
 from .. import __version__
 from ._agents import agents_app
 from ._run import run_command
+from ._service import register as register_service_commands
+from ._tasks import register as register_task_commands
 
 app = typer.Typer(
     name="loomiq",
-    help="Coordinate many LLM agents: run a task with a collaboration strategy, inspect the agents.",
+    help="Coordinate many LLM agents: run a task with a collaboration strategy (in-process or as a durable "
+         "task that workers run), inspect the agents.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -24,6 +29,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("run")(run_command)
+register_task_commands(app)
+register_service_commands(app)
 app.add_typer(agents_app, name="agents")
 
 

@@ -1,8 +1,13 @@
-"""`loomiq run`: plan a run, show it live (or as JSON), and exit with a code that says how it ended."""
+"""`loomiq run`: plan a run, show it live (or as JSON), and exit with a code that says how it ended.
+
+With ``--durable`` the run is a task of the durable engine (`TaskEngine.run`): it runs in this
+process, each agent call journalled in the database, and if this process dies a `loomiq worker`
+resumes it from its journal."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -47,6 +52,55 @@ async def _follow(handle: RunHandle, display: LiveDisplay | PlainDisplay | None)
         return await handle.result()
 
 
+async def _execute_durable(orch: Orchestrator, prompt: str, options: dict[str, Any], json_output: bool,
+                           database: str | None) -> RunResult:
+    """Run durably in this process: lines from the task's event log while it runs, then the summary.
+    Ctrl-C cancels the task (recorded as cancelled), as it cancels an in-process run."""
+    from ..engine.task import new_task_id  # the engine is loaded only for --durable
+    from ._tasks import SCRIPTED_NOTE, EventPrinter, database_url, shown_url
+
+    url = database_url(database)
+    try:
+        try:
+            engine = await orch.open_engine(url)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
+            fail(f"cannot open the database {shown_url(url)}: {type(exc).__name__}: {exc}")
+        task_id = new_task_id()
+        run = asyncio.get_running_loop().create_task(engine.run(prompt, task_id=task_id, **options))
+        follower = None
+        printer = EventPrinter(lifecycle=False)
+        if not json_output:
+            typer.echo(f"task: {task_id} (durable, in {shown_url(url)})")
+            follower = asyncio.get_running_loop().create_task(_print_events(engine, task_id, printer))
+        try:
+            try:
+                result = await asyncio.shield(run)
+            except asyncio.CancelledError:
+                # Ctrl-C: cancel the task itself, then report what it did so far.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                await engine.cancel_task(task_id)
+                result = await run
+            if follower is not None:
+                # The log ends with the task's last event, committed by the time `run` returned.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(follower), 10)
+                await PlainDisplay(SCRIPTED_NOTE if printer.offline else None).finish(result)
+        finally:
+            if follower is not None and not follower.done():
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+        return result
+    finally:
+        await orch.aclose()
+
+
+async def _print_events(engine: Any, task_id: str, printer: Any) -> None:
+    async for event in engine.events(task_id):
+        printer(event.type, event.data)
+
+
 async def _execute(orch: Orchestrator, prompt: str, options: dict[str, Any], json_output: bool,
                    config: Path | None) -> RunResult:
     """Plan and stream the run, show it unless `json_output`, close the models, return the result."""
@@ -89,6 +143,14 @@ def run_command(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Give up on the run after this many seconds.", show_default=False,
     )] = None,
+    durable: Annotated[bool, typer.Option(
+        "--durable", help="Journal every agent call in the database, so that a worker resumes the run if "
+                          "this process dies.",
+    )] = False,
+    database: Annotated[str | None, typer.Option(
+        "--database", help="With --durable: database URL (default: $LOOMIQ_DATABASE_URL, else "
+                           "sqlite:///loomiq.db here).", show_default=False,
+    )] = None,
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
@@ -106,8 +168,13 @@ def run_command(
         "capabilities": split_list(capabilities),
         "timeout_s": timeout,
     }
+    if database is not None and not durable:
+        fail("--database only applies to --durable runs")
     try:
-        result = asyncio.run(_execute(orch, prompt, options, json_output, config))
+        if durable:
+            result = asyncio.run(_execute_durable(orch, prompt, options, json_output, database))
+        else:
+            result = asyncio.run(_execute(orch, prompt, options, json_output, config))
     except _PLAN_ERRORS as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -1,0 +1,578 @@
+"""Durable tasks from the command line: `loomiq submit`, `status`, `wait`, `cancel`, `tasks`, `worker`.
+
+They all talk to the engine's database: ``--database URL``, else ``$LOOMIQ_DATABASE_URL``, else the
+SQLite file ``loomiq.db`` in the working directory. `submit` returns the task id as soon as the task
+is committed; a `loomiq worker` (any number of them, on any machine that reaches the database) runs
+it. Problems the user can fix (unknown task id, unknown dependency, a cycle, a bad option, a
+database that cannot be opened) end as one ``loomiq: error: ...`` line on stderr with exit code 2.
+
+Exit codes: `wait` 0 when the task completed and 1 otherwise; `cancel` 1 when the task had already
+ended; `worker` 0 after SIGTERM or SIGINT once its tasks are finished or handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from ..agents import NoAgentAvailable, UnknownAgent
+from ..config import ConfigError, find_config
+from ..orchestrator import Orchestrator
+from ..strategies import STRATEGY_NAMES, StrategyError
+from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, split_list
+from ._display import strategy_line
+
+T = TypeVar("T")
+
+PRIORITIES = ("critical", "high", "medium", "low")
+STATUSES = ("queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+SCRIPTED_NOTE = "offline: these answers come from loomiq's built-in scripted agents, not a real model"
+
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--database", help="Database URL (default: $LOOMIQ_DATABASE_URL, else sqlite:///loomiq.db here).",
+    show_default=False,
+)]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Config file (default: $LOOMIQ_CONFIG, else ./loomiq.yaml, else built-in agents).",
+    show_default=False, dir_okay=False,
+)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq submit` printed it).",
+                                               show_default=False)]
+
+
+# -- shared pieces --------------------------------------------------------------------------------
+
+
+def database_url(url: str | None) -> str:
+    """`url`, else ``$LOOMIQ_DATABASE_URL``, else the engine's default (``sqlite:///loomiq.db``)."""
+    from ..engine import database_url as engine_url
+
+    return engine_url(url)
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _sqlite_file(url: str) -> str | None:
+    if not url.lower().startswith("sqlite:"):
+        return None
+    from ..engine._sqlite import sqlite_path
+
+    try:
+        return sqlite_path(url)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _require_database(url: str) -> None:
+    path = _sqlite_file(url)
+    if path is not None and not os.path.exists(path):
+        fail(f"no database at {path} (submit a task first, or point --database / $LOOMIQ_DATABASE_URL "
+             "at the engine's database)")
+
+
+def check_id(task_id: str) -> str:
+    """The id, or a one-line error for one that no task can have."""
+    if not _ID.match(task_id):
+        fail(f"{task_id!r} is not a task id (letters, digits and _ . : -, at most 128 characters)")
+    return task_id
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+async def _with_engine(url: str | None, orch: Orchestrator, body: Callable[[Orchestrator], Awaitable[T]],
+                       *, create: bool = True, **options: Any) -> T:
+    """Open the engine on `url` for `orch` (`options` to `open_engine`), run `body`, close
+    everything. A database that cannot be opened (or, unless `create`, a SQLite file that does not
+    exist) is a one-line error."""
+    resolved = database_url(url)
+    if not create:
+        _require_database(resolved)
+    try:
+        try:
+            await orch.open_engine(resolved, **options)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
+            fail(f"cannot open the database {shown_url(resolved)}: {type(exc).__name__}: {exc}")
+        return await body(orch)
+    finally:
+        await orch.aclose()
+
+
+def _run(coro: Awaitable[T]) -> T:
+    """`asyncio.run` with the engine's user-facing errors turned into one line and exit 2."""
+    from ..engine import InvalidTask, TaskNotFound
+
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (TaskNotFound, InvalidTask, StrategyError, UnknownAgent, NoAgentAvailable) as exc:
+        message = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
+        fail(message)
+    except KeyboardInterrupt:
+        sys.stderr.write("loomiq: interrupted\n")
+        raise typer.Exit(130) from None
+
+
+def _load(config: Path | None) -> Orchestrator:
+    try:
+        return Orchestrator.from_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _task_json(task: Any) -> dict[str, Any]:
+    data = task.to_dict()
+    data["offline"] = task.result.get("offline") if task.result else None
+    return data
+
+
+# -- event lines (loomiq wait, loomiq run --durable) ----------------------------------------------
+
+
+class EventPrinter:
+    """One plain line per logged event of a task (text deltas are not echoed: the output is printed
+    whole at the end); says once, plainly, when the answers are offline scripted ones."""
+
+    def __init__(self, write: Callable[[str], None] = typer.echo, lifecycle: bool = True) -> None:
+        self.write = write
+        self.lifecycle = lifecycle
+        self.offline = False
+
+    def __call__(self, type_: str, data: Mapping[str, Any]) -> None:
+        line = self.line(type_, data)
+        if line is not None:
+            self.write(line)
+
+    def line(self, type_: str, d: Mapping[str, Any]) -> str | None:
+        """The line for one event, or None for events not shown."""
+        if type_ == "run_started":
+            self.offline = bool(d.get("offline"))
+            lines = []
+            if self.offline:
+                lines.append(SCRIPTED_NOTE)
+            lines.append(f"strategy: {strategy_line(str(d.get('strategy')), str(d.get('reason') or ''))}")
+            lines.append(f"agents: {', '.join(d.get('agents') or ())}")
+            return "\n".join(lines)
+        if type_ == "step_started":
+            return f"[{d.get('step')}] {d.get('agent')} working ({d.get('role')})"
+        if type_ == "agent_failed_over":
+            return f"[{d.get('step')}] {d.get('from_agent')} failed over to {d.get('to_agent')}: {d.get('error')}"
+        if type_ == "step_finished":
+            if d.get("error") is None:
+                usage = d.get("usage") or {}
+                return (f"[{d.get('key')}] {d.get('agent')} done: {fmt_tokens(usage.get('total_tokens', 0))} tokens, "
+                        f"{fmt_cost(d.get('cost_usd') or 0.0)}, {fmt_ms(d.get('duration_ms') or 0.0)}")
+            return f"[{d.get('key')}] {d.get('agent')} failed: {d.get('error')}"
+        if not self.lifecycle:
+            return None
+        if type_ == "task_queued":
+            return f"queued (priority {d.get('priority')})"
+        if type_ == "task_waiting":
+            return f"waiting for {', '.join(d.get('after') or ()) or 'its dependencies'}"
+        if type_ == "task_ready":
+            return "ready: its dependencies completed"
+        if type_ == "task_started":
+            resumed = ", resumed from its journal" if d.get("resumed") or (d.get("attempt") or 1) > 1 else ""
+            return f"started: attempt {d.get('attempt')} on worker {d.get('worker')}{resumed}"
+        if type_ == "task_handed_back":
+            return f"handed back by worker {d.get('worker')} (attempt {d.get('attempt')}); another worker resumes it"
+        if type_ == "task_retrying":
+            return f"attempt {d.get('attempt')} failed ({d.get('error')}); retrying in {d.get('delay_s', 0):g}s"
+        return None
+
+
+def summary_lines(task: Any) -> list[str]:
+    """The final output and a summary of a finished task."""
+    out = ["", "output:", task.output if task.output else "(no output)", ""]
+    rows: list[tuple[str, str]] = [("task", task.id), ("status", task.status)]
+    if task.error:
+        rows.append(("error", task.error))
+    rows.append(("attempts", str(task.attempts)))
+    u = task.usage
+    rows.append(("tokens", f"{fmt_tokens(u.total_tokens)} ({fmt_tokens(u.input_tokens)} in, "
+                           f"{fmt_tokens(u.output_tokens)} out)"))
+    rows.append(("cost", fmt_cost(task.cost_usd)))
+    if task.started_at is not None and task.finished_at is not None:
+        rows.append(("duration", fmt_ms((task.finished_at - task.started_at) * 1000)))
+    if task.result and task.result.get("offline"):
+        rows.append(("answers", "offline scripted answers, not a real model's"))
+    width = max(len(label) for label, _ in rows) + 1
+    out.extend(f"{label + ':':<{width}} {value}" for label, value in rows)
+    return out
+
+
+# -- loomiq submit --------------------------------------------------------------------------------
+
+
+def submit_command(
+    prompt: Annotated[str, typer.Argument(help="The task for the agents, in plain words.", show_default=False)],
+    strategy: Annotated[str, typer.Option(
+        "--strategy", "-s", help=f"How the agents work together: {', '.join(STRATEGY_NAMES)}.",
+    )] = "auto",
+    agents: Annotated[str | None, typer.Option(
+        "--agents", "-a", help="Comma-separated agent ids to use, in order (default: the best ones).",
+        show_default=False,
+    )] = None,
+    capabilities: Annotated[str | None, typer.Option(
+        "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
+    )] = None,
+    priority: Annotated[str, typer.Option(
+        "--priority", "-p", help=f"Queue priority: {', '.join(PRIORITIES)}.",
+    )] = "medium",
+    after: Annotated[list[str] | None, typer.Option(
+        "--after", help="A task that must complete first (repeat, or separate ids with commas); its output "
+                        "reaches this task.", show_default=False,
+    )] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Fail the task if it runs longer than this many seconds.", show_default=False,
+    )] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        "--idempotency-key", help="Submitting the same key again returns the first task's id.", show_default=False,
+    )] = None,
+    task_id: Annotated[str | None, typer.Option(
+        "--id", help="Choose the task's id (default: a fresh one).", show_default=False,
+    )] = None,
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Queue a durable task and print its id at once; a `loomiq worker` runs it.
+
+    Exit codes: 0 queued, 2 bad usage (unknown dependency, cycle, bad option, config or database).
+    """
+    if priority not in PRIORITIES:
+        fail(f"unknown priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    if timeout is not None and not timeout > 0:
+        fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    deps = [d for value in after or () for d in split_list(value)]
+    for dep in deps:
+        check_id(dep)
+    if task_id is not None:
+        check_id(task_id)
+    if idempotency_key is not None and not idempotency_key.strip():
+        fail("--idempotency-key is empty")
+    orch = _load(config)
+    options: dict[str, Any] = {
+        "strategy": strategy, "agents": split_list(agents) or None, "capabilities": split_list(capabilities),
+        "priority": priority, "after": deps, "timeout_s": timeout, "idempotency_key": idempotency_key,
+    }
+
+    async def body(o: Orchestrator) -> Any:
+        if task_id is not None and idempotency_key is None:
+            from ..engine import TaskNotFound
+
+            try:
+                await o.get_task(task_id)
+            except TaskNotFound:
+                pass
+            else:
+                fail(f"a task with id {task_id} already exists")
+        tid = await o.submit(prompt, task_id=task_id, **options)
+        return await o.get_task(tid)
+
+    task = _run(_with_engine(database, orch, body))
+    offline = [a for a in orch.agents if a.id in task.request.agents]
+    notice = offline_notice(offline, find_config(config)) if offline else None
+    if json_output:
+        data = _task_json(task)
+        data["offline"] = bool(notice)
+        _print_json(data)
+        return
+    if notice:
+        sys.stderr.write(notice + "\n")
+    if task.status in ("failed", "cancelled"):
+        # A dependency had already ended badly: the task ended at submission.
+        sys.stderr.write(f"loomiq: task {task.id} ended at submission: {task.status}: {task.error}\n")
+    typer.echo(task.id)
+
+
+# -- loomiq status --------------------------------------------------------------------------------
+
+
+def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False) -> None:
+    """Show a task: its status, attempts, and its output once it has one."""
+    check_id(task_id)
+
+    async def body(o: Orchestrator) -> tuple[Any, list[Any]]:
+        task = await o.get_task(task_id)
+        return task, await o.engine.attempts(task_id)
+
+    task, attempts = _run(_with_engine(database, Orchestrator(), body, create=False))
+    if json_output:
+        data = _task_json(task)
+        data["attempt_history"] = [
+            {"attempt": a.attempt, "epoch": a.epoch, "worker": a.worker_id, "status": a.status,
+             "started_at": a.started_at, "finished_at": a.finished_at, "error": a.error}
+            for a in attempts
+        ]
+        _print_json(data)
+        return
+    r = task.request
+    rows: list[tuple[str, str]] = [
+        ("task", task.id), ("status", task.status + (" (dead letter)" if task.dead else "")),
+        ("prompt", " ".join(r.prompt.split())[:200]),
+        ("strategy", f"{r.strategy} ({r.reason or 'chosen with --strategy'})"),
+        ("agents", ", ".join(r.agents)), ("priority", r.priority),
+    ]
+    if r.after:
+        rows.append(("after", ", ".join(r.after)))
+    if r.timeout_s is not None:
+        rows.append(("timeout", f"{r.timeout_s:g}s"))
+    if r.idempotency_key:
+        rows.append(("key", r.idempotency_key))
+    rows.append(("attempts", ", ".join(f"{a.attempt} {a.status} on {a.worker_id}" for a in attempts) or "none yet"))
+    if task.status == "running" and task.lease_owner:
+        rows.append(("worker", task.lease_owner))
+    if task.cancel_requested and not task.terminal:
+        rows.append(("cancel", "requested; the worker stops it"))
+    rows.append(("created", _when(task.created_at)))
+    rows.append(("started", _when(task.started_at)))
+    rows.append(("finished", _when(task.finished_at)))
+    if task.error:
+        rows.append(("error", task.error))
+    if task.terminal:
+        u = task.usage
+        rows.append(("tokens", f"{fmt_tokens(u.total_tokens)} ({fmt_tokens(u.input_tokens)} in, "
+                               f"{fmt_tokens(u.output_tokens)} out)"))
+        rows.append(("cost", fmt_cost(task.cost_usd)))
+    if task.result and task.result.get("offline"):
+        rows.append(("answers", "offline scripted answers, not a real model's"))
+    width = max(len(label) for label, _ in rows) + 1
+    for label, value in rows:
+        typer.echo(f"{label + ':':<{width}} {value}")
+    if task.terminal:
+        typer.echo("")
+        typer.echo("output:")
+        typer.echo(task.output if task.output else "(no output)")
+
+
+# -- loomiq wait ----------------------------------------------------------------------------------
+
+
+def wait_command(
+    task_id: TaskIdArgument,
+    database: DatabaseOption = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print each event as one JSON line (the last one is task_finished).",
+    )] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Stop waiting after this many seconds (the task goes on).", show_default=False,
+    )] = None,
+) -> None:
+    """Follow a task's events (replayed from its log, then live) until it ends.
+
+    Exit codes: 0 completed, 1 failed, timed out, cancelled, or still running at --timeout.
+    """
+    check_id(task_id)
+    if timeout is not None and not timeout > 0:
+        fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    printer = EventPrinter()
+
+    async def body(o: Orchestrator) -> Any:
+        await o.get_task(task_id)  # TaskNotFound before following anything
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in o.events(task_id):
+                    if json_output:
+                        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        printer(event.type, event.data)
+        except TimeoutError:
+            task = await o.get_task(task_id)
+            sys.stderr.write(f"loomiq: task {task_id} is still {task.status} after {timeout:g}s\n")
+            raise typer.Exit(1) from None
+        return await o.get_task(task_id)
+
+    task = _run(_with_engine(database, Orchestrator(), body, create=False))
+    if not json_output:
+        for line in summary_lines(task):
+            typer.echo(line)
+    raise typer.Exit(0 if task.status == "completed" else 1)
+
+
+# -- loomiq cancel --------------------------------------------------------------------------------
+
+
+def cancel_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False) -> None:
+    """Cancel a task: a queued or waiting one ends now (with the tasks waiting on it), a running one is
+    stopped by its worker within a second or so.
+
+    Exit codes: 0 cancelled or cancel requested, 1 the task had already ended.
+    """
+    check_id(task_id)
+
+    async def body(o: Orchestrator) -> tuple[str, Any]:
+        before = await o.get_task(task_id)
+        if before.terminal:
+            return before.status, before
+        return before.status, await o.cancel_task(task_id)
+
+    was, task = _run(_with_engine(database, Orchestrator(), body, create=False))
+    if json_output:
+        data = _task_json(task)
+        data["previous_status"] = was
+        _print_json(data)
+    if task.terminal and was in ("completed", "failed", "cancelled", "timed_out"):
+        if not json_output:
+            sys.stderr.write(f"loomiq: task {task_id} had already ended ({was}); nothing to cancel\n")
+        raise typer.Exit(1)
+    if json_output:
+        return
+    if task.status == "cancelled":
+        typer.echo(f"task {task_id} cancelled (it was {was})")
+    else:
+        typer.echo(f"task {task_id}: cancel requested; worker {task.lease_owner or '?'} stops it "
+                   f"(follow it with `loomiq wait {task_id}`)")
+
+
+# -- loomiq tasks ---------------------------------------------------------------------------------
+
+
+def tasks_command(
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", help=f"Only tasks in this status (repeat or separate with commas): {', '.join(STATUSES)}.",
+        show_default=False,
+    )] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most this many, newest first.")] = 50,
+    database: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List tasks, newest first."""
+    wanted = [s for value in status or () for s in split_list(value)]
+    for s in wanted:
+        if s not in STATUSES:
+            fail(f"unknown status {s!r} (choose from {', '.join(STATUSES)})")
+    if limit < 1:
+        fail(f"--limit must be at least 1, not {limit}")
+
+    async def body(o: Orchestrator) -> list[Any]:
+        return await o.list_tasks(status=wanted or None, limit=limit)
+
+    tasks = _run(_with_engine(database, Orchestrator(), body, create=False))
+    if json_output:
+        _print_json([_task_json(t) for t in tasks])
+        return
+    if not tasks:
+        typer.echo("no tasks" + (f" with status {', '.join(wanted)}" if wanted else ""))
+        return
+    header = ("id", "status", "priority", "strategy", "attempts", "created", "prompt")
+    rows = [
+        (t.id, t.status, t.request.priority, t.request.strategy, str(t.attempts),
+         datetime.fromtimestamp(t.created_at).strftime("%Y-%m-%d %H:%M:%S"), _short(t.request.prompt))
+        for t in tasks
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
+    for row in (header, *rows):
+        typer.echo("  ".join(f"{v:<{w}}" for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- loomiq worker --------------------------------------------------------------------------------
+
+
+def worker_command(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-n", help="Tasks run at once.")] = 4,
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+    drain: Annotated[float, typer.Option(
+        "--drain", help="On SIGTERM or Ctrl-C, let tasks in hand finish for this many seconds, then hand "
+                        "the rest back to other workers.",
+    )] = 30.0,
+    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Lease-holder id (default: host:pid:random).",
+                                                  show_default=False)] = None,
+    lease: Annotated[float, typer.Option(
+        "--lease", help="Seconds a dead worker's tasks wait before others take them over.",
+    )] = 10.0,
+    renew: Annotated[float, typer.Option("--renew", help="Seconds between lease renewals (below --lease).")] = 3.0,
+) -> None:
+    """Run durable tasks until SIGTERM or Ctrl-C; tasks in hand then finish or are handed back.
+
+    Prints one JSON line when ready and one when stopped (stdout); progress notes go to stderr.
+    """
+    from ..engine import EngineConfig
+
+    if concurrency < 1:
+        fail(f"--concurrency must be at least 1, not {concurrency}")
+    if drain < 0:
+        fail(f"--drain must not be negative, not {drain:g}")
+    try:
+        engine_config = EngineConfig(lease_s=lease, renew_s=renew)
+    except ValueError as exc:
+        fail(f"--lease/--renew: {exc}")
+    orch = _load(config)
+    notice = offline_notice(orch.agents, find_config(config))
+
+    async def body(o: Orchestrator) -> int:
+        from ..engine import Worker
+
+        worker = Worker(o.engine, concurrency=concurrency, worker_id=worker_id, drain_s=drain)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.request_stop)
+        try:
+            runner = loop.create_task(worker.run())
+            if notice:
+                sys.stderr.write(notice + "\n")
+            sys.stderr.write(f"loomiq worker {worker.id}: up to {concurrency} task(s) at once from "
+                             f"{shown_url(database_url(database))}; SIGTERM or Ctrl-C stops it\n")
+            sys.stdout.write(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
+                                         "concurrency": concurrency}) + "\n")
+            sys.stdout.flush()
+            await runner
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        sys.stdout.write(json.dumps({"event": "worker_stopped", "worker_id": worker.id,
+                                     "claimed": worker.claimed}) + "\n")
+        sys.stdout.flush()
+        return worker.claimed
+
+    started = time.monotonic()
+    claimed = _run(_with_engine(database, orch, body, config=engine_config))
+    sys.stderr.write(f"loomiq worker stopped after {time.monotonic() - started:.1f}s; ran {claimed} task(s)\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the durable-task commands to the `loomiq` app."""
+    app.command("submit")(submit_command)
+    app.command("status")(status_command)
+    app.command("wait")(wait_command)
+    app.command("cancel")(cancel_command)
+    app.command("tasks")(tasks_command)
+    app.command("worker")(worker_command)
+
+
+__all__ = ["EventPrinter", "register", "summary_lines"]
