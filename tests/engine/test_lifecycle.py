@@ -132,7 +132,8 @@ async def test_cancel_from_another_process(open_engine) -> None:  # type: ignore
     async with running(runner):
         await eventually(lambda: bool(hanging.model.calls))  # type: ignore[attr-defined]
         started = time.perf_counter()
-        assert (await other.orchestrator.cancel_task(tid)).status == "running"  # asked, not yet done
+        # The holder may already have aborted and recorded it (PostgreSQL NOTIFY is that quick).
+        assert (await other.orchestrator.cancel_task(tid)).status in {"running", "cancelled"}
         task = await other.orchestrator.wait(tid, timeout_s=5)
         elapsed = time.perf_counter() - started
     assert task.status == "cancelled" and elapsed < 2.0

@@ -1,9 +1,12 @@
 """The engine's transactions, written once for every dialect.
 
 Each operation is a generator: it yields `Stmt`s and receives their results, and returns a value.
-A dialect drives it inside one savepoint of its current group-commit batch: SQLite synchronously in
-its writer thread, PostgreSQL with awaits on the batch's connection. The logic (who may write what,
-state transitions, fencing, dependency propagation) lives here only; the drivers only run SQL.
+A dialect drives it inside one savepoint of its current group-commit batch: SQLite synchronously,
+PostgreSQL with awaits on the batch's connection. The logic (who may write what, state transitions,
+fencing, dependency propagation) lives here only; the drivers only run SQL. The two operations every
+durable run queues (its claimed submission and its end) also come as records (`SubmitClaimed`,
+`FinishFinal`) that a dialect writes set-wide for a whole batch, handing a record it could not write
+to its operation.
 
 Invariants every operation keeps:
 - A holder's write names its lease epoch and changes nothing unless the task is still ``running``
@@ -15,11 +18,11 @@ Invariants every operation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from ._codec import TASK_COLUMNS, dumps, request_from_json, task_from_row
+from ._codec import TASK_COLUMNS, json_str, lifecycle_json, request_from_json, task_from_row
 from ._queue import after_run, sort_key
 from .errors import DependencyError, LeaseLost, TaskNotFound
 from .events import (
@@ -32,13 +35,13 @@ from .events import (
     TaskStarted,
     TaskWaiting,
 )
-from .task import Task, TaskEvent, TaskID, TaskRequest, WorkerID
+from .task import Task, TaskEvent, TaskID, TaskRequest, TaskRetry, WorkerID
 
 Mode = Literal["exec", "one", "all", "val", "many"]
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every statement, and a frozen __init__ is slow
 class Stmt:
     """One SQL statement (``?`` placeholders) and what to return: the rowcount (`exec`), the first
     row (`one`), all rows (`all`), the first column of the first row (`val`), or nothing (`many`,
@@ -107,12 +110,11 @@ def _event(
 ) -> Op[TaskEvent]:
     if seq is None:
         seq = (yield Stmt("SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,), "val")) + 1
-    data = ev.to_dict()
     yield Stmt(
         "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (task_id, seq, tenant, epoch, ev.type, dumps(data), now),
+        (task_id, seq, tenant, epoch, ev.type, lifecycle_json(ev), now),
     )
-    return TaskEvent(TaskID(task_id), seq, ev.type, data)
+    return TaskEvent(TaskID(task_id), seq, ev.type, ev.to_dict())
 
 
 def _finished(status: str, error: str | None, dead: bool = False) -> TaskFinished:
@@ -129,10 +131,11 @@ def submit(
     holder: WorkerID | None = None,
     lease_s: float = 0.0,
     check_cycles: bool = False,
+    claim: Claim | None = None,
 ) -> Op[Outcome]:
     """Insert a task (or find the one with the same idempotency key). With `holder`, a ready task is
     claimed by it in the same transaction (``run(durable=True)``); the outcome's value is then a
-    `Claim`, else the task id."""
+    `Claim` (`claim` when given: the caller's `claimed_at_submission`), else the task id."""
     out = Outcome()
     if r.idempotency_key is not None:
         existing = yield Stmt(
@@ -178,6 +181,22 @@ def submit(
                 status = "waiting"
     claimed = holder is not None and status == "queued"
     final = status in ("failed", "cancelled")
+    if claimed and d.name == "postgresql" and not r.after and r.idempotency_key is None:
+        # A task claimed at submission (``run(durable=True)``): its row, attempt and first two events
+        # in one statement (one round trip).
+        assert holder is not None
+        started = TaskStarted(1, 1, holder, False)
+        queued = TaskQueued(r.priority)
+        yield Stmt(_PG_SUBMIT_CLAIMED, (
+            task_id, r.tenant_id, r.priority, sort_key(r.priority, now, aging_s), now, request_json, now, holder,
+            now + lease_s, now, r.timeout_s, now + r.timeout_s if r.timeout_s is not None else None,
+            queued.type, lifecycle_json(queued), started.type, lifecycle_json(started),
+        ), "val")
+        tid = TaskID(task_id)
+        out.events.append(TaskEvent(tid, 1, queued.type, queued.to_dict()))
+        out.events.append(TaskEvent(tid, 2, started.type, started.to_dict()))
+        out.value = claim if claim is not None else claimed_at_submission(tid, r, now, holder)
+        return out
     inserted = yield Stmt(
         "INSERT INTO tasks (id, tenant_id, status, priority, sort_key, ready_at, request, idempotency_key, "
         "created_at, error, finished_at, attempts, lease_owner, lease_expires, lease_epoch, started_at, "
@@ -210,9 +229,9 @@ def submit(
         first = TaskWaiting(tuple(r.after))
     else:
         first = TaskQueued(r.priority)
-    out.events.append((yield from _event(d, task_id, r.tenant_id, 0, first, now, 1)))
     tid = TaskID(task_id)
     if not claimed:
+        out.events.append((yield from _event(d, task_id, r.tenant_id, 0, first, now, 1)))
         out.value = tid
         out.work = status == "queued"
         if out.work and (n := d.notify("tasks", "")) is not None:
@@ -223,9 +242,161 @@ def submit(
         "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
         "VALUES (?, 1, ?, 1, ?, ?, 'running')", (task_id, r.tenant_id, holder, now),
     )
-    out.events.append((yield from _event(d, task_id, r.tenant_id, 1, TaskStarted(1, 1, holder, False), now, 2)))
-    out.value = claimed_at_submission(tid, r, now, holder)
+    started = TaskStarted(1, 1, holder, False)
+    yield Stmt(  # both first events in one statement
+        "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) "
+        "VALUES (?, 1, ?, 0, ?, ?, ?), (?, 2, ?, 1, ?, ?, ?)",
+        (task_id, r.tenant_id, first.type, lifecycle_json(first), now,
+         task_id, r.tenant_id, started.type, lifecycle_json(started), now),
+    )
+    out.events.append(TaskEvent(tid, 1, first.type, first.to_dict()))
+    out.events.append(TaskEvent(tid, 2, started.type, started.to_dict()))
+    out.value = claim if claim is not None else claimed_at_submission(tid, r, now, holder)
     return out
+
+
+_PG_SUBMIT_CLAIMED = (
+    "WITH t AS (INSERT INTO tasks (id, tenant_id, status, priority, sort_key, ready_at, request, created_at, "
+    "attempts, lease_owner, lease_expires, lease_epoch, started_at, timeout_s, deadline_at) "
+    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, 1, ?, ?, 1, ?, ?, ?) RETURNING id, tenant_id, created_at, lease_owner), "
+    "a AS (INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
+    "SELECT id, 1, tenant_id, 1, lease_owner, created_at, 'running' FROM t), "
+    "e AS (INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) "
+    "SELECT t.id, v.seq, t.tenant_id, v.epoch, v.type, v.data, t.created_at FROM t, "
+    "(VALUES (1, 0, ?::text, ?::text), (2, 1, ?::text, ?::text)) AS v(seq, epoch, type, data)) "
+    "SELECT id FROM t"
+)
+
+
+# -- the hot operations as data ----------------------------------------------------------------
+#
+# A durable run submits its task claimed (`submit` with a holder) and records its end (`finish`). The
+# engine queues those operations together with their parameters as one of the two records below, and
+# a store writes the records of a whole batch with a few set-wide statements (one `executemany` per
+# table on SQLite, one statement for all on PostgreSQL) instead of driving each operation. A record the
+# set-wide statements did not write (a task id that exists already, a lease taken over, a task others
+# depend on) is handed to its operation, which then runs as usual and decides.
+
+
+@dataclass(slots=True)
+class SubmitClaimed:
+    """`submit` of a fresh task claimed at submission by `holder`: no dependency, no idempotency key."""
+
+    task_id: str
+    tenant: str
+    priority: str
+    sort_key: float
+    now: float
+    request_json: str
+    holder: str
+    lease_expires: float
+    timeout_s: float | None
+    deadline_at: float | None
+    claim: Claim
+
+    def task_row(self) -> tuple[Any, ...]:
+        """The values of `SUBMIT_TASK_COLUMNS`."""
+        now = self.now
+        return (self.task_id, self.tenant, self.priority, self.sort_key, now, self.request_json, now, self.holder,
+                self.lease_expires, now, self.timeout_s, self.deadline_at)
+
+    def event_rows(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The task's first two events (queued, started) as rows of the events table."""
+        tid, tenant, now = self.task_id, self.tenant, self.now
+        queued = f'{{"type":"task_queued","priority":{json_str(self.priority)}}}'
+        return ((tid, 1, tenant, 0, "task_queued", queued, now),
+                (tid, 2, tenant, 1, "task_started", _started_json(self.holder), now))
+
+    def outcome(self, listening: Callable[[str], bool]) -> Outcome:
+        """What the `submit` operation would have returned (its events only when someone in this
+        process follows the task: they are only delivered here)."""
+        tid = self.claim.task.id
+        if not listening(tid):
+            return Outcome(self.claim)
+        return Outcome(self.claim, [
+            TaskEvent(tid, 1, "task_queued", {"type": "task_queued", "priority": self.priority}),
+            TaskEvent(tid, 2, "task_started", TaskStarted(1, 1, self.holder, False).to_dict()),
+        ])
+
+
+def _started_json(holder: str) -> str:
+    return f'{{"type":"task_started","attempt":1,"epoch":1,"worker":{json_str(holder)},"resumed":false}}'
+
+
+SUBMIT_TASK_COLUMNS = (
+    "id, tenant_id, priority, sort_key, ready_at, request, created_at, lease_owner, lease_expires, started_at, "
+    "timeout_s, deadline_at"
+)
+"""The columns of `SubmitClaimed.task_row` (the others: status running, attempts 1, lease_epoch 1)."""
+
+
+def submit_claimed(
+    d: Dialect, task_id: str, r: TaskRequest, request_json: str, now: float, aging_s: float, holder: WorkerID,
+    lease_s: float, claim: Claim,
+) -> tuple[Op[Outcome], SubmitClaimed]:
+    """The `submit` operation of a task claimed at submission by `holder`, and its record."""
+    op = submit(d, task_id, r, request_json, now, aging_s, holder=holder, lease_s=lease_s, claim=claim)
+    fast = SubmitClaimed(
+        task_id, r.tenant_id, r.priority, sort_key(r.priority, now, aging_s), now, request_json, holder,
+        now + lease_s, r.timeout_s, now + r.timeout_s if r.timeout_s is not None else None, claim,
+    )
+    return op, fast
+
+
+@dataclass(slots=True)
+class FinishFinal:
+    """`finish` of a run that did not fail (its task ends as the run did)."""
+
+    task_id: str
+    epoch: int
+    seq: int
+    status: str
+    now: float
+    error: str | None
+    output: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    result_json: str | None
+    event: TaskFinished
+    event_json: str
+    """The ``task_finished`` event, and its JSON."""
+
+    def task_row(self) -> tuple[Any, ...]:
+        """(id, epoch, then the values of `FINISH_TASK_COLUMNS`)."""
+        return (self.task_id, self.epoch, self.status, self.now, self.error, self.output, self.input_tokens,
+                self.output_tokens, self.cost_usd, self.result_json)
+
+    def outcome(self, listening: Callable[[str], bool]) -> Outcome:
+        """What the `finish` operation would have returned (its event only when someone here follows
+        the task)."""
+        if not listening(self.task_id):
+            return Outcome()
+        return Outcome(None, [TaskEvent(TaskID(self.task_id), self.seq, "task_finished", self.event.to_dict())])
+
+
+FINISH_TASK_COLUMNS = (
+    "status", "finished_at", "error", "output", "input_tokens", "output_tokens", "cost_usd", "result",
+)
+"""The columns a `FinishFinal` sets (and lease_owner, lease_expires to NULL)."""
+
+
+def finish_op(
+    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float, retry: TaskRetry | None
+) -> tuple[Op[Outcome], FinishFinal | None]:
+    """The `finish` operation, and its record when the run did not fail (None: it runs as it is)."""
+    op = finish(d, task_id, epoch, seq, end, now, aging_s, retry)
+    if end.status == "failed":
+        return op, None
+    usage = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,
+             "total_tokens": end.input_tokens + end.output_tokens}
+    ev = TaskFinished(end.status, end.error, end.output, usage, end.cost_usd, False)
+    return op, FinishFinal(task_id, epoch, seq, end.status, now, end.error, end.output, end.input_tokens,
+                           end.output_tokens, end.cost_usd, end.result_json, ev, lifecycle_json(ev))
+
+
+FastOp = SubmitClaimed | FinishFinal
+"""An operation's record (see above)."""
 
 
 def claimed_at_submission(task_id: TaskID, r: TaskRequest, now: float, holder: WorkerID) -> Claim:
@@ -301,18 +472,24 @@ class RunEnd:
 
 
 def finish(
-    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float
+    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float,
+    retry: TaskRetry | None = None,
 ) -> Op[Outcome]:
     """Record the end of a run under lease `epoch`: the task's final state (and dependents'), or a
-    retry when the run failed and attempts are left. Raises `LeaseLost` if the lease is gone."""
+    retry when the run failed and attempts are left. Raises `LeaseLost` if the lease is gone.
+    `retry`: the task's retry policy when the caller has its request (else it is read)."""
+    if end.status != "failed":
+        return (yield from _finish_final(d, task_id, epoch, seq, end, now, aging_s))
     row = yield Stmt(
-        f"SELECT failures, attempts, priority, tenant_id, request FROM tasks WHERE id = ? AND lease_epoch = ? "
-        f"AND status = 'running'{d.for_update}", (task_id, epoch), "one",
+        f"SELECT failures, attempts, priority, tenant_id{'' if retry is not None else ', request'} FROM tasks "
+        f"WHERE id = ? AND lease_epoch = ? AND status = 'running'{d.for_update}", (task_id, epoch), "one",
     )
     if row is None:
         raise LeaseLost(f"task {task_id}: lease epoch {epoch} was taken over; its end was not recorded")
-    failures, attempt, priority, tenant, request_json = row
-    decision = after_run(end.status, failures, request_from_json(request_json).retry)
+    failures, attempt, priority, tenant = row[:4]
+    if retry is None:
+        retry = request_from_json(row[4]).retry
+    decision = after_run(end.status, failures, retry)
     out = Outcome()
     attempt_status = end.status
     yield Stmt(
@@ -353,6 +530,62 @@ def finish(
     else:
         yield from _cascade(d, task_id, status, now, out)
     return out
+
+
+def _finish_final(d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float
+                  ) -> Op[Outcome]:
+    """`finish` of a run that did not fail: the task ends as the run did whatever its failures
+    (`_queue.after_run`), so the fence and the update are one statement (on PostgreSQL, with the
+    attempt and the event: one round trip)."""
+    status = end.status
+    usage = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,
+             "total_tokens": end.input_tokens + end.output_tokens}
+    ev = TaskFinished(status, end.error, end.output, usage, end.cost_usd, False)
+    text = lifecycle_json(ev)
+    columns = (status, now, end.error, end.output, end.input_tokens, end.output_tokens, end.cost_usd, end.result_json)
+    if d.name == "postgresql":
+        row = yield Stmt(_PG_FINISH_FINAL, (*columns, task_id, epoch, seq, text), "one")
+    else:
+        row = yield Stmt(
+            "UPDATE tasks SET status = ?, finished_at = ?, error = ?, output = ?, input_tokens = ?, output_tokens = ?, "
+            "cost_usd = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = ? AND lease_epoch = ? AND status = 'running' "
+            "RETURNING attempts, tenant_id, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on = id)",
+            (*columns, task_id, epoch), "one",
+        )
+    if row is None:
+        raise LeaseLost(f"task {task_id}: lease epoch {epoch} was taken over; its end was not recorded")
+    attempt, tenant, dependents = row
+    if d.name != "postgresql":
+        yield Stmt(
+            "UPDATE attempts SET status = ?, finished_at = ?, error = ? WHERE task_id = ? AND attempt = ?",
+            (status, now, end.error, task_id, attempt),
+        )
+        yield Stmt(
+            "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (task_id, seq, tenant, epoch, ev.type, text, now),
+        )
+    out = Outcome()
+    out.events.append(TaskEvent(TaskID(task_id), seq, ev.type, ev.to_dict()))
+    if dependents:
+        if status == "completed":
+            yield from _promote_dependents(d, task_id, now, aging_s, out)
+        else:
+            yield from _cascade(d, task_id, status, now, out)
+    return out
+
+
+_PG_FINISH_FINAL = (
+    "WITH t AS (UPDATE tasks SET status = ?, finished_at = ?, error = ?, output = ?, input_tokens = ?, "
+    "output_tokens = ?, cost_usd = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
+    "WHERE id = ? AND lease_epoch = ? AND status = 'running' RETURNING id, attempts, tenant_id, status, finished_at, "
+    "error, lease_epoch), "
+    "a AS (UPDATE attempts SET status = t.status, finished_at = t.finished_at, error = t.error FROM t "
+    "WHERE attempts.task_id = t.id AND attempts.attempt = t.attempts), "
+    "e AS (INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) "
+    "SELECT t.id, ?, t.tenant_id, t.lease_epoch, 'task_finished', ?, t.finished_at FROM t) "
+    "SELECT attempts, tenant_id, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on = t.id) FROM t"
+)
 
 
 def _promote_dependents(d: Dialect, task_id: str, now: float, aging_s: float, out: Outcome) -> Op[None]:

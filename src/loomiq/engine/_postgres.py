@@ -1,10 +1,13 @@
 """The PostgreSQL store: `asyncpg`, a writer coroutine that group-commits, LISTEN/NOTIFY wake-ups.
 
 The writer coroutine owns one connection. It takes everything queued (journal rows, events,
-operations), runs it in one transaction (each operation in a savepoint; journal and event rows as
-one ``INSERT ... SELECT FROM unnest(...)`` each, after locking their tasks' rows ``FOR SHARE`` so a
-concurrent takeover waits for the batch or fences it), notifies, and commits. Reads use a pool.
-Workers claim with ``FOR UPDATE SKIP LOCKED``.
+operations) and writes it in segments (see `PostgresStore._commit`): the journal and event rows, the
+claimed submissions and the ends of durable runs of a segment in one statement (`_SEGMENT`, which locks
+the rows' tasks ``FOR SHARE`` so that a concurrent takeover waits for it or fences it), any other
+operation driven in a savepoint. A batch that is one segment (what durable runs queue) is one
+statement in one round trip, its NOTIFY inside it; any other is one transaction, notified with its
+COMMIT. ``synchronous_commit`` is left as it is (on: every commit waits for its WAL flush; group commit
+shares one among the batch). Reads use a pool. Workers claim with ``FOR UPDATE SKIP LOCKED``.
 
 Notifications (channels prefixed ``loomiq_<schema>_``): ``tasks`` (something became claimable),
 ``cancel`` (payload: a task id), ``events`` (payload: task ids whose log grew). A listening
@@ -21,7 +24,7 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,12 +32,21 @@ import asyncpg
 
 from ..runtime import StepResult
 from ._codec import dumps, step_to_json
-from ._ops import Dialect, Op, Outcome, Stmt
+from ._ops import (
+    FINISH_TASK_COLUMNS,
+    SUBMIT_TASK_COLUMNS,
+    Dialect,
+    FastOp,
+    FinishFinal,
+    Op,
+    Outcome,
+    Stmt,
+    SubmitClaimed,
+)
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from .errors import EngineClosed, LeaseLost, SchemaError
 from .events import EventHub
 from .store import Store
-from .task import TaskEvent
 
 logger = logging.getLogger("loomiq.engine")
 
@@ -42,15 +54,58 @@ _STEP, _EVENT, _OP, _BARRIER, _STOP = range(5)
 _MAX_BATCH = 4096
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
-_INSERT_STEPS = (
-    "INSERT INTO steps (task_id, step_key, tenant_id, epoch, ok, result, created_at) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::float8[]) "
-    "ON CONFLICT (task_id, step_key) DO NOTHING"
-)
-_INSERT_EVENTS = (
-    "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) "
-    "SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::text[], $7::float8[]) "
-    "ON CONFLICT (task_id, seq) DO NOTHING"
+_STEP_COLUMNS = "task_id, step_key, tenant_id, epoch, ok, result, created_at"
+_EVENT_COLUMNS = "task_id, seq, tenant_id, epoch, type, data, created_at"
+
+# A segment of a batch (see `PostgresStore._write_rows`) in one statement:
+#   $1..$14   claimed submissions: the columns of `SUBMIT_TASK_COLUMNS`, then the JSON of each task's first
+#             two events. A task id that exists already is left out (its operation then runs).
+#   $15       the ids of the tasks the rows and ends name: locked FOR SHARE in id order (a takeover's UPDATE
+#             waits for this transaction); with the tasks just submitted, they fence the rows and ends.
+#   $16..$22  journal rows, $23..$29 event rows: written when their task runs under the epoch they name.
+#   $30..$41  ends of runs that did not fail (ids, epochs, the columns of `FINISH_TASK_COLUMNS`, the seq and
+#             JSON of each task_finished event): written when their task runs under that epoch and no task
+#             depends on it (the others: their operation runs).
+#   $42, $43  the NOTIFY channel and payloads to send (when the statement is its own transaction).
+# It returns ('f', id, epoch) per fenced task, ('t', id, 1) per task submitted, ('u', id, 0) per end written
+# (and one ('n', NULL, count) row).
+_SEGMENT = (
+    "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], "
+    "$7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::text[], $14::text[]) "
+    "AS s(id, tenant_id, priority, sort_key, ready_at, request, created_at, lease_owner, lease_expires, started_at, "
+    "timeout_s, deadline_at, queued, started)), "
+    f"t AS (INSERT INTO tasks ({SUBMIT_TASK_COLUMNS}, status, attempts, lease_epoch) "
+    f"SELECT {SUBMIT_TASK_COLUMNS}, 'running', 1, 1 FROM s ON CONFLICT (id) DO NOTHING "
+    "RETURNING id, tenant_id, created_at, lease_owner), "
+    "ta AS (INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
+    "SELECT id, 1, tenant_id, 1, lease_owner, created_at, 'running' FROM t), "
+    f"te AS (INSERT INTO events ({_EVENT_COLUMNS}) "
+    "SELECT t.id, x.seq, t.tenant_id, x.epoch, x.type, x.data, t.created_at FROM t JOIN s ON s.id = t.id, "
+    "LATERAL (VALUES (1, 0, 'task_queued', s.queued), (2, 1, 'task_started', s.started)) "
+    "AS x(seq, epoch, type, data)), "
+    "f AS (SELECT id, lease_epoch, attempts, tenant_id, "
+    "EXISTS (SELECT 1 FROM task_dependencies d WHERE d.depends_on = tasks.id) AS deps "
+    "FROM tasks WHERE id = ANY($15::text[]) AND status = 'running' ORDER BY id FOR SHARE), "
+    "g AS (SELECT id, lease_epoch FROM f UNION ALL SELECT id, 1 FROM t), "
+    f"rs AS (INSERT INTO steps ({_STEP_COLUMNS}) SELECT u.* FROM unnest($16::text[], $17::text[], $18::text[], "
+    "$19::int[], $20::int[], $21::text[], $22::float8[]) AS u(task_id, step_key, tenant_id, epoch, ok, result, "
+    "created_at) JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, step_key) DO NOTHING), "
+    f"re AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT u.* FROM unnest($23::text[], $24::int[], $25::text[], "
+    "$26::int[], $27::text[], $28::text[], $29::float8[]) AS u(task_id, seq, tenant_id, epoch, type, data, created_at) "
+    "JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, seq) DO NOTHING), "
+    "v AS (SELECT * FROM unnest($30::text[], $31::int[], $32::text[], $33::float8[], $34::text[], $35::text[], "
+    "$36::int[], $37::int[], $38::float8[], $39::text[], $40::int[], $41::text[]) AS v(id, epoch, status, "
+    "finished_at, error, output, input_tokens, output_tokens, cost_usd, result, seq, data)), "
+    "u AS (UPDATE tasks SET " + ", ".join(f"{c} = v.{c}" for c in FINISH_TASK_COLUMNS)
+    + ", lease_owner = NULL, lease_expires = NULL FROM v JOIN f ON f.id = v.id AND f.lease_epoch = v.epoch "
+    "AND NOT f.deps WHERE tasks.id = v.id "
+    "RETURNING tasks.id, f.attempts, f.tenant_id, v.epoch, v.status, v.finished_at, v.error, v.seq, v.data), "
+    "ua AS (UPDATE attempts SET status = u.status, finished_at = u.finished_at, error = u.error FROM u "
+    "WHERE attempts.task_id = u.id AND attempts.attempt = u.attempts), "
+    f"ue AS (INSERT INTO events ({_EVENT_COLUMNS}) "
+    "SELECT u.id, u.seq, u.tenant_id, u.epoch, 'task_finished', u.data, u.finished_at FROM u) "
+    "SELECT 'f', id, lease_epoch FROM f UNION ALL SELECT 't', id, 1 FROM t UNION ALL SELECT 'u', id, 0 FROM u "
+    "UNION ALL SELECT 'n', NULL, count(pg_notify($42, p))::int FROM unnest($43::text[]) AS p"
 )
 
 
@@ -120,6 +175,7 @@ class PostgresStore(Store):
         schema_version: migrate only up to this version (tests of the upgrade path); None = latest.
         min_size, max_size: the read pool's size.
         poll_s: fallback polling period for followers when no notification arrives.
+        linger_s: how long a write nobody awaits (an event) may wait to share the next commit.
     """
 
     schemes = ("postgresql", "postgres")
@@ -133,6 +189,7 @@ class PostgresStore(Store):
         min_size: int = 1,
         max_size: int = 8,
         poll_s: float = 0.5,
+        linger_s: float = 0.002,
     ) -> None:
         super().__init__(url)
         self.dsn, url_schema = _split_url(url)
@@ -153,6 +210,8 @@ class PostgresStore(Store):
         self._lconn: asyncpg.Connection | None = None
         self._items: collections.deque[tuple[Any, ...]] = collections.deque()
         self._ready = asyncio.Event()
+        self._later: asyncio.TimerHandle | None = None
+        self.linger_s = linger_s
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = True
         self._own_pids: set[int] = set()
@@ -207,6 +266,9 @@ class PostgresStore(Store):
         self._closed = True
         self._items.append((_STOP,))
         self._ready.set()
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._writer_task is not None:
             await self._writer_task
         for conn in (self._lconn, self._wconn):
@@ -252,32 +314,48 @@ class PostgresStore(Store):
             return await conn.fetchrow(sql, *stmt.args)
 
     # -- writes ---------------------------------------------------------------------------------
+    #
+    # A write someone awaits (a journal row, an operation, a barrier) wakes the writer at once; one
+    # nobody awaits (an event, an end queued by `start_op`) waits up to `linger_s` for the next
+    # awaited write, so that it shares its commit (a commit costs an fsync).
 
-    def _put(self, item: tuple[Any, ...]) -> None:
+    def _put(self, item: tuple[Any, ...], urgent: bool) -> None:
         if self._closed:
             raise EngineClosed("the store is closed")
         self._items.append(item)
-        self._ready.set()
+        if urgent:
+            self._ready.set()
+        elif self._later is None and not self._ready.is_set():
+            self._later = asyncio.get_running_loop().call_later(self.linger_s, self._ready.set)
 
-    def _enqueue(self, op: Op[Outcome], fence: str | None) -> asyncio.Future[Outcome]:
+    def expedite(self) -> None:
+        """Commit what is queued without waiting for the linger of writes nobody awaits."""
+        if self._items:
+            self._ready.set()
+
+    def _enqueue(self, op: Op[Outcome], fence: str | None, urgent: bool = True,
+                 fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._put((_OP, op, fence, fut))
+        self._put((_OP, op, fence, fast, fut), urgent)
         return fut
 
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
         """Journal a step in the next batch (see `Store.put_step`)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put((_STEP, task_id, epoch, (task_id, step.key, tenant, epoch, int(step.error is None)), step, fut))
+        row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
+        self._put((_STEP, task_id, epoch, row, fut), True)
         return fut
 
-    def put_event(self, tenant: str, task_id: str, epoch: int, event: TaskEvent) -> None:
+    def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
+                      data: Mapping[str, Any] | str) -> None:
         """Log a held task's event in the next batch (see `Store.put_event`)."""
-        self._put((_EVENT, task_id, epoch, (task_id, event.seq, tenant, epoch, event.type), event.data, None))
+        row = (task_id, seq, tenant, epoch, type_, data if type(data) is str else dumps(data), time.time())
+        self._put((_EVENT, task_id, epoch, row, None), False)
 
     async def flush(self) -> None:
         """Wait until everything queued so far has committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put((_BARRIER, None, "*", fut))
+        self._put((_BARRIER, None, "*", None, fut), True)
         await fut
 
     async def _writer(self) -> None:
@@ -285,59 +363,108 @@ class PostgresStore(Store):
         while True:
             await self._ready.wait()
             self._ready.clear()
-            while items:
-                batch = []
-                while items and len(batch) < _MAX_BATCH:
-                    batch.append(items.popleft())
-                stop = any(item[0] == _STOP for item in batch)
-                batch = [item for item in batch if item[0] != _STOP]
-                if batch:
-                    await self._commit(batch)
-                if stop and not items:
-                    return
+            if self._later is not None:
+                self._later.cancel()
+                self._later = None
+            batch = []
+            stop = False
+            while items and len(batch) < _MAX_BATCH:
+                item = items.popleft()
+                if item[0] == _STOP:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._commit(batch)
+            if stop:
+                if items:  # (nothing is queued after a stop; defensively commit it all the same)
+                    self._ready.set()
+                    items.append((_STOP,))
+                    continue
+                return
+            if len(batch) >= _MAX_BATCH:
+                self._ready.set()
 
     async def _commit(self, batch: list[tuple[Any, ...]]) -> None:
+        """Write `batch`, in segments as on SQLite (`SQLiteStore._commit`): each segment (claimed
+        submissions, journal and event rows, ends) in one statement (`_write_rows`), then the next other
+        operation.
+
+        A batch that is one segment (what durable runs queue) is that one statement and nothing else: no
+        BEGIN, no COMMIT, the NOTIFY inside it; a single statement is atomic, and no transaction stays
+        open across round trips. Any other batch is one transaction, each other operation in a
+        savepoint when it shares the batch, the NOTIFY sent with the COMMIT."""
         conn = self._wconn
         assert conn is not None
         results: list[Any] = [None] * len(batch)
-        notify: set[str] = set()
-        nops = 0
+        segments = _segments(batch)
         try:
-            async with conn.transaction():
-                rows: list[int] = []
-                row_tasks: set[str] = set()
-                for i, item in enumerate(batch):
-                    kind = item[0]
-                    if kind <= _EVENT:
-                        rows.append(i)
-                        row_tasks.add(item[1])
-                        continue
-                    fence = item[2]
-                    if rows and (fence == "*" or fence in row_tasks):
-                        await self._write_rows(conn, batch, rows, results, notify)
-                        rows = []
-                        row_tasks.clear()
-                    if kind == _OP:
-                        nops += 1
-                        try:
-                            async with conn.transaction():  # a savepoint
-                                out = results[i] = await _drive(conn, item[1])
-                        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
-                            results[i] = _Failed(exc)
-                        else:
-                            notify.update(e.task_id for e in out.events)
-                if rows:
-                    await self._write_rows(conn, batch, rows, results, notify)
-                if notify:
-                    await conn.execute(
-                        "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                        f"{self.dialect.notify_channel}_events", _chunks(sorted(notify)),
-                    )
-            self.stats.transactions += 1
-            self.stats.ops += nops
+            if len(segments) == 1 and segments[0][0] is not None:
+                submits, rows, finishes = segments[0]
+                left = await self._write_rows(conn, batch, rows, results, set(), submits, finishes, True)
+                self.stats.transactions += 1
+                self.stats.ops += len(submits) + len(finishes)
+                for k in left:  # each in a transaction of its own
+                    await self._op_alone(conn, batch, k, results)
+            elif len(batch) == 1 and batch[0][0] == _OP:
+                await self._op_alone(conn, batch, 0, results)
+            else:
+                await self._transaction(conn, batch, segments, results)
         except Exception as exc:  # noqa: BLE001 - the whole batch failed: every caller learns why
             logger.warning("a write batch failed: %s", exc)
             results = [_Failed(exc)] * len(batch)
+        self._resolve(batch, results)
+
+    async def _transaction(self, conn: asyncpg.Connection, batch: list[tuple[Any, ...]],
+                           segments: list[tuple[Any, ...]], results: list[Any]) -> None:
+        notify: set[str] = set()
+        nops = 0
+        await conn.execute("BEGIN")
+        try:
+            for seg in segments:
+                if seg[0] is not None:
+                    submits, rows, finishes = seg
+                    nops += len(submits) + len(finishes)
+                    for k in await self._write_rows(conn, batch, rows, results, notify, submits, finishes, False):
+                        await self._run_op(conn, batch, k, results, notify)
+                elif batch[seg[1]][0] == _OP:  # (a barrier has nothing to write)
+                    nops += 1
+                    await self._run_op(conn, batch, seg[1], results, notify)
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute(self._commit_sql(notify))
+        self.stats.transactions += 1
+        self.stats.ops += nops
+
+    def _commit_sql(self, notify: set[str]) -> str:
+        """COMMIT, after the NOTIFY of `notify` (transactional: sent with the COMMIT, in one round trip)."""
+        if not notify:
+            return "COMMIT"
+        channel = _literal(f"{self.dialect.notify_channel}_events")
+        return "".join(f"SELECT pg_notify({channel}, {_literal(p)});" for p in _chunks(sorted(notify))) + "COMMIT"
+
+    async def _op_alone(self, conn: asyncpg.Connection, batch: list[tuple[Any, ...]], i: int,
+                        results: list[Any]) -> None:
+        """Drive the operation of `batch[i]` in a transaction of its own (rolled back if it fails)."""
+        await conn.execute("BEGIN")
+        try:
+            out = results[i] = await _drive(conn, batch[i][1])
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            await conn.execute("ROLLBACK")
+            results[i] = _Failed(exc)
+            return
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute(self._commit_sql({e.task_id for e in out.events}))
+        self.stats.transactions += 1
+        self.stats.ops += 1
+
+    @staticmethod
+    def _resolve(batch: list[tuple[Any, ...]], results: list[Any]) -> None:
         for item, value in zip(batch, results, strict=True):
             fut = item[-1]
             if fut is None or fut.done():
@@ -347,37 +474,150 @@ class PostgresStore(Store):
             else:
                 fut.set_result(value)
 
+    @staticmethod
+    async def _run_op(conn: asyncpg.Connection, batch: list[tuple[Any, ...]], i: int, results: list[Any],
+                      notify: set[str]) -> None:
+        """Drive the operation of `batch[i]` in a savepoint (a refused one undoes nothing else)."""
+        await conn.execute("SAVEPOINT op")
+        try:
+            out = results[i] = await _drive(conn, batch[i][1])
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            await conn.execute("ROLLBACK TO SAVEPOINT op")
+            results[i] = _Failed(exc)
+        else:
+            notify.update(e.task_id for e in out.events)
+        await conn.execute("RELEASE SAVEPOINT op")
+
     async def _write_rows(self, conn: asyncpg.Connection, batch: list[tuple[Any, ...]], rows: list[int],
-                          results: list[Any], notify: set[str]) -> None:
-        # Fencing: lock the tasks' rows (a takeover's UPDATE waits for this batch), keep the rows whose
-        # task still runs under the epoch they name.
-        ids = sorted({batch[i][1] for i in rows})
-        epochs = dict(await conn.fetch(
-            "SELECT id, lease_epoch FROM tasks WHERE id = ANY($1::text[]) AND status = 'running' ORDER BY id FOR SHARE",
-            ids,
-        ))
-        now = time.time()
+                          results: list[Any], notify: set[str], submits: Sequence[int] = (),
+                          finishes: Sequence[int] = (), alone: bool = False) -> list[int]:
+        """Write a segment of `batch` in one statement (`_SEGMENT`): the claimed submissions `submits`,
+        the journal and event rows `rows`, fenced (the rows' tasks are locked ``FOR SHARE``, so a
+        takeover's UPDATE waits for the rest of the transaction; a row whose task no longer runs under
+        the epoch it names gets `LeaseLost`), and the ends `finishes`. The tasks whose log may grow are
+        added to `notify`, or, when the statement is `alone` (its own transaction), notified by it.
+        Returns the submissions and ends the statement left out: their operations decide."""
+        sub: list[list[Any]] = [[] for _ in range(14)]
+        for k in submits:
+            f: SubmitClaimed = batch[k][3]
+            for c, v in zip(sub, f.task_row(), strict=False):
+                c.append(v)
+            queued, started = f.event_rows()
+            sub[12].append(queued[5])
+            sub[13].append(started[5])
+        ids: set[str] = set()
         steps: list[list[Any]] = [[] for _ in range(7)]
         events: list[list[Any]] = [[] for _ in range(7)]
         for i in rows:
             item = batch[i]
-            if epochs.get(item[1]) != item[2]:
+            ids.add(item[1])
+            for c, v in zip(steps if item[0] == _STEP else events, item[3], strict=True):
+                c.append(v)
+        ends: list[list[Any]] = [[] for _ in range(12)]
+        for k in sorted(finishes, key=lambda k: batch[k][3].task_id):  # lock order
+            e: FinishFinal = batch[k][3]
+            ids.add(e.task_id)
+            for c, v in zip(ends, (*e.task_row(), e.seq, e.event_json), strict=True):
+                c.append(v)
+        pokes: list[str] = []
+        if alone:
+            pokes = _chunks(sorted(set(events[0]).union(sub[0], ends[0])))
+        fenced: dict[str, int] = {}
+        inserted: set[str] = set()
+        ended: set[str] = set()
+        channel = f"{self.dialect.notify_channel}_events"
+        for kind, tid, epoch in await conn.fetch(_SEGMENT, *sub, sorted(ids), *steps, *events, *ends, channel, pokes):
+            if kind == "n":
+                continue
+            if kind == "f":
+                fenced[tid] = epoch
+            elif kind == "t":
+                inserted.add(tid)
+                fenced[tid] = 1
+            else:
+                ended.add(tid)
+        listening = self.hub.listening
+        left: list[int] = []
+        for k in submits:
+            f = batch[k][3]
+            if f.task_id in inserted:
+                results[k] = f.outcome(listening)
+                notify.add(f.task_id)
+            else:  # its id exists already: the operation raises
+                left.append(k)
+        written = 0
+        for i in rows:
+            item = batch[i]
+            if fenced.get(item[1]) != item[2]:
                 results[i] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
                 continue
-            cols = steps if item[0] == _STEP else events
-            for c, v in zip(cols, item[3], strict=False):
-                c.append(v)
-            if item[0] == _STEP:
-                cols[5].append(step_to_json(item[4]))
-            else:
-                cols[5].append(dumps(item[4]))
+            written += 1
+            if item[0] == _EVENT:
                 notify.add(item[1])
-            cols[6].append(now)
-        if steps[0]:
-            await conn.execute(_INSERT_STEPS, *steps)
-        if events[0]:
-            await conn.execute(_INSERT_EVENTS, *events)
-        self.stats.rows += len(steps[0]) + len(events[0])
+        self.stats.rows += written
+        for k in finishes:
+            e = batch[k][3]
+            if e.task_id in ended:
+                results[k] = e.outcome(listening)
+                notify.add(e.task_id)
+            else:  # lease lost, or dependents to promote: the operation decides
+                left.append(k)
+        return left
+
+
+def _segments(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`batch` cut as `SQLiteStore._commit` cuts it: (submits, rows, finishes) per segment, (None, i)
+    per other item. A segment also stops before the end of a task it submits (one statement does not
+    see the rows it inserts)."""
+    out: list[tuple[Any, ...]] = []
+    n = len(batch)
+    i = 0
+    while i < n:
+        submits: list[int] = []
+        rows: list[int] = []
+        finishes: list[int] = []
+        row_tasks: set[str] = set()
+        ended: set[str] = set()
+        submitted: set[str] = set()
+        j = i
+        while j < n:
+            item = batch[j]
+            kind = item[0]
+            if kind <= _EVENT:
+                if item[1] in ended:
+                    break
+                rows.append(j)
+                row_tasks.add(item[1])
+            elif kind == _OP and item[3] is not None:
+                fast = item[3]
+                tid = fast.task_id
+                if tid in ended:
+                    break
+                if type(fast) is SubmitClaimed:
+                    if tid in row_tasks:
+                        break
+                    submits.append(j)
+                    submitted.add(tid)
+                else:
+                    if tid in submitted:
+                        break
+                    finishes.append(j)
+                    ended.add(tid)
+            else:
+                break
+            j += 1
+        if j > i:
+            out.append((submits, rows, finishes))
+            i = j
+        else:
+            out.append((None, i))
+            i += 1
+    return out
+
+
+def _literal(text: str) -> str:
+    """`text` as a PostgreSQL string literal (an escape string: right whatever standard_conforming_strings says)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _chunks(ids: list[str], limit: int = 7000) -> list[str]:

@@ -1,10 +1,13 @@
 """The SQLite store: stdlib `sqlite3` in WAL mode, one writer thread per store that group-commits.
 
-The writer thread owns the only writing connection. It takes everything queued (journal rows,
-events, transactional operations), runs it in one ``BEGIN IMMEDIATE`` transaction (each operation in
-a savepoint, so one refused operation does not undo the others), commits, and resolves the waiting
-futures with one ``call_soon_threadsafe`` per event loop. Other processes on the same file queue on
-SQLite's write lock (``busy_timeout``).
+Writes are queued on the event loop's thread and committed in batches (group commit) in one
+``BEGIN IMMEDIATE`` transaction each: journal and event rows, claimed submissions and ends of durable
+runs with a few set-wide statements per segment (fenced by one read), any other operation in a
+savepoint (one refused operation undoes nothing else). A batch commits on the loop's thread itself
+when SQLite's write lock is free at once (no thread hop: with ``synchronous=NORMAL`` a WAL commit does
+not fsync); otherwise (another process writes, or ``synchronous=FULL``) the writer thread, which owns
+the connection while it has batches, waits for the lock (``busy_timeout``) and resolves the waiting
+futures with one ``call_soon_threadsafe`` per event loop. See "writes" in `SQLiteStore`.
 
 Reads use other connections (WAL lets them run beside the writer): point reads by primary key run on
 the event loop thread, where they cost ~10-30 µs, less than a thread hop; reads that may scan
@@ -19,18 +22,27 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..runtime import StepResult
 from ._codec import dumps, step_to_json
-from ._ops import Dialect, Op, Outcome, Stmt
+from ._ops import (
+    FINISH_TASK_COLUMNS,
+    SUBMIT_TASK_COLUMNS,
+    Dialect,
+    FastOp,
+    FinishFinal,
+    Op,
+    Outcome,
+    Stmt,
+    SubmitClaimed,
+)
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from .errors import EngineClosed, LeaseLost, SchemaError
 from .store import Store
-from .task import TaskEvent
 
 _STEP, _EVENT, _OP, _BARRIER, _STOP = range(5)
 _MAX_BATCH = 4096
@@ -43,6 +55,27 @@ _INSERT_EVENT = (
     "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (task_id, seq) DO NOTHING"
 )
+
+
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({SUBMIT_TASK_COLUMNS}, status, attempts, lease_epoch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 1, 1)"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
+    "VALUES (?, 1, ?, 1, ?, ?, 'running')"
+)
+_UPDATE_ATTEMPT = "UPDATE attempts SET status = ?, finished_at = ?, error = ? WHERE task_id = ? AND attempt = ?"
+_FINISH = (
+    "UPDATE tasks SET " + ", ".join(f"{c} = ?" for c in FINISH_TASK_COLUMNS)
+    + ", lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_epoch = ? AND status = 'running'"
+)
+_FENCE = (
+    "SELECT id, lease_epoch, attempts, tenant_id, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on = id) "
+    "FROM tasks WHERE status = 'running' AND "
+)
+_FENCE_ONE = _FENCE + "id = ?"
+_FENCE_MANY = _FENCE + "id IN ({marks})"
 
 
 class _Failed:
@@ -95,9 +128,9 @@ def _drive(conn: sqlite3.Connection, op: Op[Any]) -> Any:
         op.close()  # a statement that raised leaves the generator suspended
 
 
-def _resolve(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+def _resolve(items: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
     for fut, value in items:
-        if fut.done():
+        if fut is None or fut.done():
             continue
         if type(value) is _Failed:
             fut.set_exception(value.exc)
@@ -114,6 +147,9 @@ class SQLiteStore(Store):
             ``FULL`` (an fsync per commit).
         schema_version: migrate only up to this version (tests of the upgrade path); None = latest.
         poll_s: how often followers and idle workers look for other processes' writes.
+        linger_s: how long a write nobody awaits (an event) may wait to share the next commit.
+        inline: commit on the event loop's thread when SQLite's write lock is free (default: unless
+            `synchronous` is FULL, whose fsync per commit would stall the loop).
     """
 
     schemes = ("sqlite",)
@@ -127,6 +163,8 @@ class SQLiteStore(Store):
         busy_timeout_s: float = 30.0,
         poll_s: float = 0.05,
         readers: int = 2,
+        linger_s: float = 0.002,
+        inline: bool | None = None,
     ) -> None:
         super().__init__(url)
         self.path = sqlite_path(url)
@@ -140,12 +178,21 @@ class SQLiteStore(Store):
         self.claim_poll_s = max(poll_s, 0.05)
         self.cancel_poll_s = max(poll_s, 0.25)
         self._readers = readers
-        # One FIFO for everything the writer does; `_wake` tells it there is something to wait for.
-        # Events nobody awaits do not wake it themselves (that would split a step's commit in two):
-        # they go with the next awaited write, or at the end of the current loop iteration.
+        self.linger_s = linger_s
+        # Writes queued on the loop thread, and the flush scheduled for them (see "writes" below).
+        self._pending: list[tuple[Any, ...]] = []
+        self._soon: asyncio.Handle | None = None
+        self._later: asyncio.TimerHandle | None = None
+        self._inline = self.synchronous != "FULL" if inline is None else inline
+        # The writer thread's FIFO; `_wake` tells it there is something to do. `_mu` guards the
+        # FIFO and `_threaded` (True while the thread has batches: the loop thread then queues behind
+        # them instead of committing itself), and is held by an inline commit.
         self._items: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
-        self._kick_pending = False
+        self._mu = threading.Lock()
+        self._threaded = False
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._busy_ms = self._busy_timeout_ms  # the write connection's current busy_timeout
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,9 +267,9 @@ class SQLiteStore(Store):
         """Commit what is queued, stop the writer thread, and close every connection."""
         if self._closed:
             return
+        self._flush()  # what is queued on the loop thread commits first
         self._closed = True
-        self._items.append((_STOP,))
-        self._wake.set()
+        self._to_thread([(_STOP,)])
         self._stop_checkpoints.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -270,66 +317,150 @@ class SQLiteStore(Store):
         return await loop.run_in_executor(self._pool, lambda: self._fetch_on(self._pool_conn(), stmt))
 
     # -- writes ---------------------------------------------------------------------------------
+    #
+    # Writes queue on the loop thread (`_pending`) and are committed together by `_flush`: at once
+    # (next loop turn) for a write someone awaits, within `linger_s` for one nobody awaits (an event, an
+    # end queued by `start_op`), so that those ride along with the next awaited commit. `_flush` commits
+    # on the loop thread itself when it can take SQLite's write lock at once (no thread hop, no GIL
+    # hand-off: with synchronous=NORMAL a WAL commit does not fsync); when another connection holds
+    # the lock, or with synchronous=FULL, the batch goes to the writer thread, which waits for the
+    # lock (busy_timeout). Batches stay FIFO: while the thread has batches, later ones queue behind.
 
-    def _put(self, item: tuple[Any, ...]) -> None:
+    def _put(self, item: tuple[Any, ...], loop: asyncio.AbstractEventLoop, urgent: bool) -> None:
         if self._closed:
             raise EngineClosed("the store is closed")
-        self._items.append(item)
+        if loop is not self._loop:
+            self._to_thread([item])  # another loop's write (not the store's): straight to the thread
+            return
+        self._pending.append(item)
+        if urgent:
+            if self._soon is None:
+                self._soon = loop.call_soon(self._flush)
+        elif self._soon is None and self._later is None:
+            self._later = loop.call_later(self.linger_s, self._flush)
+
+    def _flush(self) -> None:
+        """Commit (or hand to the thread) everything queued on the loop thread."""
+        self._soon = None
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        batch = self._pending
+        if not batch:
+            return
+        self._pending = []
+        while len(batch) > _MAX_BATCH:
+            self._write(batch[:_MAX_BATCH])
+            batch = batch[_MAX_BATCH:]
+        self._write(batch)
+
+    def expedite(self) -> None:
+        """Commit what is queued at the next loop turn instead of letting it linger."""
+        if self._pending and self._soon is None and self._loop is not None:
+            self._soon = self._loop.call_soon(self._flush)
+
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+        if self._inline and self._mu.acquire(blocking=False):
+            try:
+                if not self._threaded:
+                    conn = self._wconn
+                    assert conn is not None
+                    if self._busy_ms:
+                        conn.execute("PRAGMA busy_timeout = 0")
+                        self._busy_ms = 0
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                            _resolve([(item[-2], _Failed(exc)) for item in batch])
+                            return
+                        # Another connection writes: the thread waits for the lock (below).
+                    else:
+                        _resolve(list(zip((item[-2] for item in batch), self._commit(batch), strict=True)))
+                        return
+            finally:
+                self._mu.release()
+        self._to_thread(batch)
+
+    def _to_thread(self, batch: list[tuple[Any, ...]]) -> None:
+        with self._mu:
+            self._threaded = True
+            self._items.extend(batch)
         self._wake.set()
 
-    def _kick(self) -> None:
-        self._kick_pending = False
-        self._wake.set()
-
-    def _enqueue(self, op: Op[Outcome], fence: str | None) -> asyncio.Future[Outcome]:
+    def _enqueue(self, op: Op[Outcome], fence: str | None, urgent: bool = True,
+                 fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
-        self._put((_OP, op, fence, fut, loop))
+        self._put((_OP, op, fence, fast, fut, loop), loop, urgent)
         return fut
 
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
         """Journal a step in the next batch (see `Store.put_step`)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._put((_STEP, task_id, epoch, (task_id, step.key, tenant, epoch, int(step.error is None)), step, fut, loop))
+        row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
+        self._put((_STEP, task_id, epoch, row, fut, loop), loop, True)
         return fut
 
-    def put_event(self, tenant: str, task_id: str, epoch: int, event: TaskEvent) -> None:
+    def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
+                      data: Mapping[str, Any] | str) -> None:
         """Log a held task's event in the next batch (see `Store.put_event`)."""
-        if self._closed:
-            raise EngineClosed("the store is closed")
-        self._items.append((_EVENT, task_id, epoch, (task_id, event.seq, tenant, epoch, event.type), event.data,
-                            None, None))
-        if not self._kick_pending:
-            self._kick_pending = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        row = (task_id, seq, tenant, epoch, type_, data if type(data) is str else dumps(data), time.time())
+        self._put((_EVENT, task_id, epoch, row, None, None), asyncio.get_running_loop(), False)
 
     async def flush(self) -> None:
         """Wait until everything queued so far has committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._put((_BARRIER, None, "*", fut, loop))
+        self._put((_BARRIER, None, "*", None, fut, loop), loop, True)
         await fut
 
     # -- the writer thread ----------------------------------------------------------------------
 
     def _writer(self) -> None:
-        items, wake = self._items, self._wake
+        items, wake, mu = self._items, self._wake, self._mu
+        conn = self._wconn
+        assert conn is not None
         while True:
             wake.wait()
             wake.clear()  # before draining: a put after this point sets it again
-            while items:
+            while True:
                 batch = []
                 stop = False
-                while items and len(batch) < _MAX_BATCH:
-                    item = items.popleft()
-                    if item[0] == _STOP:
-                        stop = True
-                    else:
-                        batch.append(item)
+                with mu:
+                    if not items:
+                        self._threaded = False  # the loop thread may commit again
+                        break
+                    while items and len(batch) < _MAX_BATCH:
+                        item = items.popleft()
+                        if item[0] == _STOP:
+                            stop = True
+                        else:
+                            batch.append(item)
                 if batch:
-                    self._commit(batch)
-                if stop and not items:
+                    if self._busy_ms != self._busy_timeout_ms:
+                        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                        self._busy_ms = self._busy_timeout_ms
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except Exception as exc:  # noqa: BLE001 - every caller of the batch learns why
+                        results: list[Any] = [_Failed(exc)] * len(batch)
+                    else:
+                        results = self._commit(batch)
+                    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+                    for item, value in zip(batch, results, strict=True):
+                        fut, loop = item[-2], item[-1]
+                        if fut is not None:
+                            by_loop.setdefault(loop, []).append((fut, value))
+                    for loop, done in by_loop.items():
+                        try:
+                            loop.call_soon_threadsafe(_resolve, done)
+                        except RuntimeError:
+                            pass  # that loop is closed: nobody is waiting any more
+                if stop:
+                    with mu:
+                        self._threaded = False
                     return
 
     def _checkpoints(self) -> None:
@@ -346,37 +477,61 @@ class SQLiteStore(Store):
         finally:
             conn.close()
 
-    def _commit(self, batch: list[tuple[Any, ...]]) -> None:
+    def _commit(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+        """Write `batch` in the transaction just begun (``BEGIN IMMEDIATE``) and commit; the value or
+        `_Failed` of each item.
+
+        The batch is written in segments: the journal and event rows and the operations that have a
+        record (`_ops.FastOp`) up to the next other operation, then that operation (in a savepoint, so
+        that its failure undoes nothing else). In a segment the claimed submissions are written first
+        (set-wide), then the rows (fenced), then the ends; a segment stops before a row that would
+        change places with its task's submission or end, so every row is fenced as at its place."""
         conn = self._wconn
         assert conn is not None
         results: list[Any] = [None] * len(batch)
-        rows: list[int] = []
-        row_tasks: set[str] = set()
         nops = 0
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for i, item in enumerate(batch):
-                kind = item[0]
-                if kind <= _EVENT:
-                    rows.append(i)
-                    row_tasks.add(item[1])
+            n = len(batch)
+            i = 0
+            while i < n:
+                submits: list[int] = []
+                rows: list[int] = []
+                finishes: list[int] = []
+                row_tasks: set[str] = set()
+                ended: set[str] = set()
+                j = i
+                while j < n:
+                    item = batch[j]
+                    kind = item[0]
+                    if kind <= _EVENT:
+                        if item[1] in ended:
+                            break
+                        rows.append(j)
+                        row_tasks.add(item[1])
+                    elif kind == _OP and item[3] is not None:
+                        fast = item[3]
+                        tid = fast.task_id
+                        if tid in ended:
+                            break
+                        if type(fast) is SubmitClaimed:
+                            if tid in row_tasks:
+                                break
+                            submits.append(j)
+                        else:
+                            finishes.append(j)
+                            ended.add(tid)
+                    else:
+                        break
+                    j += 1
+                if j > i:
+                    self._segment(conn, batch, submits, rows, finishes, results)
+                    nops += len(submits) + len(finishes)
+                    i = j
                     continue
-                fence = item[2]
-                if rows and (fence == "*" or fence in row_tasks):
-                    self._write_rows(conn, batch, rows, results)
-                    rows = []
-                    row_tasks.clear()
-                if kind == _OP:
+                if batch[i][0] == _OP:
                     nops += 1
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        results[i] = _drive(conn, item[1])
-                    except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
-                        conn.execute("ROLLBACK TO op")
-                        results[i] = _Failed(exc)
-                    conn.execute("RELEASE op")
-            if rows:
-                self._write_rows(conn, batch, rows, results)
+                    self._run_op(conn, batch, i, results)
+                i += 1  # (a barrier has nothing to write)
             conn.execute("COMMIT")
             self.stats.transactions += 1
             self.stats.ops += nops
@@ -384,44 +539,89 @@ class SQLiteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [_Failed(exc)] * len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-        for item, value in zip(batch, results, strict=True):
-            fut, loop = item[-2], item[-1]
-            if fut is not None:
-                by_loop.setdefault(loop, []).append((fut, value))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:
-                pass  # that loop is closed: nobody is waiting any more
+        return results
 
-    def _write_rows(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]], rows: list[int],
-                    results: list[Any]) -> None:
-        # Fencing: a row is written only if its task still runs under the epoch the row names.
-        ids = list({batch[i][1] for i in rows})
-        epochs: dict[str, int] = {}
+    @staticmethod
+    def _run_op(conn: sqlite3.Connection, batch: list[tuple[Any, ...]], i: int, results: list[Any]) -> None:
+        """Drive the operation of `batch[i]` in a savepoint."""
+        conn.execute("SAVEPOINT op")
+        try:
+            results[i] = _drive(conn, batch[i][1])
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            conn.execute("ROLLBACK TO op")
+            results[i] = _Failed(exc)
+        conn.execute("RELEASE op")
+
+    def _segment(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]], submits: list[int],
+                 rows: list[int], finishes: list[int], results: list[Any]) -> None:
+        """Write a segment (see `_commit`) with a few set-wide statements: the claimed submissions (in a
+        savepoint: on an error, such as a task id that exists already, each runs as its operation);
+        one read of the state of the tasks the rows and ends name (the fence); then the rows whose
+        task runs under the epoch they name, the ends' events with them, and the ends of the tasks
+        that still run under the epoch named and that no task depends on. Any other end runs as its
+        operation (which refuses it, or promotes the dependents)."""
+        listening = self.hub.listening
+        events: list[tuple[Any, ...]] = []
+        if submits:
+            records: list[SubmitClaimed] = [batch[k][3] for k in submits]
+            conn.execute("SAVEPOINT fast")
+            try:
+                conn.executemany(_INSERT_TASK, [f.task_row() for f in records])
+                conn.executemany(_INSERT_ATTEMPT, [(f.task_id, f.tenant, f.holder, f.now) for f in records])
+            except Exception:  # noqa: BLE001 - the operations tell which failed, and why
+                conn.execute("ROLLBACK TO fast")
+                conn.execute("RELEASE fast")
+                for k in submits:
+                    self._run_op(conn, batch, k, results)
+            else:
+                conn.execute("RELEASE fast")
+                for k, f in zip(submits, records, strict=True):
+                    results[k] = f.outcome(listening)
+                    events.extend(f.event_rows())
+        if not rows and not finishes:
+            conn.executemany(_INSERT_EVENT, events)
+            return
+        # The fence: a row, or an end, is written only if its task still runs under the epoch it names.
+        ids = list({batch[k][1] for k in rows}.union(batch[k][3].task_id for k in finishes))
+        state: dict[str, tuple[int, int, str, int]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            epochs.update(conn.execute(
-                f"SELECT id, lease_epoch FROM tasks WHERE id IN ({marks}) AND status = 'running'", chunk
-            ).fetchall())
-        now = time.time()
-        steps, events = [], []
-        for i in rows:
-            item = batch[i]
-            if epochs.get(item[1]) != item[2]:
-                results[i] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
-                continue
-            if item[0] == _STEP:
-                steps.append((*item[3], step_to_json(item[4]), now))
+            if len(chunk) == 1:
+                sql = _FENCE_ONE
             else:
-                events.append((*item[3], dumps(item[4]), now))
+                sql = _FENCE_MANY.format(marks=",".join("?" * len(chunk)))
+            for tid, epoch, attempts, tenant, dependents in conn.execute(sql, chunk):
+                state[tid] = (epoch, attempts, tenant, dependents)
+        steps = []
+        for k in rows:
+            item = batch[k]
+            got = state.get(item[1])
+            if got is None or got[0] != item[2]:
+                results[k] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
+                continue
+            (steps if item[0] == _STEP else events).append(item[3])
+        written = len(steps) + len(events)
+        ends, attempts_rows, slow = [], [], []
+        for k in finishes:
+            f: FinishFinal = batch[k][3]
+            got = state.get(f.task_id)
+            if got is None or got[0] != f.epoch or got[3]:
+                slow.append(k)  # lease lost, or dependents to promote: the operation decides
+                continue
+            ends.append((*f.task_row()[2:], f.task_id, f.epoch))
+            attempts_rows.append((f.status, f.now, f.error, f.task_id, got[1]))
+            events.append((f.task_id, f.seq, got[2], f.epoch, "task_finished", f.event_json, f.now))
+            results[k] = f.outcome(listening)
         if steps:
             conn.executemany(_INSERT_STEP, steps)
         if events:
             conn.executemany(_INSERT_EVENT, events)
-        self.stats.rows += len(steps) + len(events)
+        if ends:
+            conn.executemany(_FINISH, ends)
+            conn.executemany(_UPDATE_ATTEMPT, attempts_rows)
+        self.stats.rows += written
+        for k in slow:
+            self._run_op(conn, batch, k, results)
 
 
 def _remove_files(path: str) -> None:

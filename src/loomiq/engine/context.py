@@ -6,8 +6,12 @@ step runs live (`ExecutionContext.call`, with failover) and returns only once it
 committed under the holder's lease epoch. So a run resumed after a crash never pays again for a step
 that finished, and a holder whose lease was taken over cannot record anything (`LeaseLost`).
 
-Events go to the task's log through `TaskLog`; text deltas are coalesced per step (at most one
-logged ``text_delta`` per step every `delta_flush_s`, and always before the step's next event).
+Events go to the task's log through `TaskLog`, encoded to JSON straight from the event objects (their
+dict form is only built for followers in this process); text deltas are coalesced per step (at most
+one logged ``text_delta`` per step every `delta_flush_s`, and always before the step's next event).
+A run started with ``run(durable=True)`` streams model text only while someone in this process
+follows the task (its caller waits for the result; every step's text is in its ``step_finished``);
+a worker's runs stream it always, for followers in other processes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..agents import Agent, AgentRegistry
-from ..runtime import ExecutionContext, RunEvent, StepDelta, StepResult, TaskSpec
+from ..runtime import (
+    ExecutionContext,
+    RunEvent,
+    RunFinished,
+    RunResult,
+    StepDelta,
+    StepFinished,
+    StepResult,
+    TaskSpec,
+)
+from ._codec import encode_event, json_str, result_to_json, step_finished_json, text_delta_json
 from .errors import LeaseLost
 from .store import Store
 from .task import TaskEvent, TaskID
@@ -47,11 +61,86 @@ class TaskLog:
         self._hub.publish(event)
         return event
 
+    def emit_json(self, event: RunEvent, text: str) -> None:
+        """`emit` a runtime event given with its JSON `text` (its dict form is only built when someone
+        in this process follows the task)."""
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self._store.put_event_row(self.tenant, self.task_id, self.epoch, seq, event.type, text)
+        if self._hub.listening(self.task_id):
+            self._hub.publish(TaskEvent(self.task_id, seq, event.type, event.to_dict()))
+
+    @property
+    def followed(self) -> bool:
+        """Whether someone in this process follows the task's events."""
+        return self._hub.listening(self.task_id)
+
     def reserve(self) -> int:
         """A sequence number for an event that a transaction writes (the task's last)."""
         seq = self.next_seq
         self.next_seq = seq + 1
         return seq
+
+
+class _EventLog:
+    """A durable run's event sink: encodes each event into the task's log, coalescing text deltas.
+
+    Kept apart from the `DurableContext` so that the context's sink is not a bound method of the
+    context itself (that cycle would keep every finished run's objects alive until a full garbage
+    collection)."""
+
+    __slots__ = ("log", "delta_flush_s", "deltas", "flush_handle", "result_json", "steps_json")
+
+    def __init__(self, log: TaskLog, delta_flush_s: float) -> None:
+        self.log = log
+        self.delta_flush_s = delta_flush_s
+        self.deltas: dict[str, list[str]] = {}
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.result_json: tuple[RunResult, str] | None = None
+        self.steps_json: dict[int, tuple[StepResult, str]] = {}
+        """Each logged step's JSON fields by ``id()`` (with the step): the run's result lists them again."""
+
+    def on_event(self, event: RunEvent) -> None:
+        if type(event) is StepDelta:
+            buf = self.deltas.get(event.step)
+            if buf is None:
+                self.deltas[event.step] = [event.agent, event.text]
+                if self.flush_handle is None:
+                    loop = asyncio.get_running_loop()
+                    self.flush_handle = loop.call_later(self.delta_flush_s, self.flush_deltas)
+            else:
+                buf[1] += event.text
+            return
+        if self.deltas:
+            self.flush_deltas()  # a step's text is logged before the step's next event
+        t = type(event)
+        if t is StepFinished:
+            text = step_finished_json(event, self.steps_json)
+        elif t is RunFinished:
+            result = event.result
+            text = result_to_json(result, self.steps_json)
+            self.result_json = (result, text)  # the task's result column reuses it
+            text = f'{{"type":"run_finished","run_id":{json_str(event.run_id)},"result":{text}}}'
+        else:
+            text = encode_event(event)
+        self.log.emit_json(event, text)
+
+    def flush_deltas(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        if not self.deltas:
+            return
+        emit, run_id = self.log.emit_json, self.log.task_id
+        for step, (agent, text) in self.deltas.items():
+            emit(StepDelta(run_id, step, agent, text), text_delta_json(run_id, step, agent, text))
+        self.deltas.clear()
+
+    def discard(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        self.deltas.clear()
 
 
 class DurableContext(ExecutionContext):
@@ -68,6 +157,10 @@ class DurableContext(ExecutionContext):
         hold: an optional ``hold(agent_id)`` async context manager that waits for the agent's
             cross-worker concurrency and rate limits before a live step (`limits.AgentLimiter`).
         delta_flush_s: the longest a streamed text delta waits to be logged.
+        stream_text: whether model calls stream their text into the log (``text_delta`` events) even
+            when nobody in this process follows the task (for followers in other processes). False:
+            only while someone here follows it (`EventHub.listening`); every step's text is in its
+            ``step_finished`` event either way.
     """
 
     def __init__(
@@ -82,31 +175,37 @@ class DurableContext(ExecutionContext):
         on_lease_lost: Callable[[], None] | None = None,
         hold: Callable[[str], Any] | None = None,
         delta_flush_s: float = 0.05,
+        stream_text: bool = True,
     ) -> None:
         self._store = store
         self._log = log
-        self._journal = dict(journal or {})
+        self._journal = dict(journal) if journal else None
         self._on_lost = on_lease_lost
         self._hold = hold
-        self._delta_flush_s = delta_flush_s
-        self._deltas: dict[str, list[str]] = {}
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._always_stream = stream_text
+        self._events = _EventLog(log, delta_flush_s)
         self.replayed = 0
         """Steps this run returned from the journal instead of calling a model."""
-        super().__init__(run_id, task, registry, self._on_event)
+        super().__init__(run_id, task, registry, self._events.on_event)
 
     @property
     def log(self) -> TaskLog:
         """The task's event log."""
         return self._log
 
+    @property
+    def stream_text(self) -> bool:  # type: ignore[override]
+        """Whether model calls stream their text now (see the class docstring)."""
+        return self._always_stream or self._log.followed
+
     async def call(self, key: str, agent: Agent, role: str, prompt: str) -> StepResult:
         """Replay the journalled step `key`, or run it live and journal it before returning."""
-        done = self._journal.get(key)
-        if done is not None:
-            self.steps.append(done)
-            self.replayed += 1
-            return done
+        if self._journal is not None:
+            done = self._journal.get(key)
+            if done is not None:
+                self.steps.append(done)
+                self.replayed += 1
+                return done
         if self._hold is None:
             step = await super().call(key, agent, role, prompt)
         else:
@@ -121,36 +220,18 @@ class DurableContext(ExecutionContext):
             raise
         return step
 
-    def _on_event(self, event: RunEvent) -> None:
-        if type(event) is StepDelta:
-            buf = self._deltas.get(event.step)
-            if buf is None:
-                self._deltas[event.step] = [event.agent, event.text]
-                if self._flush_handle is None:
-                    loop = asyncio.get_running_loop()
-                    self._flush_handle = loop.call_later(self._delta_flush_s, self.flush_deltas)
-            else:
-                buf[1] += event.text
-            return
-        if self._deltas:
-            self.flush_deltas()  # a step's text is logged before the step's next event
-        self._log.emit(event.type, event.to_dict())
+    def result_json(self, result: RunResult) -> str:
+        """``dumps(result.to_dict())``: the JSON already logged with ``run_finished`` when it is that
+        result's."""
+        done = self._events.result_json
+        if done is not None and done[0] is result:
+            return done[1]
+        return result_to_json(result)
 
     def flush_deltas(self) -> None:
         """Log the text streamed since the last flush, one ``text_delta`` per step."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._deltas:
-            return
-        emit, run_id = self._log.emit, self.run_id
-        for step, (agent, text) in self._deltas.items():
-            emit("text_delta", {"type": "text_delta", "run_id": run_id, "step": step, "agent": agent, "text": text})
-        self._deltas.clear()
+        self._events.flush_deltas()
 
     def discard(self) -> None:
         """Drop unlogged text and stop the flush timer (the run was abandoned)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._deltas.clear()
+        self._events.discard()

@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..runtime import RunResult, TaskSpec
+from ..runtime import RunResult
 from . import _ops
-from ._codec import check_json, dumps, request_to_json
+from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, InvalidTask, LeaseLost, TaskNotFound
@@ -50,7 +50,7 @@ from .task import (
 logger = logging.getLogger("loomiq.engine")
 
 if TYPE_CHECKING:
-    from ..orchestrator import Orchestrator
+    from ..orchestrator import Orchestrator, RunPlan
     from .limits import AgentLimiter
 
 
@@ -94,9 +94,12 @@ class _Held:
     cancel_requested: bool = False
 
 
+_NO_RETRY = TaskRetry()
+
+
 def _retry(value: TaskRetry | int | Mapping[str, Any] | None) -> TaskRetry:
     if value is None:
-        return TaskRetry()
+        return _NO_RETRY
     if isinstance(value, TaskRetry):
         retry = value
     elif isinstance(value, int):
@@ -194,7 +197,7 @@ class TaskEngine:
         context: Mapping[str, Any] | None = None,
         tenant_id: str = DEFAULT_TENANT,
         task_id: str,
-    ) -> TaskRequest:
+    ) -> tuple[TaskRequest, RunPlan]:
         if priority not in PRIORITY_LEVELS:
             raise InvalidTask(f"unknown priority {priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
         if timeout_s is not None and timeout_s <= 0:
@@ -204,19 +207,22 @@ class TaskEngine:
         if isinstance(after, str):
             after = (after,)
         try:
-            check_json("context", context or {})
-            check_json("options", options or {})
+            if context:
+                check_json("context", context)
+            if options:
+                check_json("options", options)
         except TypeError as exc:
             raise InvalidTask(str(exc)) from None
         plan = self.orchestrator.plan(
             prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
             context=context, task_id=task_id,
         )
-        return TaskRequest(
+        request = TaskRequest(
             prompt, plan.strategy.name, tuple(a.id for a in plan.agents), tuple(capabilities), dict(options or {}),
             dict(context or {}), priority, tuple(TaskID(a) for a in after), timeout_s, _retry(retry),
             idempotency_key, TenantID(tenant_id), plan.reason,
         )
+        return request, plan
 
     async def submit(self, prompt: str, *, task_id: str | None = None, **kwargs: Any) -> TaskID:
         """Queue a task and return its id once it is committed.
@@ -231,7 +237,7 @@ class TaskEngine:
         `InvalidTask` for bad arguments, `DependencyError` for unknown dependencies or a cycle.
         """
         tid = task_id or new_task_id()
-        request = self._request(prompt, task_id=tid, **kwargs)
+        request, _ = self._request(prompt, task_id=tid, **kwargs)
         op = _ops.submit(
             self.store.dialect, tid, request, request_to_json(request), time.time(), self.config.aging_s,
             check_cycles=task_id is not None,
@@ -346,31 +352,41 @@ class TaskEngine:
             if kwargs.get(refused):
                 raise InvalidTask(f"run(durable=True) does not take {refused!r}; submit the task instead")
         tid = kwargs.pop("task_id", None) or new_task_id()
-        request = self._request(prompt, task_id=tid, **kwargs)
+        request, plan = self._request(prompt, task_id=tid, **kwargs)
         cfg, now = self.config, time.time()
+        claim = _ops.claimed_at_submission(TaskID(tid), request, now, self.holder_id)
         # Not awaited: the writer is FIFO, so the task row commits no later than the first journal
         # row, and a failed submission surfaces below (its steps' writes are refused meanwhile).
-        submitted = self.store.start_op(_ops.submit(
-            self.store.dialect, tid, request, request_to_json(request), now, cfg.aging_s,
-            holder=self.holder_id, lease_s=cfg.lease_s,
-        ))
-        claim = _ops.claimed_at_submission(TaskID(tid), request, now, self.holder_id)
+        op, fast = _ops.submit_claimed(
+            self.store.dialect, tid, request, request_to_json(request), now, cfg.aging_s, self.holder_id, cfg.lease_s,
+            claim,
+        )
+        submitted = self.store.start_op(op, fast=fast)
         try:
-            result = await self.execute_claim(claim, self.holder_id, await_end=False)
+            result = await self.execute_claim(claim, self.holder_id, await_end=False, stream_text=False, plan=plan)
         finally:
-            out = await asyncio.shield(submitted)  # raises what refused the submission, if anything
+            if not submitted.done():
+                self.store.expedite()
+                await asyncio.shield(submitted)
+            out = submitted.result()  # raises what refused the submission, if anything
         if result is None:
             raise LeaseLost(f"task {tid} was taken over by another holder; follow it with wait({tid!r})")
-        assert out.value == claim
+        assert out.value is claim
         return result
 
-    async def execute_claim(self, claim: Claim, holder: WorkerID, *, await_end: bool = True) -> RunResult | None:
+    async def execute_claim(
+        self, claim: Claim, holder: WorkerID, *, await_end: bool = True, stream_text: bool = True,
+        plan: RunPlan | None = None,
+    ) -> RunResult | None:
         """Run a claimed task to its end and record it; None when the run was stopped without an end
         (crash, hand-back, lost lease: see `stop_run`). Must run in its own asyncio task.
 
         With `await_end` False, return once every step is committed and the end is queued: the
         result is what the journal replays to, so a crash before the end commits changes nothing;
-        this process's reads of the task wait for the end (read-your-writes)."""
+        this process's reads of the task wait for the end (read-your-writes). With `stream_text`
+        False, model text is streamed into the log only while someone in this process follows the
+        task (`run` does so: its caller waits for the result). `plan`: the task's plan, when the
+        caller has just made it (`run`), instead of rebuilding it from the request."""
         task = claim.task
         runner = asyncio.current_task()
         assert runner is not None
@@ -391,23 +407,25 @@ class TaskEngine:
                 end = RunEnd("cancelled", "cancelled by request", "", 0, 0, 0.0, None)
             else:
                 r = task.request
-                context = dict(r.context)
-                if r.after:
-                    context["dependencies"] = await store.outputs(r.after)
-                try:
-                    plan = self.orchestrator.resume_plan(
-                        task.id, r.prompt, strategy=r.strategy, agents=r.agents, capabilities=r.capabilities,
-                        options=r.options, context=context, reason=r.reason,
-                    )
-                except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
-                    end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)
-                else:
+                if plan is None or r.after:
+                    context = dict(r.context)
+                    if r.after:
+                        context["dependencies"] = await store.outputs(r.after)
+                    try:
+                        plan = self.orchestrator.resume_plan(
+                            task.id, r.prompt, strategy=r.strategy, agents=r.agents, capabilities=r.capabilities,
+                            options=r.options, context=context, reason=r.reason,
+                        )
+                    except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
+                        end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)
+                if end is None:
+                    assert plan is not None
                     journal = await store.journal(task.id) if claim.resumed else None
                     ctx = DurableContext(
-                        task.id, TaskSpec(r.prompt, r.capabilities, context), self.orchestrator.registry,
+                        task.id, plan.task, self.orchestrator.registry,
                         store=store, log=log, journal=journal, on_lease_lost=lambda: self.stop_run(task.id, "lost"),
                         hold=self.limiter.hold if self.limiter is not None else None,
-                        delta_flush_s=self.config.delta_flush_s,
+                        delta_flush_s=self.config.delta_flush_s, stream_text=stream_text,
                     )
                     timeout = None if claim.deadline_at is None else max(0.0, claim.deadline_at - time.time())
                     result = await self.orchestrator.execute(plan, context=ctx, timeout_s=timeout, cancellable=True)
@@ -444,14 +462,16 @@ class TaskEngine:
                 error = f"the task did not finish within its timeout of {task.request.timeout_s:g}s"
             u = result.usage
             end = RunEnd(result.status, error, result.output, u.input_tokens, u.output_tokens, result.cost_usd,
-                         dumps(result.to_dict()))
+                         ctx.result_json(result) if ctx is not None else result_to_json(result))
         assert end is not None
-        ending = store.start_op(_ops.finish(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
-                                            self.config.aging_s), fence=task.id)
+        op, fast = _ops.finish_op(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
+                                  self.config.aging_s, task.request.retry)
+        ending = store.start_op(op, fence=task.id, fast=fast)
         if not await_end and result is not None:
             self._ending[task.id] = ending
             ending.add_done_callback(lambda f: self._ended(task.id, f))
             return result
+        store.expedite()
         try:
             await ending
         except LeaseLost:
@@ -469,6 +489,8 @@ class TaskEngine:
         if not self._ending:
             return
         futs = list(self._ending.values()) if task_id is None else [self._ending.get(task_id)]
+        if any(f is not None for f in futs):
+            self.store.expedite()
         await asyncio.gather(*(asyncio.shield(f) for f in futs if f is not None), return_exceptions=True)
 
     def stop_run(self, task_id: str, mode: StopMode) -> bool:

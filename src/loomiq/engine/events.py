@@ -150,6 +150,10 @@ class EventHub:
             if not subs:
                 del self._subs[task_id]
 
+    def listening(self, task_id: str) -> bool:
+        """Whether someone in this process follows the task's events."""
+        return task_id in self._subs
+
     def publish(self, event: TaskEvent) -> None:
         """Deliver `event` to the task's subscribers."""
         subs = self._subs.get(event.task_id)

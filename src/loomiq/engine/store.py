@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,7 +34,7 @@ from ._codec import (
     task_from_row,
     worker_from_row,
 )
-from ._ops import Dialect, Op, Outcome, Stmt
+from ._ops import Dialect, FastOp, Op, Outcome, Stmt
 from .errors import EngineClosed
 from .events import EventHub
 from .task import TERMINAL_STATUSES, Attempt, Task, TaskEvent, WorkerInfo
@@ -132,18 +132,31 @@ class Store(ABC):
         """The schema version of the database (0 when empty)."""
 
     @abstractmethod
-    def _enqueue(self, op: Op[Outcome], fence: str | None) -> asyncio.Future[Outcome]:
+    def _enqueue(self, op: Op[Outcome], fence: str | None, urgent: bool = True,
+                 fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         """Queue a transactional operation for the writer's next batch; the future resolves once
-        it committed."""
+        it committed. Not `urgent`: it may wait a moment (the store's linger) to share the commit of
+        the next write someone awaits. `fast`: the operation's record (`_ops.SubmitClaimed`,
+        `_ops.FinishFinal`), which the writer may write together with others of its kind."""
+
+    @abstractmethod
+    def expedite(self) -> None:  # noqa: B027 - optional: stores without a linger have nothing to hurry
+        """Commit what is queued without waiting for the linger of writes nobody awaits (call it
+        before awaiting the future of `start_op`)."""
 
     @abstractmethod
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
         """Journal a step under lease `epoch`; await the result to know it committed (`LeaseLost`
         if the lease was taken over: then nothing was written)."""
 
-    @abstractmethod
     def put_event(self, tenant: str, task_id: str, epoch: int, event: TaskEvent) -> None:
         """Log a held task's event in the next batch (fenced like `put_step`; not awaited)."""
+        self.put_event_row(tenant, task_id, epoch, event.seq, event.type, event.data)
+
+    @abstractmethod
+    def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
+                      data: Mapping[str, Any] | str) -> None:
+        """`put_event` of an event given by its parts; `data` may be its JSON text already."""
 
     @abstractmethod
     async def flush(self) -> None:
@@ -168,12 +181,19 @@ class Store(ABC):
         self._delivered(out)
         return out
 
-    def start_op(self, op: Op[Outcome], *, fence: str | None = None) -> asyncio.Future[Outcome]:
+    def start_op(self, op: Op[Outcome], *, fence: str | None = None, fast: FastOp | None = None
+                 ) -> asyncio.Future[Outcome]:
         """Queue `op` now, without waiting: later writes of this process commit after it (the
-        writer is FIFO). Await the future for its outcome (its events are delivered on commit)."""
-        fut = self._enqueue(op, fence)
-        fut.add_done_callback(lambda f: None if f.cancelled() or f.exception() else self._delivered(f.result()))
+        writer is FIFO). Await the future for its outcome (its events are delivered on commit); it
+        commits with the next awaited write, or after the store's linger (`expedite` hurries it).
+        `fast`: the operation's record, when it has one (see `_enqueue`)."""
+        fut = self._enqueue(op, fence, False, fast)
+        fut.add_done_callback(self._started_done)
         return fut
+
+    def _started_done(self, fut: asyncio.Future[Outcome]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._delivered(fut.result())
 
     def _delivered(self, out: Outcome) -> None:
         if out.events:
@@ -247,11 +267,12 @@ class Store(ABC):
 
     async def has_claimable(self, now: float) -> bool:
         """Whether some task is ready to claim or has an expired lease (a cheap read before a claim)."""
+        # Two probes, each on its partial index (an OR of the two would scan the table).
         row = await self.fetch(Stmt(
-            "SELECT 1 FROM tasks WHERE (status = 'queued' AND ready_at <= ?) OR "
-            "(status = 'running' AND lease_expires < ?) LIMIT 1", (now, now), "one",
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'queued' AND ready_at <= ?) "
+            "OR EXISTS (SELECT 1 FROM tasks WHERE status = 'running' AND lease_expires < ?)", (now, now), "val",
         ))
-        return row is not None
+        return bool(row)
 
     async def cancel_requested(self, task_ids: Sequence[str]) -> list[str]:
         """Which of these tasks another process asked to cancel."""

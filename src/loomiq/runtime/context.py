@@ -51,6 +51,9 @@ class ExecutionContext:
     """
 
     max_failovers = 2
+    stream_text = True
+    """Whether model calls stream their text (`StepDelta` events) when someone listens to events;
+    a subclass may decide per step (the durable context streams only for live followers)."""
 
     def __init__(
         self,
@@ -80,8 +83,8 @@ class ExecutionContext:
 
     @property
     def streaming(self) -> bool:
-        """Whether someone listens to events (then model calls stream their text)."""
-        return self._sink is not None
+        """Whether model calls stream their text now: someone listens to events, and `stream_text`."""
+        return self._sink is not None and self.stream_text
 
     @property
     def usage(self) -> Usage:
@@ -117,7 +120,8 @@ class ExecutionContext:
             on_delta = None
             if sink is not None:
                 sink(StepStarted(self.run_id, key, current.id, role))
-                on_delta = self._delta_writer(key, current.id)
+                if self.stream_text:
+                    on_delta = self._delta_writer(key, current.id)
             try:
                 response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
             except AgentCallFailed as exc:
