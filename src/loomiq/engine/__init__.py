@@ -29,6 +29,7 @@ from .errors import (
     InvalidTask,
     LeaseLost,
     SchemaError,
+    StoreUnavailable,
     TaskNotFound,
 )
 from .events import (
@@ -84,6 +85,7 @@ __all__ = [
     "LifecycleEvent",
     "Priority",
     "SchemaError",
+    "StoreUnavailable",
     "Store",
     "Task",
     "TaskEngine",

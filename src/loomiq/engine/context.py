@@ -32,7 +32,7 @@ from ..runtime import (
     TaskSpec,
 )
 from ._codec import encode_event, json_str, result_to_json, step_finished_json, text_delta_json
-from .errors import LeaseLost
+from .errors import LeaseLost, StoreUnavailable
 from .store import Store
 from .task import TaskEvent, TaskID
 
@@ -214,7 +214,7 @@ class DurableContext(ExecutionContext):
         log = self._log
         try:
             await self._store.put_step(log.tenant, self.run_id, log.epoch, step)
-        except LeaseLost:
+        except (LeaseLost, StoreUnavailable):
             if self._on_lost is not None:
                 self._on_lost()
             raise

@@ -27,7 +27,7 @@ from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
-from .errors import EngineClosed, InvalidTask, LeaseLost, TaskNotFound
+from .errors import EngineClosed, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT
 from .store import Store
 from .task import (
@@ -433,7 +433,7 @@ class TaskEngine:
             if held.stop is None:
                 raise
             runner.uncancel()
-        except LeaseLost:
+        except (LeaseLost, StoreUnavailable):  # fenced off, or cut off from the database: abandon the run
             held.stop = "lost"
         except Exception as exc:  # noqa: BLE001 - a strategy bug fails the run, it does not kill the worker
             end = RunEnd("failed", f"{type(exc).__name__}: {exc}", "", 0, 0, 0.0, None)
@@ -447,7 +447,7 @@ class TaskEngine:
                 else:
                     ctx.discard()
             if held.stop == "hand_back":
-                with contextlib.suppress(LeaseLost):
+                with contextlib.suppress(LeaseLost, StoreUnavailable):
                     await store.run_op(_ops.hand_back(store.dialect, task.id, claim.epoch, log.reserve(), holder,
                                                       time.time()), fence=task.id)
             return None
@@ -474,7 +474,7 @@ class TaskEngine:
         store.expedite()
         try:
             await ending
-        except LeaseLost:
+        except (LeaseLost, StoreUnavailable):  # the end was refused or not written: the next holder ends it
             return None
         return result
 

@@ -24,6 +24,13 @@ class LeaseLost(EngineError):
     the holder must abandon the task. Never seen by library users; workers handle it."""
 
 
+class StoreUnavailable(EngineError, ConnectionError):
+    """The database could not be reached (a lost connection, a server restarting): the write was not
+    done, or its outcome is unknown. Callers may retry once the store has reconnected; a holder of a
+    running task abandons it as on `LeaseLost` (its lease runs out and the task is taken over and
+    replayed from the journal)."""
+
+
 class EngineClosed(EngineError, RuntimeError):
     """The store was closed (or never opened)."""
 
