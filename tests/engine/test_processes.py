@@ -179,9 +179,6 @@ async def test_paused_worker_is_fenced_when_it_resumes(kind: str, tmp_path: Path
     assert report.lost_by_live_workers == 1 and report.repeated_in_flight >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug, open in issue 3: a worker frozen inside a PostgreSQL "
-                   "write transaction keeps its FOR SHARE row locks, so SKIP LOCKED claims skip its expired "
-                   "tasks until it resumes (fix: idle_in_transaction_session_timeout below lease_s + reconnect)")
 @pytest.mark.parametrize("kind", ["postgresql"])
 async def test_worker_frozen_inside_a_write_transaction_does_not_block_takeover(kind: str, tmp_path: Path) -> None:
     """A worker paused (SIGSTOP, a VM freeze, a long stop-the-world pause) while its write batch is
@@ -231,8 +228,6 @@ def private_postgres() -> object:
         cluster.remove()
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug, open in issue 3: the PostgreSQL store opens its writer "
-                   "and listener connections once and never reconnects after a server restart")
 async def test_postgres_restart_mid_run_every_accepted_task_completes(private_postgres: PrivateCluster,
                                                                       tmp_path: Path) -> None:
     cluster = private_postgres

@@ -13,6 +13,15 @@ Notifications (channels prefixed ``loomiq_<schema>_``): ``tasks`` (something bec
 ``cancel`` (payload: a task id), ``events`` (payload: task ids whose log grew). A listening
 connection turns them into the hub's wake-ups; polling remains as a slow fallback.
 
+Losing the server (a restart, a failover, a cut connection) is survived without a restart of the
+process: a batch whose connection is lost fails with `StoreUnavailable` (a holder abandons its runs,
+which are taken over and replayed once their leases run out), the next batch reconnects the writer,
+reads retry once on a fresh pooled connection, and the listening connection reconnects in the
+background (with backoff), then pokes every follower and idle worker to read again what it may have
+missed. The writer's session has ``idle_in_transaction_session_timeout`` at half the engine's lease,
+so a process frozen inside a write transaction loses its session (and its row locks) before its
+leases expire, and a takeover is never blocked by it.
+
 URL: ``postgresql://user@host:port/db``; add ``?schema=name`` to keep the engine's tables in a schema
 of their own (created if missing).
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
 import time
@@ -44,7 +54,7 @@ from ._ops import (
     SubmitClaimed,
 )
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
-from .errors import EngineClosed, LeaseLost, SchemaError
+from .errors import EngineClosed, LeaseLost, SchemaError, StoreUnavailable
 from .events import EventHub
 from .store import Store
 
@@ -157,6 +167,24 @@ async def _drive(conn: asyncpg.Connection, op: Op[Any]) -> Any:
         op.close()
 
 
+_LOST = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection does not exist, failed...
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin shutdown, cannot connect now...
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _lost(exc: BaseException, conn: asyncpg.Connection | None) -> bool:
+    """Whether `exc` means the connection to the server is gone (rather than a refused statement)."""
+    return isinstance(exc, _LOST) or (conn is not None and conn.is_closed())
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"the PostgreSQL server cannot be reached ({type(exc).__name__}: {exc})")
+
+
 def _split_url(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
@@ -213,11 +241,19 @@ class PostgresStore(Store):
         self._later: asyncio.TimerHandle | None = None
         self.linger_s = linger_s
         self._writer_task: asyncio.Task[None] | None = None
+        self._listener_task: asyncio.Task[None] | None = None
         self._closed = True
         self._own_pids: set[int] = set()
+        self.connect_timeout_s = 5.0
+        self.reconnects = 0
+        """How many times the writer or the listener reconnected after losing the server."""
 
     def _settings(self) -> dict[str, str]:
         return {"search_path": self.schema} if self.schema else {}
+
+    def _writer_settings(self) -> dict[str, str]:
+        idle_ms = max(100, int(self.lease_s * 500))  # half the lease (see the module docstring)
+        return {**self._settings(), "idle_in_transaction_session_timeout": str(idle_ms)}
 
     async def open(self) -> None:
         """Connect, migrate, listen, and start the writer."""
@@ -235,15 +271,72 @@ class PostgresStore(Store):
         settings = self._settings()
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min, max_size=self._max,
                                                server_settings=settings)
-        self._wconn = await asyncpg.connect(self.dsn, server_settings=settings)
-        self._lconn = await asyncpg.connect(self.dsn, server_settings=settings)
-        self._own_pids = {self._wconn.get_server_pid()}
-        prefix = self.dialect.notify_channel
-        await self._lconn.add_listener(f"{prefix}_tasks", self._on_notify)
-        await self._lconn.add_listener(f"{prefix}_cancel", self._on_notify)
-        await self._lconn.add_listener(f"{prefix}_events", self._on_notify)
+        await self._connect_writer()
+        await self._listen()
         self._closed = False
         self._writer_task = asyncio.get_running_loop().create_task(self._writer(), name="loomiq-pg-writer")
+
+    async def _connect_writer(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.dsn, server_settings=self._writer_settings(),
+                                     timeout=self.connect_timeout_s)
+        self._wconn = conn
+        self._own_pids.add(conn.get_server_pid())
+        return conn
+
+    async def _writer_conn(self) -> asyncpg.Connection:
+        """The writer's connection, reconnected if it was lost (`StoreUnavailable` if that fails)."""
+        conn = self._wconn
+        if conn is not None and not conn.is_closed():
+            return conn
+        self._wconn = None
+        try:
+            conn = await self._connect_writer()
+        except Exception as exc:  # noqa: BLE001 - every connection failure means the same to callers
+            raise _unavailable(exc) from exc
+        self.reconnects += 1
+        logger.warning("the PostgreSQL writer reconnected")
+        return conn
+
+    def _drop_writer(self) -> None:
+        conn, self._wconn = self._wconn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def _listen(self) -> None:
+        """Open the listening connection and register the channels; on its loss, reconnect."""
+        conn = await asyncpg.connect(self.dsn, server_settings=self._settings(), timeout=self.connect_timeout_s)
+        prefix = self.dialect.notify_channel
+        for kind in ("tasks", "cancel", "events"):
+            await conn.add_listener(f"{prefix}_{kind}", self._on_notify)
+        conn.add_termination_listener(self._on_listener_lost)
+        self._lconn = conn
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        if self._closed or conn is not self._lconn or self._listener_task is not None:
+            return
+        logger.warning("the PostgreSQL listening connection was lost; reconnecting")
+        self._lconn = None
+        self._listener_task = asyncio.get_running_loop().create_task(self._relisten(), name="loomiq-pg-relisten")
+
+    async def _relisten(self) -> None:
+        delay = 0.1
+        try:
+            while not self._closed:
+                try:
+                    await self._listen()
+                except Exception as exc:  # noqa: BLE001 - the server is still away: try again later
+                    logger.debug("listening again failed: %s", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                self.reconnects += 1
+                logger.warning("the PostgreSQL listening connection reconnected")
+                if self._hub is not None:  # notifications sent meanwhile were lost: look again
+                    self._hub.poke_all()
+                    self._hub.notify_work()
+                return
+        finally:
+            self._listener_task = None
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         async with conn.transaction():
@@ -271,11 +364,21 @@ class PostgresStore(Store):
             self._later = None
         if self._writer_task is not None:
             await self._writer_task
+        if self._listener_task is not None:
+            self._listener_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener_task
         for conn in (self._lconn, self._wconn):
-            if conn is not None:
-                await conn.close()
+            if conn is not None and not conn.is_closed():
+                try:
+                    await asyncio.wait_for(conn.close(), self.connect_timeout_s)
+                except Exception:  # noqa: BLE001 - the server is gone: drop the connection
+                    conn.terminate()
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), self.connect_timeout_s)
+            except Exception:  # noqa: BLE001 - the server is gone: drop the connections
+                self._pool.terminate()
         self._lconn = self._wconn = None
         self._pool = None
 
@@ -306,12 +409,21 @@ class PostgresStore(Store):
         if pool is None:
             raise EngineClosed("the store is closed")
         sql = _sql(stmt.sql)
-        async with pool.acquire() as conn:
-            if stmt.mode == "all":
-                return await conn.fetch(sql, *stmt.args)
-            if stmt.mode == "val":
-                return await conn.fetchval(sql, *stmt.args)
-            return await conn.fetchrow(sql, *stmt.args)
+        for attempt in (1, 2):  # a read is retried once: a pooled connection may have been cut
+            conn = None
+            try:
+                async with pool.acquire(timeout=self.connect_timeout_s) as conn:
+                    if stmt.mode == "all":
+                        return await conn.fetch(sql, *stmt.args)
+                    if stmt.mode == "val":
+                        return await conn.fetchval(sql, *stmt.args)
+                    return await conn.fetchrow(sql, *stmt.args)
+            except Exception as exc:
+                if not _lost(exc, conn):
+                    raise
+                if attempt == 2 or self._closed:
+                    raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     # -- writes ---------------------------------------------------------------------------------
     #
@@ -394,11 +506,11 @@ class PostgresStore(Store):
         BEGIN, no COMMIT, the NOTIFY inside it; a single statement is atomic, and no transaction stays
         open across round trips. Any other batch is one transaction, each other operation in a
         savepoint when it shares the batch, the NOTIFY sent with the COMMIT."""
-        conn = self._wconn
-        assert conn is not None
         results: list[Any] = [None] * len(batch)
         segments = _segments(batch)
+        conn = None
         try:
+            conn = await self._writer_conn()
             if len(segments) == 1 and segments[0][0] is not None:
                 submits, rows, finishes = segments[0]
                 left = await self._write_rows(conn, batch, rows, results, set(), submits, finishes, True)
@@ -410,8 +522,15 @@ class PostgresStore(Store):
                 await self._op_alone(conn, batch, 0, results)
             else:
                 await self._transaction(conn, batch, segments, results)
+        except StoreUnavailable as exc:
+            results = [_Failed(exc)] * len(batch)
         except Exception as exc:  # noqa: BLE001 - the whole batch failed: every caller learns why
-            logger.warning("a write batch failed: %s", exc)
+            if _lost(exc, conn):  # its outcome is unknown (it may have committed): the next batch reconnects
+                logger.warning("the PostgreSQL writer lost its connection: %s", exc)
+                self._drop_writer()
+                exc = _unavailable(exc)
+            else:
+                logger.warning("a write batch failed: %s", exc)
             results = [_Failed(exc)] * len(batch)
         self._resolve(batch, results)
 

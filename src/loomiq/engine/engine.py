@@ -145,7 +145,9 @@ class TaskEngine:
     ) -> TaskEngine:
         """Open the store at `url` (default ``$LOOMIQ_DATABASE_URL``, else ``sqlite:///loomiq.db``) and
         bind it to `orchestrator`. `agent_limits` maps agent ids to `limits.AgentLimit` (or dicts)."""
+        config = config or EngineConfig()
         store = Store.from_url(url, **store_options)
+        store.lease_s = config.lease_s
         await store.open()
         limiter = None
         if agent_limits:

@@ -172,6 +172,10 @@ class EventHub:
             for q in self._subs.get(tid, ()):
                 q.put_nowait(_POKE)
 
+    def poke_all(self) -> None:
+        """Tell every subscriber to read its log again (after notifications may have been missed)."""
+        self.poke(list(self._subs))
+
     def notify_work(self) -> None:
         """Wake the workers of this process: a task may be ready to claim."""
         for listener in list(self.work_listeners):

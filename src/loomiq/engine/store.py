@@ -74,6 +74,10 @@ class Store(ABC):
     """How often an idle worker looks for claimable tasks written by other processes."""
     cancel_poll_s: float = 0.5
     """How often a holder looks for cancellations requested by other processes."""
+    lease_s: float = 10.0
+    """The lease of the engine using this store (set before `open`): a PostgreSQL writer session left
+    idle inside a transaction for half of it is ended by the server, so a frozen process cannot keep
+    row locks that a takeover needs."""
 
     _registry: ClassVar[dict[str, type[Store]]] = {}
 
