@@ -2,7 +2,7 @@
 
 The writer coroutine owns one connection. It takes everything queued (journal rows, events,
 operations) and writes it in segments (see `PostgresStore._commit`): the journal and event rows, the
-claimed submissions and the ends of durable runs of a segment in one statement (`_SEGMENT`, which locks
+claimed submissions and the ends of durable runs of a segment in one statement (`_segment_sql`, which locks
 the rows' tasks ``FOR SHARE`` so that a concurrent takeover waits for it or fences it), any other
 operation driven in a savepoint. A batch that is one segment (what durable runs queue) is one
 statement in one round trip, its NOTIFY inside it; any other is one transaction, notified with its
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -67,23 +68,25 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _STEP_COLUMNS = "task_id, step_key, tenant_id, epoch, ok, result, created_at"
 _EVENT_COLUMNS = "task_id, seq, tenant_id, epoch, type, data, created_at"
 
-# A segment of a batch (see `PostgresStore._write_rows`) in one statement:
-#   $1..$14   claimed submissions: the columns of `SUBMIT_TASK_COLUMNS`, then the JSON of each task's first
-#             two events. A task id that exists already is left out (its operation then runs).
-#   $15       the ids of the tasks the rows and ends name: locked FOR SHARE in id order (a takeover's UPDATE
-#             waits for this transaction); with the tasks just submitted, they fence the rows and ends.
-#   $16..$22  journal rows, $23..$29 event rows: written when their task runs under the epoch they name.
-#   $30..$41  ends of runs that did not fail (ids, epochs, the columns of `FINISH_TASK_COLUMNS`, the seq and
-#             JSON of each task_finished event): written when their task runs under that epoch and no task
-#             depends on it (the others: their operation runs).
-#   $42, $43  the NOTIFY channel and payloads to send (when the statement is its own transaction).
+# A segment of a batch (see `PostgresStore._write_rows`) in one statement, made of the parts it needs
+# (`_segment_sql`; a part left out costs nothing to plan or run):
+#   submits  claimed submissions: the columns of `SUBMIT_TASK_COLUMNS`, then the JSON of each task's first two
+#            events (14 arrays). A task id that exists already is left out (its operation then runs).
+#   fence    the ids of the tasks the rows and ends name: locked FOR SHARE in id order (a takeover's UPDATE
+#            waits for this transaction); with the tasks just submitted, they fence the rows and ends.
+#   steps, events   journal rows, event rows (7 arrays each): written when their task runs under the epoch
+#            they name.
+#   ends     ends of runs that did not fail (ids, epochs, the columns of `FINISH_TASK_COLUMNS`, the seq and JSON
+#            of each task_finished event: 12 arrays): written when their task runs under that epoch and no
+#            task depends on it (the others: their operation runs).
+#   notify   the NOTIFY channel and payloads to send (when the statement is its own transaction).
 # It returns ('f', id, epoch) per fenced task, ('t', id, 1) per task submitted, ('u', id, 0) per end written
 # (and one ('n', NULL, count) row).
-_SEGMENT = (
-    "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], "
-    "$7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::text[], $14::text[]) "
-    "AS s(id, tenant_id, priority, sort_key, ready_at, request, created_at, lease_owner, lease_expires, started_at, "
-    "timeout_s, deadline_at, queued, started)), "
+_SUBMITS = (
+    "s AS (SELECT * FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::float8[], {4}::float8[], {5}::text[], "
+    "{6}::float8[], {7}::text[], {8}::float8[], {9}::float8[], {10}::float8[], {11}::float8[], {12}::text[], "
+    "{13}::text[]) AS s(id, tenant_id, priority, sort_key, ready_at, request, created_at, lease_owner, lease_expires, "
+    "started_at, timeout_s, deadline_at, queued, started)), "
     f"t AS (INSERT INTO tasks ({SUBMIT_TASK_COLUMNS}, status, attempts, lease_epoch) "
     f"SELECT {SUBMIT_TASK_COLUMNS}, 'running', 1, 1 FROM s ON CONFLICT (id) DO NOTHING "
     "RETURNING id, tenant_id, created_at, lease_owner), "
@@ -92,19 +95,26 @@ _SEGMENT = (
     f"te AS (INSERT INTO events ({_EVENT_COLUMNS}) "
     "SELECT t.id, x.seq, t.tenant_id, x.epoch, x.type, x.data, t.created_at FROM t JOIN s ON s.id = t.id, "
     "LATERAL (VALUES (1, 0, 'task_queued', s.queued), (2, 1, 'task_started', s.started)) "
-    "AS x(seq, epoch, type, data)), "
-    "f AS (SELECT id, lease_epoch, attempts, tenant_id, "
-    "EXISTS (SELECT 1 FROM task_dependencies d WHERE d.depends_on = tasks.id) AS deps "
-    "FROM tasks WHERE id = ANY($15::text[]) AND status = 'running' ORDER BY id FOR SHARE), "
-    "g AS (SELECT id, lease_epoch FROM f UNION ALL SELECT id, 1 FROM t), "
-    f"rs AS (INSERT INTO steps ({_STEP_COLUMNS}) SELECT u.* FROM unnest($16::text[], $17::text[], $18::text[], "
-    "$19::int[], $20::int[], $21::text[], $22::float8[]) AS u(task_id, step_key, tenant_id, epoch, ok, result, "
-    "created_at) JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, step_key) DO NOTHING), "
-    f"re AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT u.* FROM unnest($23::text[], $24::int[], $25::text[], "
-    "$26::int[], $27::text[], $28::text[], $29::float8[]) AS u(task_id, seq, tenant_id, epoch, type, data, created_at) "
-    "JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, seq) DO NOTHING), "
-    "v AS (SELECT * FROM unnest($30::text[], $31::int[], $32::text[], $33::float8[], $34::text[], $35::text[], "
-    "$36::int[], $37::int[], $38::float8[], $39::text[], $40::int[], $41::text[]) AS v(id, epoch, status, "
+    "AS x(seq, epoch, type, data))"
+)
+_FENCE = (
+    "f AS (SELECT id, lease_epoch, attempts, tenant_id{deps} "
+    "FROM tasks WHERE id = ANY({0}::text[]) AND status = 'running' ORDER BY id FOR SHARE)"
+)
+_DEPS = ", EXISTS (SELECT 1 FROM task_dependencies d WHERE d.depends_on = tasks.id) AS deps"
+_STEPS = (
+    f"rs AS (INSERT INTO steps ({_STEP_COLUMNS}) SELECT u.* FROM unnest({{0}}::text[], {{1}}::text[], {{2}}::text[], "
+    "{3}::int[], {4}::int[], {5}::text[], {6}::float8[]) AS u(task_id, step_key, tenant_id, epoch, ok, result, "
+    "created_at) JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, step_key) DO NOTHING)"
+)
+_EVENTS = (
+    f"re AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT u.* FROM unnest({{0}}::text[], {{1}}::int[], "
+    "{2}::text[], {3}::int[], {4}::text[], {5}::text[], {6}::float8[]) AS u(task_id, seq, tenant_id, epoch, type, "
+    "data, created_at) JOIN g ON g.id = u.task_id AND g.lease_epoch = u.epoch ON CONFLICT (task_id, seq) DO NOTHING)"
+)
+_ENDS = (
+    "v AS (SELECT * FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::float8[], {4}::text[], {5}::text[], "
+    "{6}::int[], {7}::int[], {8}::float8[], {9}::text[], {10}::int[], {11}::text[]) AS v(id, epoch, status, "
     "finished_at, error, output, input_tokens, output_tokens, cost_usd, result, seq, data)), "
     "u AS (UPDATE tasks SET " + ", ".join(f"{c} = v.{c}" for c in FINISH_TASK_COLUMNS)
     + ", lease_owner = NULL, lease_expires = NULL FROM v JOIN f ON f.id = v.id AND f.lease_epoch = v.epoch "
@@ -113,10 +123,40 @@ _SEGMENT = (
     "ua AS (UPDATE attempts SET status = u.status, finished_at = u.finished_at, error = u.error FROM u "
     "WHERE attempts.task_id = u.id AND attempts.attempt = u.attempts), "
     f"ue AS (INSERT INTO events ({_EVENT_COLUMNS}) "
-    "SELECT u.id, u.seq, u.tenant_id, u.epoch, 'task_finished', u.data, u.finished_at FROM u) "
-    "SELECT 'f', id, lease_epoch FROM f UNION ALL SELECT 't', id, 1 FROM t UNION ALL SELECT 'u', id, 0 FROM u "
-    "UNION ALL SELECT 'n', NULL, count(pg_notify($42, p))::int FROM unnest($43::text[]) AS p"
+    "SELECT u.id, u.seq, u.tenant_id, u.epoch, 'task_finished', u.data, u.finished_at FROM u)"
 )
+
+
+@functools.cache
+def _segment_sql(submits: bool, steps: bool, events: bool, ends: bool, notify: bool) -> str:
+    """The statement of a segment with these parts (see the comment above); its arguments, in order:
+    the submits' 14 arrays, the fenced ids, the steps' 7, the events' 7, the ends' 12, the channel and
+    the payloads, each group only when its part is in."""
+    n = iter(range(1, 100))
+
+    def params(k: int) -> list[str]:
+        return [f"${next(n)}" for _ in range(k)]
+
+    ctes: list[str] = []
+    selects: list[str] = []
+    if submits:
+        ctes.append(_SUBMITS.format(*params(14)))
+        selects.append("SELECT 't', id, 1 FROM t")
+    if steps or events or ends:
+        ctes.append(_FENCE.format(*params(1), deps=_DEPS if ends else ""))
+        selects.insert(0, "SELECT 'f', id, lease_epoch FROM f")
+        ctes.append("g AS (SELECT id, lease_epoch FROM f" + (" UNION ALL SELECT id, 1 FROM t)" if submits else ")"))
+    if steps:
+        ctes.append(_STEPS.format(*params(7)))
+    if events:
+        ctes.append(_EVENTS.format(*params(7)))
+    if ends:
+        ctes.append(_ENDS.format(*params(12)))
+        selects.append("SELECT 'u', id, 0 FROM u")
+    if notify:
+        channel, payloads = params(2)
+        selects.append(f"SELECT 'n', NULL, count(pg_notify({channel}, p))::int FROM unnest({payloads}::text[]) AS p")
+    return "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
 
 
 class _Failed:
@@ -179,6 +219,10 @@ _LOST = (
 def _lost(exc: BaseException, conn: asyncpg.Connection | None) -> bool:
     """Whether `exc` means the connection to the server is gone (rather than a refused statement)."""
     return isinstance(exc, _LOST) or (conn is not None and conn.is_closed())
+
+
+class _Cut(Exception):
+    """A read's connection was lost (its cause says how)."""
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
@@ -253,7 +297,11 @@ class PostgresStore(Store):
 
     def _writer_settings(self) -> dict[str, str]:
         idle_ms = max(100, int(self.lease_s * 500))  # half the lease (see the module docstring)
-        return {**self._settings(), "idle_in_transaction_session_timeout": str(idle_ms)}
+        return {
+            **self._settings(),
+            "idle_in_transaction_session_timeout": str(idle_ms),
+            "plan_cache_mode": "force_generic_plan",  # its few statements run thousands of times: plan once
+        }
 
     async def open(self) -> None:
         """Connect, migrate, listen, and start the writer."""
@@ -410,19 +458,23 @@ class PostgresStore(Store):
             raise EngineClosed("the store is closed")
         sql = _sql(stmt.sql)
         for attempt in (1, 2):  # a read is retried once: a pooled connection may have been cut
-            conn = None
             try:
                 async with pool.acquire(timeout=self.connect_timeout_s) as conn:
-                    if stmt.mode == "all":
-                        return await conn.fetch(sql, *stmt.args)
-                    if stmt.mode == "val":
-                        return await conn.fetchval(sql, *stmt.args)
-                    return await conn.fetchrow(sql, *stmt.args)
-            except Exception as exc:
-                if not _lost(exc, conn):
-                    raise
+                    try:
+                        if stmt.mode == "all":
+                            return await conn.fetch(sql, *stmt.args)
+                        if stmt.mode == "val":
+                            return await conn.fetchval(sql, *stmt.args)
+                        return await conn.fetchrow(sql, *stmt.args)
+                    except Exception as exc:
+                        if _lost(exc, conn):
+                            raise _Cut from exc
+                        raise
+            except (_Cut, *_LOST) as exc:
+                cause = exc.__cause__ if isinstance(exc, _Cut) else exc
+                assert cause is not None
                 if attempt == 2 or self._closed:
-                    raise _unavailable(exc) from exc
+                    raise _unavailable(cause) from cause
         raise AssertionError("unreachable")
 
     # -- writes ---------------------------------------------------------------------------------
@@ -610,7 +662,7 @@ class PostgresStore(Store):
     async def _write_rows(self, conn: asyncpg.Connection, batch: list[tuple[Any, ...]], rows: list[int],
                           results: list[Any], notify: set[str], submits: Sequence[int] = (),
                           finishes: Sequence[int] = (), alone: bool = False) -> list[int]:
-        """Write a segment of `batch` in one statement (`_SEGMENT`): the claimed submissions `submits`,
+        """Write a segment of `batch` in one statement (`_segment_sql`): the claimed submissions `submits`,
         the journal and event rows `rows`, fenced (the rows' tasks are locked ``FOR SHARE``, so a
         takeover's UPDATE waits for the rest of the transaction; a row whose task no longer runs under
         the epoch it names gets `LeaseLost`), and the ends `finishes`. The tasks whose log may grow are
@@ -645,7 +697,21 @@ class PostgresStore(Store):
         inserted: set[str] = set()
         ended: set[str] = set()
         channel = f"{self.dialect.notify_channel}_events"
-        for kind, tid, epoch in await conn.fetch(_SEGMENT, *sub, sorted(ids), *steps, *events, *ends, channel, pokes):
+        args: list[Any] = []
+        if submits:
+            args += sub
+        if ids:
+            args.append(sorted(ids))
+        if steps[0]:
+            args += steps
+        if events[0]:
+            args += events
+        if ends[0]:
+            args += ends
+        if pokes:
+            args += (channel, pokes)
+        sql = _segment_sql(bool(submits), bool(steps[0]), bool(events[0]), bool(ends[0]), bool(pokes))
+        for kind, tid, epoch in await conn.fetch(sql, *args):
             if kind == "n":
                 continue
             if kind == "f":
