@@ -141,6 +141,21 @@ _SQLITE_V4 = (
 )
 
 
+# The request rate as a sliding window: one row per request the limit allows in a window, holding when
+# that request started; a request may start when the oldest of them started a whole window ago.
+_SQLITE_V5 = (
+    """CREATE TABLE agent_rate_log (
+        agent_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        started_at REAL NOT NULL,
+        PRIMARY KEY (agent_id, slot)
+    )""",
+    "CREATE INDEX agent_rate_log_oldest ON agent_rate_log (agent_id, started_at)",
+    "UPDATE agent_rates SET used = 0",  # the count of the agent's rows in agent_rate_log from now on
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -152,8 +167,8 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4),
-    "postgresql": (_postgres(_SQLITE_V1), _postgres(_SQLITE_V2), _postgres(_SQLITE_V3), _postgres(_SQLITE_V4)),
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5),
+    "postgresql": tuple(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

@@ -4,17 +4,20 @@ Enable them with ``orch.open_engine(url, agent_limits={"gpt": AgentLimit(max_con
 requests_per_minute=60)})``; every durable step of that agent then waits for both before it calls.
 Agents without a limit pay nothing (no database round trip).
 
-Mechanism (two tables, both in schema v3, every change in one transaction of the group-commit writer):
+Mechanism (tables of schema v3 and v5, every change in one transaction of the group-commit writer):
 
 - Concurrency: `agent_slots` has one row per (agent, slot number) up to `max_concurrency`. A step
   takes a free slot (no holder, or a holder whose claim expired after `slot_ttl_s`, so a crashed
   worker's slots come back) and frees it when it ends. At most `max_concurrency` rows exist, so at most
   that many steps hold one. PostgreSQL takes the slot row ``FOR UPDATE SKIP LOCKED``; SQLite's write
   lock serialises the transaction.
-- Rate: `agent_rates` counts the calls started in the agent's current fixed window (`window_s`,
-  60 s by default). A step may start while fewer than `requests_per_minute` started in the window;
-  the window restarts when it has passed. (A fixed window allows up to twice the rate across a window
-  boundary; that is the price of one counter row instead of one row per call.)
+- Rate: a sliding window. `agent_rate_log` has one row per request the limit allows in a window
+  (`requests_per_minute` rows per agent, made as they are first needed), each holding when its request
+  started. A step may start when the agent has fewer rows than its limit, or when its oldest row
+  started at least `window_s` ago; that row then takes the step's start time. So no interval of
+  `window_s` ever sees more than `requests_per_minute` starts, across a window boundary included.
+  The agent's row in `agent_rates` serialises its acquirers (locked ``FOR UPDATE`` on PostgreSQL) and
+  counts its rows in `agent_rate_log`.
 
 A step that may not start waits (polling with backoff, at most `poll_s`) and asks again. The limit
 covers the step's whole agent call, failover included, under the agent that was asked first.
@@ -52,21 +55,29 @@ class AgentLimit:
             raise ValueError("requests_per_minute must be at least 1")
 
 
-def acquire(d: Dialect, agent_id: str, holder: str, limit: AgentLimit, now: float) -> Op[Outcome]:
-    """Take a slot and a request of the agent's window if both are free. The value is
-    ``(slot or None, seconds to wait or 0)``: granted when the wait is 0."""
-    rate_row = None
-    if limit.requests_per_minute is not None:
+def acquire(d: Dialect, agent_id: str, holder: str, limit: AgentLimit, now: float | None = None) -> Op[Outcome]:
+    """Take a slot and a request of the agent's rate if both are free. The value is
+    ``(slot or None, seconds to wait or 0)``: granted when the wait is 0. `now`: by default the time
+    the writer runs the operation (not when it was queued)."""
+    if now is None:
+        now = time.time()
+    rate_slot: int | None = None  # the log row this request takes; None: a new row (or no rate limit)
+    rows = 0
+    rpm = limit.requests_per_minute
+    if rpm is not None:
         yield Stmt(
             "INSERT INTO agent_rates (agent_id, window_start, used) VALUES (?, ?, 0) ON CONFLICT (agent_id) DO NOTHING",
             (agent_id, now),
         )
-        rate_row = yield Stmt(
-            f"SELECT window_start, used FROM agent_rates WHERE agent_id = ?{d.for_update}", (agent_id,), "one"
-        )
-        start, used = rate_row
-        if now - start < limit.window_s and used >= limit.requests_per_minute:
-            return Outcome(value=(None, start + limit.window_s - now))
+        rows = yield Stmt(f"SELECT used FROM agent_rates WHERE agent_id = ?{d.for_update}", (agent_id,), "val")
+        if rows >= rpm:
+            oldest = yield Stmt(
+                "SELECT slot, started_at FROM agent_rate_log WHERE agent_id = ? AND slot < ? "
+                "ORDER BY started_at, slot LIMIT 1", (agent_id, rpm), "one",
+            )
+            rate_slot, started_at = oldest
+            if now - started_at < limit.window_s:
+                return Outcome(value=(None, started_at + limit.window_s - now))
     slot = None
     if limit.max_concurrency is not None:
         yield Stmt(
@@ -83,12 +94,14 @@ def acquire(d: Dialect, agent_id: str, holder: str, limit: AgentLimit, now: floa
             "UPDATE agent_slots SET holder = ?, expires_at = ? WHERE agent_id = ? AND slot = ?",
             (holder, now + limit.slot_ttl_s, agent_id, slot),
         )
-    if rate_row is not None:
-        start, used = rate_row
-        if now - start >= limit.window_s:
-            yield Stmt("UPDATE agent_rates SET window_start = ?, used = 1 WHERE agent_id = ?", (now, agent_id))
+    if rpm is not None:
+        if rate_slot is None:
+            yield Stmt("INSERT INTO agent_rate_log (agent_id, slot, started_at) VALUES (?, ?, ?)",
+                       (agent_id, rows, now))
+            yield Stmt("UPDATE agent_rates SET used = ? WHERE agent_id = ?", (rows + 1, agent_id))
         else:
-            yield Stmt("UPDATE agent_rates SET used = used + 1 WHERE agent_id = ?", (agent_id,))
+            yield Stmt("UPDATE agent_rate_log SET started_at = ? WHERE agent_id = ? AND slot = ?",
+                       (now, agent_id, rate_slot))
     return Outcome(value=(slot, 0.0))
 
 
@@ -121,7 +134,7 @@ class AgentLimiter:
         holder = uuid.uuid4().hex
         pause = 0.01
         while True:
-            out = await store.run_op(acquire(d, agent_id, holder, limit, time.time()))
+            out = await store.run_op(acquire(d, agent_id, holder, limit))
             slot, wait = out.value
             if wait == 0:
                 break
