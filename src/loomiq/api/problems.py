@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agents import NoAgentAvailable, UnknownAgent
+from ..engine.errors import StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:loomiq:problem:"
@@ -211,7 +212,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: the task database is unavailable: %s", request.method, request.url.path, exc)
+        problem = Problem(
+            503,
+            "The task database cannot be reached right now (it may be restarting). Retry in a few seconds; "
+            "resend a submission with the same Idempotency-Key so that it is never accepted twice.",
+            headers={"Retry-After": "2"},
+        )
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StoreUnavailable, on_store_unavailable)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(WebSocketRequestValidationError, _on_ws_validation)
