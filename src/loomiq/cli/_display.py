@@ -1,12 +1,18 @@
-"""How `loomiq run` shows a run to a person: a live `rich` table on a terminal, plain progressive
-lines anywhere else (pipes, logs, tests), and the same final summary for both."""
+"""How the CLI shows a run to a person: a live `rich` table on a terminal, plain progressive lines
+anywhere else (pipes, logs, tests), and the same final summary for both.
+
+The plain lines come from one place, `EventPrinter`, which reads events in their JSON form (as the
+durable task log stores them), so `loomiq run`, `loomiq run --durable` and `loomiq wait` print a
+run's progress the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import typer
 from rich import box
@@ -20,6 +26,8 @@ from rich.text import Text
 from ..orchestrator import RunPlan
 from ..runtime import AgentFailedOver, RunEvent, RunResult, StepDelta, StepFinished, StepStarted
 from ._common import fmt_cost, fmt_ms, fmt_tokens
+
+SCRIPTED_NOTE = "offline: these answers come from loomiq's built-in scripted agents, not a real model"
 
 
 def strategy_line(strategy: str, reason: str) -> str:
@@ -50,36 +58,83 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     return rows
 
 
+def header_lines(notice: str | None, strategy: str, reason: str, agents: Iterable[str]) -> list[str]:
+    """The lines that announce a run: the offline notice (if any), then strategy and agents."""
+    lines = [notice] if notice else []
+    lines.append(f"strategy: {strategy_line(strategy, reason)}")
+    lines.append(f"agents: {', '.join(agents)}")
+    return lines
+
+
+class EventPrinter:
+    """One plain line per event of a run or task, from the event's JSON form (``to_dict()``, as the
+    task log stores it). Text deltas are not echoed (concurrent steps would interleave them; the
+    output is printed whole at the end). With `lifecycle`, a durable task's queue events
+    (queued, started, retrying...) get a line too. Notes `offline` when the run said so."""
+
+    def __init__(self, write: Callable[[str], None] = typer.echo, lifecycle: bool = True) -> None:
+        self.write = write
+        self.lifecycle = lifecycle
+        self.offline = False
+
+    def __call__(self, type_: str, data: Mapping[str, Any]) -> None:
+        line = self.line(type_, data)
+        if line is not None:
+            self.write(line)
+
+    def line(self, type_: str, d: Mapping[str, Any]) -> str | None:
+        """The line for one event, or None for events not shown."""
+        if type_ == "run_started":
+            self.offline = bool(d.get("offline"))
+            return "\n".join(header_lines(SCRIPTED_NOTE if self.offline else None, str(d.get("strategy")),
+                                           str(d.get("reason") or ""), d.get("agents") or ()))
+        if type_ == "step_started":
+            return f"[{d.get('step')}] {d.get('agent')} working ({d.get('role')})"
+        if type_ == "agent_failed_over":
+            return f"[{d.get('step')}] {d.get('from_agent')} failed over to {d.get('to_agent')}: {d.get('error')}"
+        if type_ == "step_finished":
+            if d.get("error") is None:
+                usage = d.get("usage") or {}
+                return (f"[{d.get('key')}] {d.get('agent')} done: {fmt_tokens(usage.get('total_tokens', 0))} tokens, "
+                        f"{fmt_cost(d.get('cost_usd') or 0.0)}, {fmt_ms(d.get('duration_ms') or 0.0)}")
+            return f"[{d.get('key')}] {d.get('agent')} failed: {d.get('error')}"
+        if not self.lifecycle:
+            return None
+        if type_ == "task_queued":
+            return f"queued (priority {d.get('priority')})"
+        if type_ == "task_waiting":
+            return f"waiting for {', '.join(d.get('after') or ()) or 'its dependencies'}"
+        if type_ == "task_ready":
+            return "ready: its dependencies completed"
+        if type_ == "task_started":
+            resumed = ", resumed from its journal" if d.get("resumed") or (d.get("attempt") or 1) > 1 else ""
+            return f"started: attempt {d.get('attempt')} on worker {d.get('worker')}{resumed}"
+        if type_ == "task_handed_back":
+            return f"handed back by worker {d.get('worker')} (attempt {d.get('attempt')}); another worker resumes it"
+        if type_ == "task_retrying":
+            return f"attempt {d.get('attempt')} failed ({d.get('error')}); retrying in {d.get('delay_s', 0):g}s"
+        return None
+
+
 class PlainDisplay:
     """Progressive plain-text lines, one per step event; no colours, no cursor movement."""
 
     def __init__(self, notice: str | None) -> None:
         self.notice = notice
+        self._printer = EventPrinter(self._line, lifecycle=False)
 
     def _line(self, text: str = "") -> None:
         typer.echo(text)
 
     async def begin(self, plan: RunPlan) -> None:
         """Announce the run: offline notice first, then strategy and agents."""
-        if self.notice:
-            self._line(self.notice)
-        self._line(f"strategy: {strategy_line(plan.strategy.name, plan.reason)}")
-        self._line(f"agents: {', '.join(a.id for a in plan.agents)}")
+        for line in header_lines(self.notice, plan.strategy.name, plan.reason, (a.id for a in plan.agents)):
+            self._line(line)
 
     def event(self, event: RunEvent) -> None:
-        """One line per step start, end or failover; text deltas are not echoed here (concurrent
-        steps would interleave them), the final output is printed whole at the end."""
-        if isinstance(event, StepStarted):
-            self._line(f"[{event.step}] {event.agent} working ({event.role})")
-        elif isinstance(event, AgentFailedOver):
-            self._line(f"[{event.step}] {event.from_agent} failed over to {event.to_agent}: {event.error}")
-        elif isinstance(event, StepFinished):
-            s = event.result
-            if s.ok:
-                self._line(f"[{s.key}] {s.agent} done: {fmt_tokens(s.usage.total_tokens)} tokens, "
-                           f"{fmt_cost(s.cost_usd)}, {fmt_ms(s.duration_ms)}")
-            else:
-                self._line(f"[{s.key}] {s.agent} failed: {s.error}")
+        """One line per step start, end or failover, as `EventPrinter` writes it."""
+        if isinstance(event, StepStarted | AgentFailedOver | StepFinished):
+            self._printer(event.type, event.to_dict())
 
     async def close(self) -> None:
         """Nothing to stop."""

@@ -20,9 +20,10 @@ from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator, RunHandle
 from ..runtime import RunResult
-from ..strategies import STRATEGY_NAMES, StrategyError
+from ..strategies import StrategyError
 from ._common import fail, offline_notice, split_list
-from ._display import LiveDisplay, PlainDisplay
+from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay
+from ._options import AgentsOption, CapabilitiesOption, ConfigOption, PromptArgument, StrategyOption
 
 EXIT_CODES = {"completed": 0, "failed": 1, "timed_out": 1, "cancelled": 130}
 """Process exit code by run status (130 is the shell's code for Ctrl-C)."""
@@ -57,7 +58,7 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: dict[str, A
     """Run durably in this process: lines from the task's event log while it runs, then the summary.
     Ctrl-C cancels the task (recorded as cancelled), as it cancels an in-process run."""
     from ..engine.task import new_task_id  # the engine is loaded only for --durable
-    from ._tasks import SCRIPTED_NOTE, EventPrinter, database_url, shown_url
+    from ._tasks import database_url, shown_url
 
     url = database_url(database)
     try:
@@ -122,21 +123,11 @@ async def _execute(orch: Orchestrator, prompt: str, options: dict[str, Any], jso
 
 
 def run_command(
-    prompt: Annotated[str, typer.Argument(help="The task for the agents, in plain words.", show_default=False)],
-    strategy: Annotated[str, typer.Option(
-        "--strategy", "-s", help=f"How the agents work together: {', '.join(STRATEGY_NAMES)}.",
-    )] = "auto",
-    agents: Annotated[str | None, typer.Option(
-        "--agents", "-a", help="Comma-separated agent ids to use, in order (default: the best ones).",
-        show_default=False,
-    )] = None,
-    capabilities: Annotated[str | None, typer.Option(
-        "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
-    )] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Config file (default: $LOOMIQ_CONFIG, else ./loomiq.yaml, else built-in agents).",
-        show_default=False, dir_okay=False,
-    )] = None,
+    prompt: PromptArgument,
+    strategy: StrategyOption = "auto",
+    agents: AgentsOption = None,
+    capabilities: CapabilitiesOption = None,
+    config: ConfigOption = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print only the result, as one JSON object.",
     )] = False,

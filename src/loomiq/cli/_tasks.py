@@ -19,7 +19,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,24 +30,20 @@ import typer
 from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator
-from ..strategies import STRATEGY_NAMES, StrategyError
+from ..strategies import StrategyError
 from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, split_list
-from ._display import strategy_line
+from ._display import EventPrinter
+from ._options import AgentsOption, CapabilitiesOption, ConfigOption, PromptArgument, StrategyOption
 
 T = TypeVar("T")
 
 PRIORITIES = ("critical", "high", "medium", "low")
 STATUSES = ("queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-SCRIPTED_NOTE = "offline: these answers come from loomiq's built-in scripted agents, not a real model"
 
 DatabaseOption = Annotated[str | None, typer.Option(
     "--database", help="Database URL (default: $LOOMIQ_DATABASE_URL, else sqlite:///loomiq.db here).",
     show_default=False,
-)]
-ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="Config file (default: $LOOMIQ_CONFIG, else ./loomiq.yaml, else built-in agents).",
-    show_default=False, dir_okay=False,
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq submit` printed it).",
@@ -154,61 +150,6 @@ def _task_json(task: Any) -> dict[str, Any]:
     return data
 
 
-# -- event lines (loomiq wait, loomiq run --durable) ----------------------------------------------
-
-
-class EventPrinter:
-    """One plain line per logged event of a task (text deltas are not echoed: the output is printed
-    whole at the end); says once, plainly, when the answers are offline scripted ones."""
-
-    def __init__(self, write: Callable[[str], None] = typer.echo, lifecycle: bool = True) -> None:
-        self.write = write
-        self.lifecycle = lifecycle
-        self.offline = False
-
-    def __call__(self, type_: str, data: Mapping[str, Any]) -> None:
-        line = self.line(type_, data)
-        if line is not None:
-            self.write(line)
-
-    def line(self, type_: str, d: Mapping[str, Any]) -> str | None:
-        """The line for one event, or None for events not shown."""
-        if type_ == "run_started":
-            self.offline = bool(d.get("offline"))
-            lines = []
-            if self.offline:
-                lines.append(SCRIPTED_NOTE)
-            lines.append(f"strategy: {strategy_line(str(d.get('strategy')), str(d.get('reason') or ''))}")
-            lines.append(f"agents: {', '.join(d.get('agents') or ())}")
-            return "\n".join(lines)
-        if type_ == "step_started":
-            return f"[{d.get('step')}] {d.get('agent')} working ({d.get('role')})"
-        if type_ == "agent_failed_over":
-            return f"[{d.get('step')}] {d.get('from_agent')} failed over to {d.get('to_agent')}: {d.get('error')}"
-        if type_ == "step_finished":
-            if d.get("error") is None:
-                usage = d.get("usage") or {}
-                return (f"[{d.get('key')}] {d.get('agent')} done: {fmt_tokens(usage.get('total_tokens', 0))} tokens, "
-                        f"{fmt_cost(d.get('cost_usd') or 0.0)}, {fmt_ms(d.get('duration_ms') or 0.0)}")
-            return f"[{d.get('key')}] {d.get('agent')} failed: {d.get('error')}"
-        if not self.lifecycle:
-            return None
-        if type_ == "task_queued":
-            return f"queued (priority {d.get('priority')})"
-        if type_ == "task_waiting":
-            return f"waiting for {', '.join(d.get('after') or ()) or 'its dependencies'}"
-        if type_ == "task_ready":
-            return "ready: its dependencies completed"
-        if type_ == "task_started":
-            resumed = ", resumed from its journal" if d.get("resumed") or (d.get("attempt") or 1) > 1 else ""
-            return f"started: attempt {d.get('attempt')} on worker {d.get('worker')}{resumed}"
-        if type_ == "task_handed_back":
-            return f"handed back by worker {d.get('worker')} (attempt {d.get('attempt')}); another worker resumes it"
-        if type_ == "task_retrying":
-            return f"attempt {d.get('attempt')} failed ({d.get('error')}); retrying in {d.get('delay_s', 0):g}s"
-        return None
-
-
 def summary_lines(task: Any) -> list[str]:
     """The final output and a summary of a finished task."""
     out = ["", "output:", task.output if task.output else "(no output)", ""]
@@ -233,17 +174,10 @@ def summary_lines(task: Any) -> list[str]:
 
 
 def submit_command(
-    prompt: Annotated[str, typer.Argument(help="The task for the agents, in plain words.", show_default=False)],
-    strategy: Annotated[str, typer.Option(
-        "--strategy", "-s", help=f"How the agents work together: {', '.join(STRATEGY_NAMES)}.",
-    )] = "auto",
-    agents: Annotated[str | None, typer.Option(
-        "--agents", "-a", help="Comma-separated agent ids to use, in order (default: the best ones).",
-        show_default=False,
-    )] = None,
-    capabilities: Annotated[str | None, typer.Option(
-        "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
-    )] = None,
+    prompt: PromptArgument,
+    strategy: StrategyOption = "auto",
+    agents: AgentsOption = None,
+    capabilities: CapabilitiesOption = None,
     priority: Annotated[str, typer.Option(
         "--priority", "-p", help=f"Queue priority: {', '.join(PRIORITIES)}.",
     )] = "medium",
@@ -575,4 +509,4 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker_command)
 
 
-__all__ = ["EventPrinter", "register", "summary_lines"]
+__all__ = ["register", "summary_lines"]

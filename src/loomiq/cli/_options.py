@@ -1,0 +1,27 @@
+"""The arguments and options that several commands share, declared once so that their names and
+help read the same in every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..strategies import STRATEGY_NAMES
+
+PromptArgument = Annotated[str, typer.Argument(help="The task for the agents, in plain words.", show_default=False)]
+StrategyOption = Annotated[str, typer.Option(
+    "--strategy", "-s", help=f"How the agents work together: {', '.join(STRATEGY_NAMES)}.",
+)]
+AgentsOption = Annotated[str | None, typer.Option(
+    "--agents", "-a", help="Comma-separated agent ids to use, in order (default: the best ones).",
+    show_default=False,
+)]
+CapabilitiesOption = Annotated[str | None, typer.Option(
+    "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
+)]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Config file (default: $LOOMIQ_CONFIG, else ./loomiq.yaml, else built-in agents).",
+    show_default=False, dir_okay=False,
+)]
