@@ -29,7 +29,8 @@ from loomiq.models import (
     ToolSpec,
     allow_model_requests,
 )
-from loomiq.models.openai_compat import OpenAIChatModel, retry_after_seconds
+from loomiq.models._http_errors import retry_after_seconds
+from loomiq.models.openai_compat import OpenAIChatModel
 
 from .wire_server import (
     WireServer,

@@ -7,25 +7,21 @@ SDK's exceptions to `loomiq.models.errors`.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import httpx2
 
 from ._guard import check_model_request
+from ._http_errors import status_error
 from ._types import FinishReason, Message, ModelRequest, ModelResponse, StreamPart, TextDelta, ToolCall, Usage
 from .errors import (
-    AuthenticationFailed,
-    BadRequest,
     MalformedResponse,
     ModelError,
     ModelTimeout,
     ProviderUnavailable,
-    RateLimited,
 )
 from .pricing import Pricing
 
@@ -220,7 +216,7 @@ class AnthropicChatModel:
             if exc.status_code < 400:
                 # An `error` event inside a stream whose HTTP status was 200: the server failed mid-answer.
                 return ProviderUnavailable(f"anthropic failed mid-stream ({exc.type}): {message}")
-            return _status_error(exc.status_code, message, exc.response.headers)
+            return status_error(self.provider, exc.status_code, message, exc.response.headers)
         if isinstance(exc, anthropic.APIResponseValidationError):
             return MalformedResponse(f"anthropic sent an unexpected response: {self._scrub(str(exc))}")
         return ModelError(f"anthropic client error: {self._scrub(str(exc))}")
@@ -275,35 +271,3 @@ def _usage(usage: Any, output_tokens: int | None = None) -> Usage:
     if output_tokens is None:
         output_tokens = usage.output_tokens or 0
     return Usage(inputs, output_tokens)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _status_error(status: int, message: str, headers: Mapping[str, str]) -> ModelError:
-    text = f"anthropic returned HTTP {status}: {message}"
-    if status in (401, 403):
-        return AuthenticationFailed(text, status=status)
-    if status == 429:
-        return RateLimited(text, status=status, retry_after=_retry_after(headers))
-    if status == 408:
-        return ModelTimeout(text, status=status)
-    if status >= 500:
-        return ProviderUnavailable(text, status=status, retry_after=_retry_after(headers))
-    return BadRequest(text, status=status)

@@ -7,16 +7,15 @@ back, and the SDK's exceptions to `loomiq.models.errors`.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
 from ._guard import check_model_request
+from ._http_errors import status_error
 from ._types import (
     ZERO_USAGE,
     FinishReason,
@@ -30,13 +29,10 @@ from ._types import (
     Usage,
 )
 from .errors import (
-    AuthenticationFailed,
-    BadRequest,
     MalformedResponse,
     ModelError,
     ModelTimeout,
     ProviderUnavailable,
-    RateLimited,
 )
 from .pricing import Pricing
 
@@ -275,28 +271,6 @@ def _usage(usage: Any) -> Usage:
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def scrub(text: str, secret: str) -> str:
     """`text` with every occurrence of `secret` masked, so keys never reach logs or results."""
     return text.replace(secret, "***") if secret and secret != NO_KEY else text
@@ -337,17 +311,3 @@ def translate_error(exc: openai.OpenAIError, provider: str, api_key: str, *, mid
         # An error event inside a stream that had started fine: the server failed mid-answer.
         return ProviderUnavailable(f"{provider} failed mid-stream: {scrub(str(exc), api_key)}")
     return ModelError(f"{provider} client error: {scrub(str(exc), api_key)}")
-
-
-def status_error(provider: str, status: int, message: str, headers: Mapping[str, str]) -> ModelError:
-    """The `ModelError` for an HTTP error status; `message` must already be scrubbed."""
-    text = f"{provider} returned HTTP {status}: {message}"
-    if status in (401, 403):
-        return AuthenticationFailed(text, status=status)
-    if status == 429:
-        return RateLimited(text, status=status, retry_after=retry_after_seconds(headers))
-    if status == 408:
-        return ModelTimeout(text, status=status)
-    if status >= 500:
-        return ProviderUnavailable(text, status=status, retry_after=retry_after_seconds(headers))
-    return BadRequest(text, status=status)
