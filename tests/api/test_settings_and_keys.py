@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 import loomiq.api
-from loomiq.api import InvalidKeyRequest, Settings, SettingsError, SQLiteKeyStore, build_server, open_key_store
+from loomiq.api import (
+    InvalidKeyRequest,
+    PostgresKeyStore,
+    Settings,
+    SettingsError,
+    SQLiteKeyStore,
+    build_server,
+    open_key_store,
+)
 from loomiq.api.keys import KeyVerifier, parse_key
 from loomiq.api.server import is_loopback_host
 from loomiq.api.settings import default_keys_path
+from loomiq.engine import StoreUnavailable
 
+from ..engine.conftest import database
 from .support import SECRET
 
 
@@ -62,8 +73,18 @@ def test_default_keys_path(tmp_path: Path) -> None:
     assert default_keys_path(None, tmp_path) == tmp_path / "loomiq-keys.db"
 
 
-def test_key_store_create_list_revoke(tmp_path: Path) -> None:
-    store = open_key_store(tmp_path / "keys.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def key_store_location(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str | Path]:
+    """A key store's location on each kind of database (PostgreSQL: a fresh schema)."""
+    if request.param == "sqlite":
+        yield tmp_path / "keys.db"
+        return
+    async with database("postgresql", tmp_path) as url:
+        yield url
+
+
+def test_key_store_create_list_revoke(key_store_location: str | Path) -> None:
+    store = open_key_store(key_store_location)
     try:
         made = store.create("acme", "operator", "ci")
         assert parse_key(made.secret) is not None and parse_key(made.secret)[0] == made.key.key_id  # type: ignore[index]
@@ -83,13 +104,24 @@ def test_key_store_create_list_revoke(tmp_path: Path) -> None:
     finally:
         store.close()
     # The rows survive a reopen (another process, the CLI).
-    reopened = SQLiteKeyStore(tmp_path / "keys.db")
+    reopened = open_key_store(key_store_location)
     try:
         assert len(reopened.list_keys(include_revoked=True)) == 2
     finally:
         reopened.close()
-    with pytest.raises(NotImplementedError):
-        open_key_store("postgresql://db/loomiq")
+
+
+def test_key_store_location_follows_the_task_database(tmp_path: Path) -> None:
+    pg = "postgresql://db.internal/loomiq?schema=prod"
+    assert Settings(database_url=pg).key_store_location == pg  # every server on the database shares the keys
+    assert Settings(database_url=pg, keys_path=tmp_path / "k.db").key_store_location == tmp_path / "k.db"
+    sqlite = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}")
+    assert sqlite.key_store_location == sqlite.key_store_path == tmp_path / "loomiq-keys.db"
+
+
+def test_an_unreachable_postgres_key_store_says_so() -> None:
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        PostgresKeyStore("postgresql://postgres@127.0.0.1:1/test", timeout_s=2)
 
 
 class CountingStore(SQLiteKeyStore):

@@ -57,7 +57,7 @@ def create_app(
                 stack.push_async_callback(orch.aclose)
             keys = key_store
             if keys is None:
-                keys = open_key_store(settings.key_store_path)
+                keys = open_key_store(settings.key_store_location)
                 stack.callback(keys.close)
             worker: asyncio.Task[None] | None = None
             if settings.tasks_enabled:

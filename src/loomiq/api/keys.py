@@ -4,14 +4,16 @@ A key reads ``lq_<key id>_<secret>``. The key id is not secret: it finds the sto
 lookup, and only that row's hash is verified, so a request costs one argon2 verification at most (and
 none while the key sits in the verified-key cache).
 
-Storage is one table, ``api_keys``, written in portable SQL so that a PostgreSQL store can hold the
-same rows later; `KeyStore` is the interface, `SQLiteKeyStore` the implementation used today (a file
-next to the task database). Methods are blocking (they are short); async callers run them in a
-worker thread.
+Storage is one table, ``api_keys``, in portable SQL: `SQLiteKeyStore` keeps it in a file next to a
+SQLite task database, `PostgresKeyStore` in the PostgreSQL task database itself (same schema), so
+that every ``serve`` process sharing that database accepts the same keys and sees a revocation
+within the verified-key cache's lifetime. Methods are blocking (they are short); async callers run
+them in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -20,10 +22,11 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -125,7 +128,66 @@ class KeyStore(ABC):
         """Release connections."""
 
 
-class SQLiteKeyStore(KeyStore):
+_Mode = Literal["count", "all", "one"]
+
+
+class _SqlKeyStore(KeyStore):
+    """The key store's logic on the ``api_keys`` table; a subclass runs one statement (``?``
+    placeholders) with `_run`."""
+
+    @abstractmethod
+    def _run(self, sql: str, args: tuple[Any, ...], mode: _Mode) -> Any:
+        """Run `sql`: the rows changed ("count"), all rows ("all"), or the first row or None ("one")."""
+
+    def create(self, tenant: str, role: Role, name: str = "") -> NewApiKey:
+        """Create a key for `tenant` with `role`; the returned secret is the only copy."""
+        if not TENANT_RE.match(tenant):
+            raise InvalidKeyRequest(f"bad tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if role not in ROLES:
+            raise InvalidKeyRequest(f"bad role {role!r} (choose from {', '.join(ROLES)})")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        record = ApiKey(key_id, tenant, role, name, _now())
+        digest = _HASHER.hash(secret)
+        self._run(
+            "INSERT INTO api_keys (key_id, tenant_id, role, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, tenant, role, name, digest, record.created_at), "count",
+        )
+        return NewApiKey(record, f"{KEY_PREFIX}{key_id}_{secret}")
+
+    def revoke(self, key_id: str, tenant: str | None = None) -> bool:
+        """Revoke a key (only within `tenant`, when given); False if there is no such active key."""
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+        args: tuple[str, ...] = (_now(), key_id)
+        if tenant is not None:
+            sql += " AND tenant_id = ?"
+            args += (tenant,)
+        return bool(self._run(sql, args, "count") == 1)
+
+    def list_keys(self, tenant: str | None = None, include_revoked: bool = False) -> list[ApiKey]:
+        """Keys, newest first; all tenants' when `tenant` is None."""
+        sql = "SELECT key_id, tenant_id, role, name, created_at, revoked_at FROM api_keys WHERE 1 = 1"
+        args: tuple[str, ...] = ()
+        if tenant is not None:
+            sql += " AND tenant_id = ?"
+            args = (tenant,)
+        if not include_revoked:
+            sql += " AND revoked_at IS NULL"
+        rows = self._run(sql + " ORDER BY created_at DESC, key_id", args, "all")
+        return [ApiKey(*row) for row in rows]
+
+    def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key with this id and its stored hash, or None."""
+        row = self._run(
+            "SELECT key_id, tenant_id, role, name, created_at, revoked_at, secret_hash FROM api_keys WHERE key_id = ?",
+            (key_id,), "one",
+        )
+        if row is None:
+            return None
+        return ApiKey(*row[:6]), row[6]
+
+
+class SQLiteKeyStore(_SqlKeyStore):
     """Keys in a SQLite file (WAL mode). Safe to share between threads and processes."""
 
     def __init__(self, path: str | Path) -> None:
@@ -140,58 +202,12 @@ class SQLiteKeyStore(KeyStore):
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
 
-    def create(self, tenant: str, role: Role, name: str = "") -> NewApiKey:
-        """Create a key for `tenant` with `role`; the returned secret is the only copy."""
-        if not TENANT_RE.match(tenant):
-            raise InvalidKeyRequest(f"bad tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-'")
-        if role not in ROLES:
-            raise InvalidKeyRequest(f"bad role {role!r} (choose from {', '.join(ROLES)})")
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
-        record = ApiKey(key_id, tenant, role, name, _now())
-        digest = _HASHER.hash(secret)
+    def _run(self, sql: str, args: tuple[Any, ...], mode: _Mode) -> Any:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, role, name, secret_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, tenant, role, name, digest, record.created_at),
-            )
-        return NewApiKey(record, f"{KEY_PREFIX}{key_id}_{secret}")
-
-    def revoke(self, key_id: str, tenant: str | None = None) -> bool:
-        """Revoke a key (only within `tenant`, when given); False if there is no such active key."""
-        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-        args: tuple[str, ...] = (_now(), key_id)
-        if tenant is not None:
-            sql += " AND tenant_id = ?"
-            args += (tenant,)
-        with self._lock:
-            return self._db.execute(sql, args).rowcount == 1
-
-    def list_keys(self, tenant: str | None = None, include_revoked: bool = False) -> list[ApiKey]:
-        """Keys, newest first; all tenants' when `tenant` is None."""
-        sql = "SELECT key_id, tenant_id, role, name, created_at, revoked_at FROM api_keys WHERE 1 = 1"
-        args: tuple[str, ...] = ()
-        if tenant is not None:
-            sql += " AND tenant_id = ?"
-            args = (tenant,)
-        if not include_revoked:
-            sql += " AND revoked_at IS NULL"
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY created_at DESC, key_id", args).fetchall()
-        return [ApiKey(*row) for row in rows]
-
-    def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
-        """The key with this id and its stored hash, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT key_id, tenant_id, role, name, created_at, revoked_at, secret_hash FROM api_keys "
-                "WHERE key_id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return ApiKey(*row[:6]), row[6]
+            cursor = self._db.execute(sql, args)
+            if mode == "count":
+                return cursor.rowcount
+            return cursor.fetchall() if mode == "all" else cursor.fetchone()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -199,12 +215,94 @@ class SQLiteKeyStore(KeyStore):
             self._db.close()
 
 
+class PostgresKeyStore(_SqlKeyStore):
+    """Keys in the PostgreSQL task database (``postgresql://...``, with its ``?schema=`` if any).
+
+    asyncpg is asynchronous and this interface is not: the store runs a small connection pool on an
+    event loop of its own, in a daemon thread, and each call waits for its statement there. A server
+    that cannot be reached raises `StoreUnavailable` (the API answers 503)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        from ..engine._postgres import split_url
+
+        self.dsn, self.schema = split_url(url)
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="loomiq-keys-pg", daemon=True)
+        self._thread.start()
+        try:
+            self._pool = self._wait(self._open())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    async def _open(self) -> Any:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn, timeout=self.timeout_s)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('loomiq:api_keys'))")
+                if self.schema:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+                await conn.execute(_SCHEMA)
+        finally:
+            await conn.close()
+        settings = {"search_path": self.schema} if self.schema else {}
+        return await asyncpg.create_pool(self.dsn, min_size=0, max_size=2, server_settings=settings,
+                                         timeout=self.timeout_s)
+
+    def _wait(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        from ..engine.errors import StoreUnavailable
+
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s * 2)
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"the API-key database cannot be reached ({type(exc).__name__})") from exc
+        except Exception as exc:
+            import asyncpg
+
+            if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                                asyncpg.InterfaceError)):
+                raise StoreUnavailable(f"the API-key database cannot be reached ({type(exc).__name__})") from exc
+            raise
+
+    async def _statement(self, sql: str, args: tuple[Any, ...], mode: _Mode) -> Any:
+        from ..engine._postgres import _count, _sql
+
+        async with self._pool.acquire() as conn:
+            if mode == "count":
+                return _count(await conn.execute(_sql(sql), *args))
+            if mode == "all":
+                return [tuple(r) for r in await conn.fetch(_sql(sql), *args)]
+            row = await conn.fetchrow(_sql(sql), *args)
+            return None if row is None else tuple(row)
+
+    def _run(self, sql: str, args: tuple[Any, ...], mode: _Mode) -> Any:
+        return self._wait(self._statement(sql, args, mode))
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def close(self) -> None:
+        """Close the pool and stop the store's thread."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._wait(self._pool.close())
+        finally:
+            self._stop_loop()
+
+
 def open_key_store(location: str | Path) -> KeyStore:
-    """The key store at `location`: a SQLite file path (or ``sqlite:///path``). PostgreSQL URLs are
-    refused until the PostgreSQL store exists, rather than silently writing keys somewhere else."""
+    """The key store at `location`: a SQLite file path (or ``sqlite:///path``), or a PostgreSQL URL
+    (``postgresql://...``, optionally ``?schema=name``: the table goes in that schema)."""
     text = str(location)
     if text.startswith(("postgres://", "postgresql://")):
-        raise NotImplementedError("API keys in PostgreSQL are not implemented yet; give a SQLite file path")
+        return PostgresKeyStore(text)
     if text.startswith("sqlite:///"):
         text = text.removeprefix("sqlite:///")
     return SQLiteKeyStore(text)

@@ -92,8 +92,8 @@ class Settings:
         max_body_bytes: larger request bodies are refused with 413.
         rate_per_s: requests per second each tenant may make (token bucket refill rate).
         rate_burst: how many requests a tenant may make at once (bucket size).
-        keys_path: the SQLite file of the API-key store (None: next to the task database; see
-            `key_store_path`).
+        keys_path: the SQLite file of the API-key store (None: the PostgreSQL task database, or a file
+            next to a SQLite one; see `key_store_location`).
         config_path: the loomiq.yaml to load agents from (None: `$LOOMIQ_CONFIG` or ./loomiq.yaml).
         run_timeout_s: the longest an in-process run (``/v1/chat/completions``) may take.
         key_cache_s: how long a verified API key is trusted without checking its hash again; a key
@@ -189,6 +189,17 @@ class Settings:
         if self.keys_path is not None:
             return self.keys_path
         return default_keys_path(self.database_url or os.environ.get("LOOMIQ_DATABASE_URL"))
+
+    @property
+    def key_store_location(self) -> str | Path:
+        """Where API keys are kept: `keys_path` when set; else the task database itself when it is
+        PostgreSQL (shared by every server on it); else the SQLite file `key_store_path`."""
+        if self.keys_path is not None:
+            return self.keys_path
+        url = self.database_url or os.environ.get("LOOMIQ_DATABASE_URL")
+        if url and url.startswith(("postgresql://", "postgres://")):
+            return url
+        return self.key_store_path
 
     @property
     def algorithms(self) -> tuple[str, ...]:

@@ -53,10 +53,11 @@ def token_command(
 
 def _store():  # type: ignore[no-untyped-def]
     from ..api import Settings, SettingsError, open_key_store
+    from ..engine.errors import StoreUnavailable
 
     try:
-        return open_key_store(Settings.from_env().key_store_path)
-    except (SettingsError, NotImplementedError, OSError) as exc:
+        return open_key_store(Settings.from_env().key_store_location)
+    except (SettingsError, OSError, StoreUnavailable) as exc:
         fail(str(exc))
 
 

@@ -229,7 +229,8 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the PostgreSQL server cannot be reached ({type(exc).__name__}: {exc})")
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
+def split_url(url: str) -> tuple[str, str | None]:
+    """(a DSN for asyncpg, the ``?schema=`` of `url` or None)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), None)
@@ -264,7 +265,7 @@ class PostgresStore(Store):
         linger_s: float = 0.002,
     ) -> None:
         super().__init__(url)
-        self.dsn, url_schema = _split_url(url)
+        self.dsn, url_schema = split_url(url)
         self.schema = schema or url_schema
         if self.schema is not None and not _IDENT.match(self.schema):
             raise ValueError(f"schema name {self.schema!r}: use lowercase letters, digits and _ (max 41)")
