@@ -26,12 +26,7 @@ from loomiq.cli._agents import probe
 from loomiq.cli._common import OFFLINE_DEFAULT
 from loomiq.cli._run import _execute
 
-PROMPT = "Should we move our billing service to event sourcing?"
-PROVIDER_ENV = (
-    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "OLLAMA_BASE_URL",
-    "OPENROUTER_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "VLLM_BASE_URL", "LLAMACPP_BASE_URL",
-    "LOOMIQ_CONFIG", "LOOMIQ_DEFAULT_MODEL", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE",
-)
+from .conftest import PROMPT, PROVIDER_ENV, assert_one_line_error, cli
 
 
 @pytest.fixture(autouse=True)
@@ -42,16 +37,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m loomiq.cli ARGS` in the (offline) cwd with an explicit, key-free environment."""
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
-    env.update(NO_COLOR="1", LOOMIQ_ALLOW_MODEL_REQUESTS="0", PYTHONWARNINGS="error")
-    return subprocess.run(
-        [sys.executable, "-m", "loomiq.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout, check=False,
-    )
 
 
 def invoke(*args: str) -> Any:
@@ -81,18 +66,6 @@ def scripted_team(failures: str = "{}", latency_s: float = 0.0, ids: tuple[str, 
     scripted: {{failures: {failures}, latency_s: {latency_s}}}
 """)
     return "agents:\n" + "".join(entries)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit 2, nothing on stdout, exactly one `loomiq: error:` line on stderr containing `fragments`."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("loomiq: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 # --- loomiq run --------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ agents are the built-in offline scripted ones.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,13 +16,7 @@ from typing import Any
 
 import pytest
 
-PROVIDER_ENV = (
-    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "OLLAMA_BASE_URL",
-    "OPENROUTER_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "VLLM_BASE_URL", "LLAMACPP_BASE_URL",
-    "LOOMIQ_CONFIG", "LOOMIQ_DEFAULT_MODEL", "LOOMIQ_DATABASE_URL", "FORCE_COLOR", "TTY_COMPATIBLE",
-    "TTY_INTERACTIVE",
-)
-PROMPT = "Should we move our billing service to event sourcing?"
+from .conftest import PROMPT, assert_one_line_error, cli, cli_env
 
 
 @pytest.fixture(autouse=True)
@@ -31,19 +24,6 @@ def cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A fresh working directory: no loomiq.yaml, no loomiq.db."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def env(**extra: str) -> dict[str, str]:
-    """The environment of every command: no provider key, no config, no database URL."""
-    e = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
-    e.update(NO_COLOR="1", LOOMIQ_ALLOW_MODEL_REQUESTS="0", PYTHONWARNINGS="error", **extra)
-    return e
-
-
-def cli(*args: str, timeout: float = 60, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m loomiq.cli ARGS` in the cwd and wait for it."""
-    return subprocess.run([sys.executable, "-m", "loomiq.cli", *args], capture_output=True, text=True,
-                          env=env(**extra_env), timeout=timeout, check=False)
 
 
 def ok(*args: str, **extra_env: str) -> str:
@@ -62,24 +42,13 @@ def status(task_id: str) -> dict[str, Any]:
     return json.loads(ok("status", task_id, "--json"))
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """Exit 2, nothing on stdout, one ``loomiq: error:`` line on stderr containing `fragments`."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("loomiq: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 class WorkerProcess:
     """A `loomiq worker` subprocess; `stop()` sends SIGTERM and returns its exit code and stdout."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "loomiq.cli", "worker", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env(),
+            stderr=subprocess.PIPE, text=True, env=cli_env(),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -129,7 +98,7 @@ def test_submit_returns_an_id_at_once_and_a_worker_runs_it(worker: Any, cwd: Pat
 
     # `wait` started before any worker exists: it follows the log until the task ends.
     waiter = subprocess.Popen([sys.executable, "-m", "loomiq.cli", "wait", task_id], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env())
+                              stderr=subprocess.PIPE, text=True, env=cli_env())
     try:
         w = worker("--concurrency", "2")
         out, err = waiter.communicate(timeout=60)
