@@ -108,3 +108,23 @@ async def test_not_ready_without_a_usable_agent(client: httpx2.AsyncClient) -> N
         await client.patch(f"/api/agents/{ident}", json={"enabled": False})
     body = assert_problem(await client.get("/api/ready"), 503, "unavailable")
     assert body["checks"]["usable_agents"] == 0
+
+
+async def test_metrics_count_the_runs_of_this_servers_workers(client: httpx2.AsyncClient,
+                                                              orchestrator: Orchestrator) -> None:
+    ids = []
+    for prompt in ("Should we shard the database?", "Should we cache the catalogue?"):
+        accepted = await client.post("/api/tasks", json={"prompt": prompt, "strategy": "parallel"})
+        assert accepted.status_code == 202
+        ids.append(accepted.json()["id"])
+    for task_id in ids:
+        assert (await orchestrator.wait(task_id, timeout_s=10)).status == "completed"
+    text = (await client.get("/metrics", headers={"Authorization": ""})).text
+    assert 'loomiq_runs_total{status="completed",strategy="parallel"} 2.0' in text
+    calls = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("loomiq_agent_calls_total{") and 'outcome="ok"' in line)
+    steps = 0
+    for task_id in ids:
+        steps += len((await client.get(f"/api/tasks/{task_id}")).json()["result"]["steps"])
+    assert calls == steps > 0
+    assert "loomiq_runs_in_progress 0.0" in text

@@ -61,7 +61,7 @@ def create_app(
                 stack.callback(keys.close)
             worker: asyncio.Task[None] | None = None
             if settings.tasks_enabled:
-                worker = await _start_engine(orch, settings, stack)
+                worker = await _start_engine(orch, settings, metrics, stack)
             app.state.loomiq = ApiState(
                 settings=settings,
                 orchestrator=orch,
@@ -109,12 +109,15 @@ def _has_engine(orch: Orchestrator) -> bool:
     return True
 
 
-async def _start_engine(orch: Orchestrator, settings: Settings, stack: AsyncExitStack) -> asyncio.Task[None] | None:
+async def _start_engine(orch: Orchestrator, settings: Settings, metrics: ApiMetrics, stack: AsyncExitStack
+                        ) -> asyncio.Task[None] | None:
     """Open the task engine (unless the orchestrator has one) and start the embedded worker; both are
     stopped by `stack` (the worker first, letting its runs finish for `worker_drain_s`)."""
     if not _has_engine(orch):
         await orch.open_engine(settings.database_url)
         stack.push_async_callback(orch.close_engine)
+    orch.engine.run_observers.append(metrics.observe)  # runs of this process's workers, whoever submitted them
+    stack.callback(orch.engine.run_observers.remove, metrics.observe)
     if not settings.embedded_workers:
         return None
     worker = Worker(orch.engine, concurrency=settings.embedded_workers, drain_s=settings.worker_drain_s)

@@ -89,10 +89,12 @@ class _EventLog:
     context itself (that cycle would keep every finished run's objects alive until a full garbage
     collection)."""
 
-    __slots__ = ("log", "delta_flush_s", "deltas", "flush_handle", "result_json", "steps_json")
+    __slots__ = ("log", "delta_flush_s", "deltas", "flush_handle", "result_json", "steps_json", "observe")
 
-    def __init__(self, log: TaskLog, delta_flush_s: float) -> None:
+    def __init__(self, log: TaskLog, delta_flush_s: float,
+                 observe: Callable[[RunEvent], None] | None = None) -> None:
         self.log = log
+        self.observe = observe
         self.delta_flush_s = delta_flush_s
         self.deltas: dict[str, list[str]] = {}
         self.flush_handle: asyncio.TimerHandle | None = None
@@ -113,6 +115,8 @@ class _EventLog:
             return
         if self.deltas:
             self.flush_deltas()  # a step's text is logged before the step's next event
+        if self.observe is not None:
+            self.observe(event)
         t = type(event)
         if t is StepFinished:
             text = step_finished_json(event, self.steps_json)
@@ -157,6 +161,7 @@ class DurableContext(ExecutionContext):
         hold: an optional ``hold(agent_id)`` async context manager that waits for the agent's
             cross-worker concurrency and rate limits before a live step (`limits.AgentLimiter`).
         delta_flush_s: the longest a streamed text delta waits to be logged.
+        observe: called with every run event but text deltas (`TaskEngine.run_observers`: metrics).
         stream_text: whether model calls stream their text into the log (``text_delta`` events) even
             when nobody in this process follows the task (for followers in other processes). False:
             only while someone here follows it (`EventHub.listening`); every step's text is in its
@@ -176,6 +181,7 @@ class DurableContext(ExecutionContext):
         hold: Callable[[str], Any] | None = None,
         delta_flush_s: float = 0.05,
         stream_text: bool = True,
+        observe: Callable[[RunEvent], None] | None = None,
     ) -> None:
         self._store = store
         self._log = log
@@ -183,7 +189,7 @@ class DurableContext(ExecutionContext):
         self._on_lost = on_lease_lost
         self._hold = hold
         self._always_stream = stream_text
-        self._events = _EventLog(log, delta_flush_s)
+        self._events = _EventLog(log, delta_flush_s, observe)
         self.replayed = 0
         """Steps this run returned from the journal instead of calling a model."""
         super().__init__(run_id, task, registry, self._events.on_event)

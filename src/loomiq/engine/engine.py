@@ -18,11 +18,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..runtime import RunResult
+from ..runtime import RunEvent, RunResult
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
@@ -131,6 +131,9 @@ class TaskEngine:
         self._ending: dict[str, asyncio.Future[Any]] = {}
         """Ends of durable runs returned to their caller before the end committed (see `run`)."""
         self._keeper: asyncio.Task[None] | None = None
+        self.run_observers: list[Callable[[RunEvent], None]] = []
+        """Called with every event (text deltas aside) of the runs this process executes, whoever
+        submitted them: what metrics count. An observer that raises is logged and skipped."""
         self._closed = False
 
     @classmethod
@@ -428,6 +431,7 @@ class TaskEngine:
                         store=store, log=log, journal=journal, on_lease_lost=lambda: self.stop_run(task.id, "lost"),
                         hold=self.limiter.hold if self.limiter is not None else None,
                         delta_flush_s=self.config.delta_flush_s, stream_text=stream_text,
+                        observe=self._observe if self.run_observers else None,
                     )
                     timeout = None if claim.deadline_at is None else max(0.0, claim.deadline_at - time.time())
                     result = await self.orchestrator.execute(plan, context=ctx, timeout_s=timeout, cancellable=True)
@@ -479,6 +483,13 @@ class TaskEngine:
         except (LeaseLost, StoreUnavailable):  # the end was refused or not written: the next holder ends it
             return None
         return result
+
+    def _observe(self, event: RunEvent) -> None:
+        for observer in self.run_observers:
+            try:
+                observer(event)
+            except Exception:  # noqa: BLE001 - an observer never breaks a run
+                logger.exception("a run observer failed on %s", type(event).__name__)
 
     def _ended(self, task_id: str, fut: asyncio.Future[Any]) -> None:
         if self._ending.get(task_id) is fut:
