@@ -2,8 +2,9 @@
 
 W1/W2/W3 are run through loomiq's public API only (`Orchestrator.run` with the ``sequential``,
 ``parallel`` and ``consensus`` strategies) over the peer harness's one fake model,
-``harness.fake_llm``, wrapped as a loomiq `ChatModel`. The harness is imported from ``$PEERS_DIR``
-(default ``<repo>/../shared/bench-peers``).
+``harness.fake_llm``, wrapped as a loomiq `ChatModel` (`_workloads.py`, shared with
+`bench_loomiq_durable.py`). The harness is imported from ``$PEERS_DIR`` (default
+``<repo>/../shared/bench-peers``).
 
     python bench/bench_loomiq.py --mode latency      # (a) L=0 and (b) L=50 ms, one JSON line
     python bench/bench_loomiq.py --mode throughput   # (c) 1,000 concurrent W2 runs, one JSON line
@@ -20,85 +21,10 @@ loomiq's per-agent concurrency limit (default 4); every other setting is loomiq'
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-PEERS_DIR = Path(os.environ.get("PEERS_DIR") or REPO.parent / "shared" / "bench-peers").resolve()
-if not (PEERS_DIR / "harness.py").is_file():
-    sys.exit(f"bench_loomiq: no harness.py in {PEERS_DIR} (set PEERS_DIR)")
-sys.path.insert(0, str(PEERS_DIR))
-
-import harness  # noqa: E402
-from harness import fake_llm  # noqa: E402
-
-t0 = time.perf_counter()
-from loomiq import Agent, AgentConfig, ModelRequest, ModelResponse, Orchestrator  # noqa: E402
-
-IMPORT_S = time.perf_counter() - t0
-
-MAX_CONCURRENCY = int(os.environ.get("LOOMIQ_BENCH_MAX_CONCURRENCY", "100000"))
-
-
-class HarnessModel:
-    """A loomiq `ChatModel` whose every completion is one call of the harness's fake model."""
-
-    provider = "bench"
-    offline = True
-
-    def __init__(self, model_name: str = "harness-fake") -> None:
-        self.model_name = model_name
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        text = await fake_llm(request.prompt_text())
-        return ModelResponse(text, self.model_name, provider="bench")
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelResponse]:
-        # Only used when a run has an event sink; the benchmark calls `Orchestrator.run` without one.
-        yield await self.complete(request)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def build_orchestrator() -> Orchestrator:
-    agents = [
-        Agent(AgentConfig(name, "bench", "harness-fake", max_concurrency=MAX_CONCURRENCY), HarnessModel())
-        for name in ("a1", "a2", "a3", "lead")
-    ]
-    return Orchestrator(agents)
-
+from _workloads import IMPORT_S, MAX_CONCURRENCY, build_orchestrator, harness, workloads
 
 ORCH = build_orchestrator()
-W1_AGENTS = ("a1", "a2", "a3")
-W2_AGENTS = ("a1", "a2", "a3")
-W3_AGENTS = ("a1", "a2", "a3", "lead")  # more than 3 named: the last one leads
-
-
-def _ok(result) -> None:
-    if result.status != "completed":
-        raise RuntimeError(f"loomiq run {result.status}: {result.error}")
-
-
-async def w1(task: str) -> str:
-    result = await ORCH.run(task, strategy="sequential", agents=W1_AGENTS)
-    _ok(result)
-    return result.output
-
-
-async def w2(task: str) -> tuple[str, ...]:
-    result = await ORCH.run(task, strategy="parallel", agents=W2_AGENTS)
-    _ok(result)
-    return result.outputs
-
-
-async def w3(task: str) -> str:
-    result = await ORCH.run(task, strategy="consensus", agents=W3_AGENTS)
-    _ok(result)
-    return result.output
+w1, w2, w3 = workloads(ORCH, "loomiq run")
 
 
 if __name__ == "__main__":

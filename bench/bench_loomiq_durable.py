@@ -26,8 +26,8 @@ Setup (untimed, once per process, harness modes): the resume self-check the dura
 run "dies" at its third model call (`TaskEngine.stop_run(..., "crash")`: nothing more is written,
 as after kill -9); a `Worker` on another engine claims it once its lease expires and must finish it
 with exactly one model call (the two journalled ones replay). Then one `Orchestrator` with four agents
-(``a1``..``a3``, ``lead``) on `HarnessModel` (`bench_loomiq.py`'s), ``max_concurrency`` raised as
-there, and the engine opened on the database with its default settings.
+(``a1``..``a3``, ``lead``) on `HarnessModel` (`_workloads.py`'s, as in `bench_loomiq.py`),
+``max_concurrency`` raised as there, and the engine opened on the database with its default settings.
 """
 
 from __future__ import annotations
@@ -43,24 +43,26 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-PEERS_DIR = Path(os.environ.get("PEERS_DIR") or REPO.parent / "shared" / "bench-peers").resolve()
-if not (PEERS_DIR / "harness.py").is_file():
-    sys.exit(f"bench_loomiq_durable: no harness.py in {PEERS_DIR} (set PEERS_DIR)")
-sys.path.insert(0, str(PEERS_DIR))
-
-import harness  # noqa: E402
-from harness import ANSWER, TASK, Fake, fake_llm  # noqa: E402
+from _workloads import (
+    ANSWER,
+    IMPORT_S,
+    MAX_CONCURRENCY,
+    TASK,
+    W1_AGENTS,
+    W2_AGENTS,
+    Fake,
+    build_orchestrator,
+    fake_llm,
+    harness,
+    workloads,
+)
 
 t0 = time.perf_counter()
-from loomiq import Agent, AgentConfig, ModelRequest, ModelResponse, Orchestrator  # noqa: E402
 from loomiq.engine import EngineConfig, LeaseLost, Worker  # noqa: E402
 
-IMPORT_S = time.perf_counter() - t0
+IMPORT_S += time.perf_counter() - t0  # loomiq, then its engine
 
 
 def _opt(flag: str, default: str) -> str:
@@ -75,49 +77,12 @@ def _opt(flag: str, default: str) -> str:
 VARIANT = _opt("--variant", "sqlite")
 assert VARIANT in ("sqlite", "postgres"), VARIANT
 MODE = sys.argv[sys.argv.index("--mode") + 1] if "--mode" in sys.argv else "latency"
-MAX_CONCURRENCY = int(os.environ.get("LOOMIQ_BENCH_MAX_CONCURRENCY", "100000"))
 PG_URL = os.environ.get("LOOMIQ_BENCH_PG_URL") or os.environ.get("PEERS_PG_URL") or \
     "postgresql://postgres@127.0.0.1:5432/postgres"
 FRAMEWORK = f"loomiq durable ({'sqlite' if VARIANT == 'sqlite' else 'postgres'})"
 
 
-class HarnessModel:
-    """A loomiq `ChatModel` whose every completion is one call of the harness's fake model (the
-    harness's `fake_llm`, or the crashing twin of the resume self-check)."""
-
-    provider = "bench"
-    offline = True
-
-    def __init__(self, model_name: str = "harness-fake") -> None:
-        self.model_name = model_name
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        text = await LLM(request.prompt_text())
-        return ModelResponse(text, self.model_name, provider="bench")
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelResponse]:
-        # A durable run has an event sink, so agents stream; the fake model has one part.
-        yield await self.complete(request)
-
-    async def aclose(self) -> None:
-        return None
-
-
-LLM = fake_llm  # swapped for a crashing twin by the resume self-check only
-
-
-def build_orchestrator() -> Orchestrator:
-    agents = [
-        Agent(AgentConfig(name, "bench", "harness-fake", max_concurrency=MAX_CONCURRENCY), HarnessModel())
-        for name in ("a1", "a2", "a3", "lead")
-    ]
-    return Orchestrator(agents)
-
-
 ORCH = build_orchestrator()
-W1_AGENTS = ("a1", "a2", "a3")
-W2_AGENTS = ("a1", "a2", "a3")
-W3_AGENTS = ("a1", "a2", "a3", "lead")
 
 
 # -- the database ---------------------------------------------------------------------------------
@@ -163,30 +128,7 @@ async def drop_database() -> None:
             await conn.close()
 
 
-# -- the workloads --------------------------------------------------------------------------------
-
-
-def _ok(result: Any) -> None:
-    if result.status != "completed":
-        raise RuntimeError(f"loomiq durable run {result.status}: {result.error}")
-
-
-async def w1(task: str) -> str:
-    result = await ORCH.run(task, strategy="sequential", agents=W1_AGENTS, durable=True)
-    _ok(result)
-    return result.output
-
-
-async def w2(task: str) -> tuple[str, ...]:
-    result = await ORCH.run(task, strategy="parallel", agents=W2_AGENTS, durable=True)
-    _ok(result)
-    return result.outputs
-
-
-async def w3(task: str) -> str:
-    result = await ORCH.run(task, strategy="consensus", agents=W3_AGENTS, durable=True)
-    _ok(result)
-    return result.output
+w1, w2, w3 = workloads(ORCH, "loomiq durable run", durable=True)
 
 
 # -- the resume self-check ------------------------------------------------------------------------
@@ -194,12 +136,9 @@ async def w3(task: str) -> str:
 
 async def resume_check(url: str) -> dict[str, Any]:
     """W1 dies at its 3rd model call; a worker resumes it and must make exactly 1 model call."""
-    global LLM
     from loomiq.engine.task import new_task_id
 
     quick = EngineConfig(lease_s=0.3, renew_s=0.1)
-    crashed = build_orchestrator()
-    engine = await crashed.open_engine(url, config=quick)
     tid = new_task_id()
     n = 0
 
@@ -211,7 +150,8 @@ async def resume_check(url: str) -> dict[str, Any]:
             await asyncio.sleep(3600)
         return await fake_llm(prompt)
 
-    LLM = crashing
+    crashed = build_orchestrator(crashing)
+    engine = await crashed.open_engine(url, config=quick)
     try:
         run = asyncio.create_task(engine.run(TASK, strategy="sequential", agents=W1_AGENTS, task_id=tid))
         try:
@@ -220,7 +160,6 @@ async def resume_check(url: str) -> dict[str, Any]:
         except LeaseLost:
             pass
     finally:
-        LLM = fake_llm
         await crashed.aclose()
     resumer = build_orchestrator()
     engine = await resumer.open_engine(url, config=quick)
