@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from ..runtime import StepResult
+from ._batch import BARRIER, EVENT, MAX_BATCH, OP, STEP, STOP, segments
 from ._codec import dumps, step_to_json
 from ._ops import (
     FINISH_TASK_COLUMNS,
@@ -61,8 +62,6 @@ from .store import Store
 
 logger = logging.getLogger("loomiq.engine")
 
-_STEP, _EVENT, _OP, _BARRIER, _STOP = range(5)
-_MAX_BATCH = 4096
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 _STEP_COLUMNS = "task_id, step_key, tenant_id, epoch, ok, result, created_at"
@@ -406,7 +405,7 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        self._items.append((_STOP,))
+        self._items.append((STOP,))
         self._ready.set()
         if self._later is not None:
             self._later.cancel()
@@ -501,26 +500,26 @@ class PostgresStore(Store):
     def _enqueue(self, op: Op[Outcome], fence: str | None, urgent: bool = True,
                  fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._put((_OP, op, fence, fast, fut), urgent)
+        self._put((OP, op, fence, fast, fut), urgent)
         return fut
 
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
         """Journal a step in the next batch (see `Store.put_step`)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
-        self._put((_STEP, task_id, epoch, row, fut), True)
+        self._put((STEP, task_id, epoch, row, fut), True)
         return fut
 
     def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
                       data: Mapping[str, Any] | str) -> None:
         """Log a held task's event in the next batch (see `Store.put_event`)."""
         row = (task_id, seq, tenant, epoch, type_, data if type(data) is str else dumps(data), time.time())
-        self._put((_EVENT, task_id, epoch, row, None), False)
+        self._put((EVENT, task_id, epoch, row, None), False)
 
     async def flush(self) -> None:
         """Wait until everything queued so far has committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put((_BARRIER, None, "*", None, fut), True)
+        self._put((BARRIER, None, "*", None, fut), True)
         await fut
 
     async def _writer(self) -> None:
@@ -533,9 +532,9 @@ class PostgresStore(Store):
                 self._later = None
             batch = []
             stop = False
-            while items and len(batch) < _MAX_BATCH:
+            while items and len(batch) < MAX_BATCH:
                 item = items.popleft()
-                if item[0] == _STOP:
+                if item[0] == STOP:
                     stop = True
                 else:
                     batch.append(item)
@@ -544,10 +543,10 @@ class PostgresStore(Store):
             if stop:
                 if items:  # (nothing is queued after a stop; defensively commit it all the same)
                     self._ready.set()
-                    items.append((_STOP,))
+                    items.append((STOP,))
                     continue
                 return
-            if len(batch) >= _MAX_BATCH:
+            if len(batch) >= MAX_BATCH:
                 self._ready.set()
 
     async def _commit(self, batch: list[tuple[Any, ...]]) -> None:
@@ -560,21 +559,21 @@ class PostgresStore(Store):
         open across round trips. Any other batch is one transaction, each other operation in a
         savepoint when it shares the batch, the NOTIFY sent with the COMMIT."""
         results: list[Any] = [None] * len(batch)
-        segments = _segments(batch)
+        segs = segments(batch, split_own_ends=True)
         conn = None
         try:
             conn = await self._writer_conn()
-            if len(segments) == 1 and segments[0][0] is not None:
-                submits, rows, finishes = segments[0]
+            if len(segs) == 1 and segs[0][0] is not None:
+                submits, rows, finishes = segs[0]
                 left = await self._write_rows(conn, batch, rows, results, set(), submits, finishes, True)
                 self.stats.transactions += 1
                 self.stats.ops += len(submits) + len(finishes)
                 for k in left:  # each in a transaction of its own
                     await self._op_alone(conn, batch, k, results)
-            elif len(batch) == 1 and batch[0][0] == _OP:
+            elif len(batch) == 1 and batch[0][0] == OP:
                 await self._op_alone(conn, batch, 0, results)
             else:
-                await self._transaction(conn, batch, segments, results)
+                await self._transaction(conn, batch, segs, results)
         except StoreUnavailable as exc:
             results = [_Failed(exc)] * len(batch)
         except Exception as exc:  # noqa: BLE001 - the whole batch failed: every caller learns why
@@ -599,7 +598,7 @@ class PostgresStore(Store):
                     nops += len(submits) + len(finishes)
                     for k in await self._write_rows(conn, batch, rows, results, notify, submits, finishes, False):
                         await self._run_op(conn, batch, k, results, notify)
-                elif batch[seg[1]][0] == _OP:  # (a barrier has nothing to write)
+                elif batch[seg[1]][0] == OP:  # (a barrier has nothing to write)
                     nops += 1
                     await self._run_op(conn, batch, seg[1], results, notify)
         except BaseException:
@@ -683,7 +682,7 @@ class PostgresStore(Store):
         for i in rows:
             item = batch[i]
             ids.add(item[1])
-            for c, v in zip(steps if item[0] == _STEP else events, item[3], strict=True):
+            for c, v in zip(steps if item[0] == STEP else events, item[3], strict=True):
                 c.append(v)
         ends: list[list[Any]] = [[] for _ in range(12)]
         for k in sorted(finishes, key=lambda k: batch[k][3].task_id):  # lock order
@@ -738,7 +737,7 @@ class PostgresStore(Store):
                 results[i] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
                 continue
             written += 1
-            if item[0] == _EVENT:
+            if item[0] == EVENT:
                 notify.add(item[1])
         self.stats.rows += written
         for k in finishes:
@@ -749,56 +748,6 @@ class PostgresStore(Store):
             else:  # lease lost, or dependents to promote: the operation decides
                 left.append(k)
         return left
-
-
-def _segments(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """`batch` cut as `SQLiteStore._commit` cuts it: (submits, rows, finishes) per segment, (None, i)
-    per other item. A segment also stops before the end of a task it submits (one statement does not
-    see the rows it inserts)."""
-    out: list[tuple[Any, ...]] = []
-    n = len(batch)
-    i = 0
-    while i < n:
-        submits: list[int] = []
-        rows: list[int] = []
-        finishes: list[int] = []
-        row_tasks: set[str] = set()
-        ended: set[str] = set()
-        submitted: set[str] = set()
-        j = i
-        while j < n:
-            item = batch[j]
-            kind = item[0]
-            if kind <= _EVENT:
-                if item[1] in ended:
-                    break
-                rows.append(j)
-                row_tasks.add(item[1])
-            elif kind == _OP and item[3] is not None:
-                fast = item[3]
-                tid = fast.task_id
-                if tid in ended:
-                    break
-                if type(fast) is SubmitClaimed:
-                    if tid in row_tasks:
-                        break
-                    submits.append(j)
-                    submitted.add(tid)
-                else:
-                    if tid in submitted:
-                        break
-                    finishes.append(j)
-                    ended.add(tid)
-            else:
-                break
-            j += 1
-        if j > i:
-            out.append((submits, rows, finishes))
-            i = j
-        else:
-            out.append((None, i))
-            i += 1
-    return out
 
 
 def _literal(text: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..runtime import StepResult
+from ._batch import BARRIER, EVENT, MAX_BATCH, OP, STEP, STOP, segments
 from ._codec import dumps, step_to_json
 from ._ops import (
     FINISH_TASK_COLUMNS,
@@ -43,9 +44,6 @@ from ._ops import (
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from .errors import EngineClosed, LeaseLost, SchemaError
 from .store import Store
-
-_STEP, _EVENT, _OP, _BARRIER, _STOP = range(5)
-_MAX_BATCH = 4096
 
 _INSERT_STEP = (
     "INSERT INTO steps (task_id, step_key, tenant_id, epoch, ok, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -269,7 +267,7 @@ class SQLiteStore(Store):
             return
         self._flush()  # what is queued on the loop thread commits first
         self._closed = True
-        self._to_thread([(_STOP,)])
+        self._to_thread([(STOP,)])
         self._stop_checkpoints.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -349,9 +347,9 @@ class SQLiteStore(Store):
         if not batch:
             return
         self._pending = []
-        while len(batch) > _MAX_BATCH:
-            self._write(batch[:_MAX_BATCH])
-            batch = batch[_MAX_BATCH:]
+        while len(batch) > MAX_BATCH:
+            self._write(batch[:MAX_BATCH])
+            batch = batch[MAX_BATCH:]
         self._write(batch)
 
     def expedite(self) -> None:
@@ -392,7 +390,7 @@ class SQLiteStore(Store):
                  fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
-        self._put((_OP, op, fence, fast, fut, loop), loop, urgent)
+        self._put((OP, op, fence, fast, fut, loop), loop, urgent)
         return fut
 
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
@@ -400,20 +398,20 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
-        self._put((_STEP, task_id, epoch, row, fut, loop), loop, True)
+        self._put((STEP, task_id, epoch, row, fut, loop), loop, True)
         return fut
 
     def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
                       data: Mapping[str, Any] | str) -> None:
         """Log a held task's event in the next batch (see `Store.put_event`)."""
         row = (task_id, seq, tenant, epoch, type_, data if type(data) is str else dumps(data), time.time())
-        self._put((_EVENT, task_id, epoch, row, None, None), asyncio.get_running_loop(), False)
+        self._put((EVENT, task_id, epoch, row, None, None), asyncio.get_running_loop(), False)
 
     async def flush(self) -> None:
         """Wait until everything queued so far has committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._put((_BARRIER, None, "*", None, fut, loop), loop, True)
+        self._put((BARRIER, None, "*", None, fut, loop), loop, True)
         await fut
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -432,9 +430,9 @@ class SQLiteStore(Store):
                     if not items:
                         self._threaded = False  # the loop thread may commit again
                         break
-                    while items and len(batch) < _MAX_BATCH:
+                    while items and len(batch) < MAX_BATCH:
                         item = items.popleft()
-                        if item[0] == _STOP:
+                        if item[0] == STOP:
                             stop = True
                         else:
                             batch.append(item)
@@ -481,57 +479,23 @@ class SQLiteStore(Store):
         """Write `batch` in the transaction just begun (``BEGIN IMMEDIATE``) and commit; the value or
         `_Failed` of each item.
 
-        The batch is written in segments: the journal and event rows and the operations that have a
-        record (`_ops.FastOp`) up to the next other operation, then that operation (in a savepoint, so
-        that its failure undoes nothing else). In a segment the claimed submissions are written first
-        (set-wide), then the rows (fenced), then the ends; a segment stops before a row that would
-        change places with its task's submission or end, so every row is fenced as at its place."""
+        The batch is written in segments (`_batch.segments`): the journal and event rows and the
+        operations that have a record (`_ops.FastOp`) up to the next other operation, with a few
+        set-wide statements (`_segment`), then that operation (in a savepoint, so that its failure
+        undoes nothing else)."""
         conn = self._wconn
         assert conn is not None
         results: list[Any] = [None] * len(batch)
         nops = 0
         try:
-            n = len(batch)
-            i = 0
-            while i < n:
-                submits: list[int] = []
-                rows: list[int] = []
-                finishes: list[int] = []
-                row_tasks: set[str] = set()
-                ended: set[str] = set()
-                j = i
-                while j < n:
-                    item = batch[j]
-                    kind = item[0]
-                    if kind <= _EVENT:
-                        if item[1] in ended:
-                            break
-                        rows.append(j)
-                        row_tasks.add(item[1])
-                    elif kind == _OP and item[3] is not None:
-                        fast = item[3]
-                        tid = fast.task_id
-                        if tid in ended:
-                            break
-                        if type(fast) is SubmitClaimed:
-                            if tid in row_tasks:
-                                break
-                            submits.append(j)
-                        else:
-                            finishes.append(j)
-                            ended.add(tid)
-                    else:
-                        break
-                    j += 1
-                if j > i:
+            for seg in segments(batch, split_own_ends=False):
+                if seg[0] is not None:
+                    submits, rows, finishes = seg
                     self._segment(conn, batch, submits, rows, finishes, results)
                     nops += len(submits) + len(finishes)
-                    i = j
-                    continue
-                if batch[i][0] == _OP:
+                elif batch[seg[1]][0] == OP:  # (a barrier has nothing to write)
                     nops += 1
-                    self._run_op(conn, batch, i, results)
-                i += 1  # (a barrier has nothing to write)
+                    self._run_op(conn, batch, seg[1], results)
             conn.execute("COMMIT")
             self.stats.transactions += 1
             self.stats.ops += nops
@@ -599,7 +563,7 @@ class SQLiteStore(Store):
             if got is None or got[0] != item[2]:
                 results[k] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
                 continue
-            (steps if item[0] == _STEP else events).append(item[3])
+            (steps if item[0] == STEP else events).append(item[3])
         written = len(steps) + len(events)
         ends, attempts_rows, slow = [], [], []
         for k in finishes:
