@@ -11,7 +11,7 @@ See docs/benchmarks.md, "HTTP service".
     python bench/bench_api.py --clients 200       # smaller fan-out
     python bench/bench_api.py --profile DIR       # also cProfile the servers (DIR/server-*.prof/.txt)
     python bench/bench_api.py --profile DIR --pyspy /path/to/py-spy   # or sample them with py-spy
-    python bench/bench_api.py --experiment follow-poll=1.0            # what-if (see _install_experiment)
+    python bench/bench_api.py --experiment no-gc-tune                 # A/B (see _install_experiment)
 
 Servers (each fresh, one after the other):
 
@@ -84,7 +84,9 @@ def serve(port: int) -> None:
     experiments = [e for e in os.environ.get("LOOMIQ_BENCH_EXPERIMENTS", "").split(",") if e]
     for experiment in experiments:
         _install_experiment(app, experiment)
-    server = build_server("127.0.0.1", port, settings=settings, app=app, log_level="warning")
+    server = build_server(
+        "127.0.0.1", port, settings=settings, app=app, log_level="warning", gc_tuning="no-gc-tune" not in experiments
+    )
     profile_to = os.environ.get("LOOMIQ_BENCH_PROFILE")
     if not profile_to:
         server.run()
@@ -107,51 +109,25 @@ def serve(port: int) -> None:
             stats.sort_stats("cumulative").print_stats(60)
 
 
+EXPERIMENTS = ("no-gc-tune", "follow-poll=S")
+
+
 def _install_experiment(app: Any, experiment: str) -> None:
-    """What-if changes for measuring a suggested fix without editing the service (not the default):
+    """What-if changes for A/B runs against the shipped service (not the default):
 
-    * ``async-deps``: the sync dependencies `deps.get_state`, `deps.get_orchestrator` and
-      `routes_tasks.get_orch` overridden by ``async def`` twins (FastAPI runs a plain ``def``
-      dependency in its thread pool: two thread hops per request).
-    * ``follow-poll=S``: `TaskEngine.events` followers re-read the SQLite log every S seconds
-      instead of every 0.05 s when nothing arrives (the store's ``follow_poll_s``).
-    * ``gc-freeze``: ``gc.collect(); gc.freeze()`` once start-up is done, so that full collections
-      do not traverse the objects start-up built (modules, FastAPI's routes and models).
-    * ``gc-threshold=N``: ``gc.set_threshold(N, 20, 20)`` (default 700, 10, 10): fewer collections.
+    * ``no-gc-tune``: the server does not tune the garbage collector once started
+      (`loomiq.api.server.tune_gc`: ``gc.freeze()`` and thresholds 20,000/20/20); applied in `serve`.
+    * ``follow-poll=S``: the store's shared event-log poll (`loomiq.engine._follow.LogFollower`)
+      runs every S seconds instead of every 0.05 s (SQLite's ``follow_poll_s``).
+
+    (The earlier what-ifs ``async-deps``, ``gc-freeze`` and ``gc-threshold=N`` are now the service's
+    behaviour; the per-follower poll they were measured against is gone.)
     """
-    import inspect
-
-    from starlette.requests import HTTPConnection
-
-    from loomiq.api import deps, routes_tasks
     from loomiq.engine._sqlite import SQLiteStore
 
-    if experiment == "async-deps":
-
-        async def state(connection: Any) -> Any:
-            return deps.get_state(connection)
-
-        async def orchestrator(state: Any) -> Any:
-            return deps.get_orchestrator(state)
-
-        async def orch(state: Any) -> Any:
-            return routes_tasks.get_orch(state)
-
-        def signature(**params: Any) -> inspect.Signature:
-            return inspect.Signature(
-                [
-                    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=a)
-                    for name, a in params.items()
-                ]
-            )
-
-        state.__signature__ = signature(connection=HTTPConnection)  # type: ignore[attr-defined]
-        orchestrator.__signature__ = signature(state=deps.StateDep)  # type: ignore[attr-defined]
-        orch.__signature__ = signature(state=deps.StateDep)  # type: ignore[attr-defined]
-        app.dependency_overrides[deps.get_state] = state
-        app.dependency_overrides[deps.get_orchestrator] = orchestrator
-        app.dependency_overrides[routes_tasks.get_orch] = orch
-    elif experiment.startswith("follow-poll="):
+    if experiment == "no-gc-tune":
+        return
+    if experiment.startswith("follow-poll="):
         poll_s = float(experiment.partition("=")[2])
         original = SQLiteStore.__init__
 
@@ -160,26 +136,8 @@ def _install_experiment(app: Any, experiment: str) -> None:
             self.follow_poll_s = poll_s
 
         SQLiteStore.__init__ = init  # type: ignore[method-assign]
-    elif experiment == "gc-freeze":
-        import gc
-        from contextlib import asynccontextmanager
-
-        original_lifespan = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(application: Any) -> Any:
-            async with original_lifespan(application) as state:
-                gc.collect()
-                gc.freeze()  # what start-up built is never traversed again by the collector
-                yield state
-
-        app.router.lifespan_context = lifespan
-    elif experiment.startswith("gc-threshold="):
-        import gc
-
-        gc.set_threshold(int(experiment.partition("=")[2]), 20, 20)
-    else:
-        raise SystemExit(f"bench_api: unknown experiment {experiment!r}")
+        return
+    raise SystemExit(f"bench_api: unknown experiment {experiment!r} (known: {', '.join(EXPERIMENTS)})")
 
 
 def _install_stamps(app: Any) -> None:
@@ -628,7 +586,7 @@ def main(argv: list[str] | None = None) -> None:
         "--experiment",
         action="append",
         default=[],
-        help="what-if change in the server: async-deps, follow-poll=S (see _install_experiment); "
+        help="what-if change in the server: no-gc-tune, follow-poll=S (see _install_experiment); "
         "results then do not describe the shipped service",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs, databases)")

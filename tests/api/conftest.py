@@ -73,7 +73,8 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings(jwt_secret=SECRET, keys_path=tmp_path / "keys.db", config_path=config,
                         database_url=f"sqlite:///{tmp_path}/tasks.db", sse_ping_s=0.2, worker_drain_s=0.5)
     app = create_app(settings)
-    server = build_server("127.0.0.1", 0, settings=settings, app=app, log_level="warning")
+    # No GC tuning: it is process-wide, and this process is the test suite (test_server.py tests it).
+    server = build_server("127.0.0.1", 0, settings=settings, app=app, log_level="warning", gc_tuning=False)
     thread = threading.Thread(target=server.run, name="loomiq-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

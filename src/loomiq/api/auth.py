@@ -4,6 +4,14 @@ Tokens carry ``sub`` (who), ``tenant`` (whose data), ``role`` (``admin``, ``oper
 ``aud`` and ``exp``. Verification accepts only the configured algorithms with the key meant for them
 (an HS* token is checked with the secret, an RS*/ES* token with the public key), so ``alg: none`` and
 algorithm-confusion tokens are refused like expired, tampered or wrong-audience ones: 401.
+
+A verified token is remembered (keyed by the token's text, a bounded LRU) until its ``exp``, so a
+client sending the same token again costs a dict lookup instead of a signature check. Only tokens
+that verified are remembered: an altered token is another text and is verified (and refused) every
+time, and a remembered one is refused from the second its ``exp`` passes, as PyJWT would. JWTs have
+no revocation here; API keys, which do, are never in this cache (see `keys.KeyVerifier`: a key
+revoked through this process is refused at once, one revoked elsewhere within ``key_cache_s``,
+30 s by default).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -67,16 +76,35 @@ def unauthenticated(detail: str) -> Problem:
 
 
 class TokenVerifier:
-    """Verifies bearer JWTs against the settings' keys, audience and algorithms."""
+    """Verifies bearer JWTs against the settings' keys, audience and algorithms, and remembers up to
+    `cache_size` verified tokens until their ``exp`` (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cache_size: int = 4096) -> None:
         self.settings = settings
         self._hmac = [a for a in settings.algorithms if a in HMAC_ALGORITHMS]
         self._public = [a for a in settings.algorithms if a not in HMAC_ALGORITHMS]
         self._jwt = jwt.PyJWT(options={"require": ["exp", "sub", "aud", "tenant", "role"]})
+        self.cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        """token -> (principal, exp): verified tokens, least recently used first."""
 
     def verify(self, token: str) -> Principal:
         """The principal `token` stands for. Raises a 401 `Problem` saying what is wrong with it."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached[1]:  # PyJWT's test: expired once exp <= now
+                self._verified.move_to_end(token)
+                return cached[0]
+            del self._verified[token]  # expired: verified again below, which refuses it
+        principal, claims = self._verify(token)
+        exp = claims["exp"]
+        if self.cache_size > 0 and isinstance(exp, int | float):
+            self._verified[token] = (principal, float(exp))
+            if len(self._verified) > self.cache_size:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -109,7 +137,7 @@ class TokenVerifier:
             raise unauthenticated(f"The token lacks the {exc.claim!r} claim.") from None
         except jwt.PyJWTError as exc:
             raise unauthenticated(f"The token is invalid: {exc}.") from None
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), claims
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

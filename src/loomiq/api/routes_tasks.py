@@ -79,8 +79,9 @@ def describe(task: Task, *, full: bool = False) -> dict[str, Any]:
     return body
 
 
-def get_orch(state: StateDep) -> Orchestrator:
-    """The orchestrator, with the task engine open. 503 when this server has no task engine."""
+async def get_orch(state: StateDep) -> Orchestrator:
+    """The orchestrator, with the task engine open. 503 when this server has no task engine
+    (``async def``: FastAPI would run a plain ``def`` dependency in its thread pool)."""
     if not state.settings.tasks_enabled:
         raise Problem(503, "This server does not run durable tasks (LOOMIQ_TASKS=0); use /v1/chat/completions "
                       "for in-process runs, or a server with tasks enabled.")
@@ -245,9 +246,9 @@ async def task_socket(websocket: WebSocket, task_id: str, after: Annotated[int, 
     send ``{"type": "cancel"}`` (operator) to cancel the task. Closes with 1000 after
     ``task_finished``. Credentials: headers, or ``?access_token=`` for browsers."""
     try:
-        state = get_state(websocket)
+        state = await get_state(websocket)
         principal = await authenticate(websocket, state)
-        orch = get_orch(state)
+        orch = await get_orch(state)
         await find_task(orch, task_id, principal)
     except Problem as problem:
         await _refuse(websocket, problem)

@@ -288,25 +288,36 @@ class TaskEngine:
 
     async def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
         """The task's events with ``seq > after``: first from the log, then live as they happen, with
-        no gap and no duplicate; ends after the task's ``task_finished`` event."""
+        no gap and no duplicate; ends after the task's ``task_finished`` event.
+
+        Live events come through the store's hub: at once from this process, on NOTIFY from other
+        PostgreSQL processes, and from the store's shared `_follow.LogFollower`, which polls the log
+        for every follower at once (the only way other SQLite processes' events arrive)."""
+        from ._follow import follower_for
+
         store = self.store
         hub = store.hub
         q = hub.subscribe(task_id)
+        follower = follower_for(store)
+        watch = follower.watch(task_id, q, after)
+        page = 1000
         try:
             last = after
             while True:
-                for event in await store.read_events(task_id, last):
-                    yield event
-                    last = event.seq
-                    if event.type == FINAL_EVENT:
-                        return
-                # Follow live until the log must be read again (timeout, poke, or a gap to fill).
                 while True:
-                    try:
-                        async with asyncio.timeout(store.follow_poll_s):
-                            event = await q.get()
-                    except TimeoutError:
+                    batch = await store.read_events(task_id, last, page)
+                    for event in batch:
+                        watch.last = last = event.seq
+                        yield event
+                        if event.type == FINAL_EVENT:
+                            return
+                    if len(batch) < page:
                         break
+                # Follow live until the log must be read again (a poke, or a gap to fill).
+                while True:
+                    watch.waiting = True
+                    event = await q.get()
+                    watch.waiting = False
                     if event is None:
                         break
                     if event.seq <= last:
@@ -316,11 +327,12 @@ class TaskEngine:
                         await store.flush()
                         q.put_nowait(event)
                         break
+                    watch.last = last = event.seq
                     yield event
-                    last = event.seq
                     if event.type == FINAL_EVENT:
                         return
         finally:
+            follower.unwatch(watch)
             hub.unsubscribe(task_id, q)
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
