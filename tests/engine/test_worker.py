@@ -31,6 +31,46 @@ async def test_concurrency_is_respected(open_engine) -> None:  # type: ignore[no
     assert peak == 2 and worker.claimed == 6
 
 
+async def test_global_concurrency_holds_across_workers_of_different_processes(open_engine) -> None:  # type: ignore[no-untyped-def]
+    """`max_running` caps the tasks running at once on the whole database, whatever each worker's
+    own concurrency: two engines (two processes), two slots each, a global limit of three. Reaching
+    three takes both; four would break the limit."""
+    config = EngineConfig(lease_s=2.0, renew_s=0.2, aging_s=60.0, delta_flush_s=0.01, max_running=3)
+    models = [ScriptedModel(replies=["ok"], latency_s=0.05) for _ in range(2)]
+    engines: list[TaskEngine] = [await open_engine([scripted("a0", m)], config=config) for m in models]
+    ids = [await engines[0].orchestrator.submit(f"t{i}", strategy="single") for i in range(12)]
+    peak = 0
+    async with running(engines[0], concurrency=2) as w0, running(engines[1], concurrency=2) as w1:
+        while True:
+            counts = await engines[0].store.counts()
+            peak = max(peak, counts.get("running", 0))
+            if counts.get("completed", 0) == len(ids):
+                break
+            await asyncio.sleep(0.005)
+    assert peak <= 3
+    assert w0.claimed + w1.claimed == 12 and w0.claimed and w1.claimed
+    # The model calls (50 ms each) never overlapped more than three at a time, and did reach three.
+    edges = sorted((t, d) for m in models for c in m.calls for t, d in ((c.started_at, 1), (c.started_at + 0.05, -1)))
+    overlap = most = 0
+    for _, d in edges:
+        overlap += d
+        most = max(most, overlap)
+    assert most == 3
+
+
+def test_max_running_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOMIQ_MAX_RUNNING", "7")
+    assert EngineConfig().max_running == 7
+    assert EngineConfig(max_running=2).max_running == 2
+    monkeypatch.setenv("LOOMIQ_MAX_RUNNING", "lots")
+    with pytest.raises(ValueError, match="LOOMIQ_MAX_RUNNING='lots'"):
+        EngineConfig()
+    monkeypatch.delenv("LOOMIQ_MAX_RUNNING")
+    assert EngineConfig().max_running is None
+    with pytest.raises(ValueError, match="at least 1"):
+        EngineConfig(max_running=0)
+
+
 async def test_stop_hands_back_unfinished_tasks(open_engine) -> None:  # type: ignore[no-untyped-def]
     slow_then_fast = ScriptedModel(replies=[ScriptedReply("slow", latency_s=30), ScriptedReply("second")])
     agents = [*team(1), scripted("a1", slow_then_fast)]

@@ -451,6 +451,10 @@ def worker_command(
         "--lease", help="Seconds a dead worker's tasks wait before others take them over.",
     )] = 10.0,
     renew: Annotated[float, typer.Option("--renew", help="Seconds between lease renewals (below --lease).")] = 3.0,
+    max_running: Annotated[int | None, typer.Option(
+        "--max-running", help="The most tasks running at once across every worker on the database "
+                              "(default: $LOOMIQ_MAX_RUNNING, else no limit).", show_default=False,
+    )] = None,
 ) -> None:
     """Run durable tasks until SIGTERM or Ctrl-C; tasks in hand then finish or are handed back.
 
@@ -463,9 +467,10 @@ def worker_command(
     if drain < 0:
         fail(f"--drain must not be negative, not {drain:g}")
     try:
-        engine_config = EngineConfig(lease_s=lease, renew_s=renew)
+        limit = {} if max_running is None else {"max_running": max_running}  # else $LOOMIQ_MAX_RUNNING
+        engine_config = EngineConfig(lease_s=lease, renew_s=renew, **limit)
     except ValueError as exc:
-        fail(f"--lease/--renew: {exc}")
+        fail(f"--lease/--renew/--max-running: {exc}")
     orch = _load(config)
     notice = offline_notice(orch.agents, find_config(config))
 

@@ -405,19 +405,30 @@ def claimed_at_submission(task_id: TaskID, r: TaskRequest, now: float, holder: W
     return Claim(task, 1, 3, now + r.timeout_s if r.timeout_s is not None else None)
 
 
-def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float) -> Op[Outcome]:
+def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float,
+          max_running: int | None = None) -> Op[Outcome]:
     """Claim up to `n` tasks for `holder`: first running tasks whose lease expired (their holder is
-    gone), then queued tasks in rank order (see `_queue`). The value is a list of `Claim`."""
+    gone), then queued tasks in rank order (see `_queue`). The value is a list of `Claim`.
+
+    `max_running`: the most tasks running at once on the whole database. Taking over an expired
+    lease does not change how many run; queued tasks are claimed only while fewer run, under the
+    ``engine_locks`` row of claims, so that concurrent claimers in other processes cannot both take
+    the last room."""
     out = Outcome(value=[])
     rows = yield Stmt(
         f"SELECT id FROM tasks WHERE status = 'running' AND lease_expires < ? ORDER BY lease_expires "
         f"LIMIT ?{d.skip_locked}", (now, n), "all",
     )
     ids = [row[0] for row in rows]
-    if len(ids) < n:
+    room = n - len(ids)
+    if room > 0 and max_running is not None:
+        yield Stmt(f"SELECT name FROM engine_locks WHERE name = 'claim'{d.for_update}", (), "val")
+        running = yield Stmt("SELECT count(*) FROM tasks WHERE status = 'running'", (), "val")
+        room = min(room, max_running - running)
+    if room > 0:
         rows = yield Stmt(
             f"SELECT id FROM tasks WHERE status = 'queued' AND ready_at <= ? ORDER BY sort_key, created_at, id "
-            f"LIMIT ?{d.skip_locked}", (now, n - len(ids)), "all",
+            f"LIMIT ?{d.skip_locked}", (now, room), "all",
         )
         ids.extend(row[0] for row in rows)
     for tid in ids:

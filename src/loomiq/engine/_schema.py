@@ -141,7 +141,7 @@ _SQLITE_V4 = (
 )
 
 
-# The request rate as a sliding window: one row per request the limit allows in a window, holding when
+# v5. The request rate as a sliding window: one row per request the limit allows in a window, holding when
 # that request started; a request may start when the oldest of them started a whole window ago.
 _SQLITE_V5 = (
     """CREATE TABLE agent_rate_log (
@@ -153,6 +153,12 @@ _SQLITE_V5 = (
     )""",
     "CREATE INDEX agent_rate_log_oldest ON agent_rate_log (agent_id, started_at)",
     "UPDATE agent_rates SET used = 0",  # the count of the agent's rows in agent_rate_log from now on
+    # Rows locked to serialise an engine-wide decision (claims under a global concurrency limit).
+    """CREATE TABLE engine_locks (
+        name TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL DEFAULT 'default'
+    )""",
+    "INSERT INTO engine_locks (name) VALUES ('claim')",
 )
 
 

@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..runtime import RunEvent, RunResult
@@ -65,18 +65,35 @@ class EngineConfig:
         aging_s: a queued task gains one priority level per `aging_s` seconds waited (read when a
             task is queued; see `_queue`).
         delta_flush_s: the longest streamed text waits before it is logged.
+        max_running: the most tasks running at once across every worker on the database (a global
+            concurrency limit); None = no limit. Default: ``$LOOMIQ_MAX_RUNNING``. Every process
+            that claims tasks should have the same value. Durable runs started in-process
+            (``run(durable=True)``) are not queued, so they count towards it but are not held back.
     """
 
     lease_s: float = 10.0
     renew_s: float = 3.0
     aging_s: float = 60.0
     delta_flush_s: float = 0.05
+    max_running: int | None = field(default_factory=lambda: _env_limit("LOOMIQ_MAX_RUNNING"))
 
     def __post_init__(self) -> None:
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError(f"max_running must be at least 1, not {self.max_running}")
         if not 0 < self.renew_s < self.lease_s:
             raise ValueError(f"renew_s ({self.renew_s}) must be positive and below lease_s ({self.lease_s})")
         if self.aging_s <= 0:
             raise ValueError("aging_s must be positive")
+
+
+def _env_limit(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected a whole number of tasks") from None
 
 
 StopMode = Literal["crash", "hand_back", "lost"]

@@ -69,7 +69,8 @@ class Store(ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     dialect: Dialect
     follow_poll_s: float = 0.05
-    """How often a follower of a task's events reads the log when no in-process event arrives."""
+    """How often the store's shared follower (`_follow.LogFollower`) reads the logs of every task
+    followed in this process, for events written by other processes."""
     claim_poll_s: float = 0.1
     """How often an idle worker looks for claimable tasks written by other processes."""
     cancel_poll_s: float = 0.5

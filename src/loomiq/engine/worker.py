@@ -113,7 +113,8 @@ class Worker:
                         now = time.time()
                         claims: list[Claim] = []
                         if await store.has_claimable(now):
-                            out = await store.run_op(_ops.claim(d, self.id, free, now, engine.config.lease_s),
+                            cfg = engine.config
+                            out = await store.run_op(_ops.claim(d, self.id, free, now, cfg.lease_s, cfg.max_running),
                                                      fence="*")
                             claims = out.value
                         for c in claims:
@@ -191,7 +192,8 @@ async def _main(args: argparse.Namespace) -> int:
     from ..orchestrator import Orchestrator
 
     orch = Orchestrator.from_config(args.config)
-    config = EngineConfig(lease_s=args.lease_s, renew_s=args.renew_s, aging_s=args.aging_s)
+    limit = {} if args.max_running is None else {"max_running": args.max_running}  # else $LOOMIQ_MAX_RUNNING
+    config = EngineConfig(lease_s=args.lease_s, renew_s=args.renew_s, aging_s=args.aging_s, **limit)
     engine = await orch.open_engine(args.database_url, config=config)
     worker = Worker(engine, concurrency=args.concurrency, worker_id=args.worker_id, drain_s=args.drain_s)
     loop = asyncio.get_running_loop()
@@ -219,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lease-s", type=float, default=10.0)
     p.add_argument("--renew-s", type=float, default=3.0)
     p.add_argument("--aging-s", type=float, default=60.0)
+    p.add_argument("--max-running", type=int, default=None,
+                   help="the most tasks running at once on the whole database (default: $LOOMIQ_MAX_RUNNING)")
     args = p.parse_args(argv)
     return asyncio.run(_main(args))
 
