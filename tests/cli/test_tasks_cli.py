@@ -150,8 +150,8 @@ def test_after_runs_a_task_once_its_dependency_completed(worker: Any) -> None:
     assert second["status"] == "waiting" and second["after"] == [first["id"]]
     both = submit("Summarise both.", "--strategy", "single", "--after", f"{first['id']},{second['id']}")
     assert both["after"] == [first["id"], second["id"]]
-    proc = cli("wait", second["id"], "--timeout", "0.5")
-    assert proc.returncode == 1 and "is still waiting after 0.5s" in proc.stderr
+    proc = cli("wait", second["id"], "--timeout", "1.5")  # long enough to replay the log on a busy machine
+    assert proc.returncode == 1 and "is still waiting after 1.5s" in proc.stderr
     assert proc.stdout.splitlines() == [f"waiting for {first['id']}"]
     w = worker("--concurrency", "4")
     assert cli("wait", both["id"]).returncode == 0
