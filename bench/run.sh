@@ -27,7 +27,8 @@
 #
 # The durable set (SET=durable|all) runs, REPS times per mode and alternating in fresh processes,
 # the peers' floor-durable (bench_floor_durable.py, system python3) and bench/bench_loomiq_durable.py
-# on SQLite and on PostgreSQL (a variant whose script prints "SKIP:" is skipped), then once each the
+# on SQLite and on PostgreSQL (a variant whose script prints "SKIP:" is skipped), with the PostgreSQL
+# floor (bench/bench_floor_durable_pg.py, against which the PostgreSQL rows are compared), then once each the
 # engine's own figures (--mode submit on both, --mode scaleout on PostgreSQL), into <stamp>.durable.jsonl.
 # With PEERS=1 it first runs the peers' durable set (PEERS_DURABLE_IDS, default
 # "floor-durable langgraph-durable dbos") into <stamp>.peers-durable.jsonl. Knobs:
@@ -157,6 +158,9 @@ if [[ $SET != memory ]]; then
       for v in $variants; do
         run_durable "loomiq-durable-$v" "$LPY" "$HERE/bench_loomiq_durable.py" "$mode" "$i" --variant "$v" || failed=1
       done
+      if [[ " $variants " == *" postgres "* ]]; then  # the floor on PostgreSQL: one committed row per call
+        run_durable floor-durable-pg "$LPY" "$HERE/bench_floor_durable_pg.py" "$mode" "$i" || failed=1
+      fi
     done
   done
   echo "== loomiq engine figures: submit ($variants), scale-out (postgres)" >&2

@@ -16,7 +16,8 @@ figure the harness printed (itself a median over runs). Per workload:
   peak RSS (VmHWM) - RSS just before the burst.
 
 With ``--durable`` (``SET=durable`` in run.sh) a ``durable`` section: the same figures for
-floor-durable and for each ``loomiq durable (...)`` row, compared with floor-durable (same minutes),
+floor-durable and for each ``loomiq durable (...)`` row, compared with floor-durable (same minutes; the
+PostgreSQL rows with floor-durable-pg, bench_floor_durable_pg.py, when it ran),
 the engine's own figures (``submit``, ``scaleout`` lines of bench_loomiq_durable.py) and
 ``durable_targets``. RESULTS.jsonl may then be empty (SET=durable runs no in-memory rows).
 """
@@ -169,9 +170,13 @@ def durable_section(path: str, peers_path: str | None) -> dict[str, Any]:
     """floor-durable and loomiq's durable rows (same file, same minutes), engine figures, targets."""
     order, rows, meta = load(path)
     fl = first_durable_floor(order, meta)
-    sec: dict[str, Any] = {"results": path, "floor_durable_row": fl, "targets_def": DURABLE_TARGETS, "frameworks": {}}
+    # PostgreSQL rows are compared with the PostgreSQL floor of the same run when there is one.
+    pg_fl = next((fw for fw in order if fw.startswith("floor-durable-pg")), None)
+    sec: dict[str, Any] = {"results": path, "floor_durable_row": fl, "floor_durable_pg_row": pg_fl,
+                           "targets_def": DURABLE_TARGETS, "frameworks": {}}
     for fw in order:
-        f = figures(rows[fw], None if fw == fl or fl is None else rows[fl])
+        base = pg_fl if pg_fl is not None and "postgres" in fw else fl
+        f = figures(rows[fw], None if fw in (fl, pg_fl) or base is None else rows[base])
         f["versions"] = meta[fw]["versions"]
         sec["frameworks"][fw] = f
     engine = load_engine(path)
