@@ -7,15 +7,15 @@ sessions are ended under it with ``pg_terminate_backend``, as a failover or a ne
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from loomiq import Orchestrator
 from loomiq.engine import StoreUnavailable, TaskEngine
 
-from .conftest import FAST, database, eventually, running, team
+from .conftest import eventually, running, team
+
+postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 async def terminate(url: str, pids: list[int]) -> None:
@@ -35,74 +35,60 @@ def session_pids(engine: TaskEngine) -> list[int]:
     return [writer.get_server_pid(), listener.get_server_pid()]
 
 
-async def test_writer_and_listener_reconnect_and_every_task_completes(tmp_path: Path) -> None:
-    async with database("postgresql", tmp_path) as url:
-        agents = team(2, latency_s=0.02)
-        orch = Orchestrator(agents)
+@postgresql_only
+async def test_writer_and_listener_reconnect_and_every_task_completes(open_engine, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    agents = team(2, latency_s=0.02)
+    engine: TaskEngine = await open_engine(agents)
+    store = engine.store
+    async with running(engine, concurrency=4):
+        ids = [await engine.submit(f"t{i}", strategy="sequential", agents=["a0", "a1"]) for i in range(12)]
+        await eventually(lambda: sum(len(a.model.calls) for a in agents) >= 4)  # type: ignore[attr-defined]
+        await terminate(db_url, session_pids(engine))
+
+        # The next write either reconnects at once or fails with StoreUnavailable; the one after works.
+        failures = 0
+        for attempt in range(2):
+            try:
+                ids.append(await engine.submit(f"after {attempt}", strategy="sequential", agents=["a0", "a1"]))
+            except StoreUnavailable:
+                failures += 1
+        assert failures <= 1 and len(ids) == 12 + 2 - failures
+
+        # The listener is back: a notification sent now reaches this process's hub.
+        await eventually(lambda: store.reconnects >= 2, timeout_s=10)  # type: ignore[attr-defined]
+        woken = asyncio.Event()
+        store.hub.work_listeners.add(woken.set)
+        conn = await asyncpg.connect(db_url.split("?", 1)[0])
         try:
-            engine = await orch.open_engine(url, config=FAST)
-            store = engine.store
-            async with running(engine, concurrency=4):
-                ids = [await engine.submit(f"t{i}", strategy="sequential", agents=["a0", "a1"]) for i in range(12)]
-                await eventually(lambda: sum(len(a.model.calls) for a in agents) >= 4)  # type: ignore[attr-defined]
-                await terminate(url, session_pids(engine))
-
-                # The next write either reconnects at once or fails with StoreUnavailable; the one after works.
-                failures = 0
-                for attempt in range(2):
-                    try:
-                        ids.append(await engine.submit(f"after {attempt}", strategy="sequential",
-                                                       agents=["a0", "a1"]))
-                    except StoreUnavailable:
-                        failures += 1
-                assert failures <= 1 and len(ids) == 12 + 2 - failures
-
-                # The listener is back: a notification sent now reaches this process's hub.
-                await eventually(lambda: store.reconnects >= 2, timeout_s=10)  # type: ignore[attr-defined]
-                woken = asyncio.Event()
-                store.hub.work_listeners.add(woken.set)
-                conn = await asyncpg.connect(url.split("?", 1)[0])
-                try:
-                    await conn.execute("SELECT pg_notify($1, '')", f"{store.dialect.notify_channel}_tasks")
-                finally:
-                    await conn.close()
-                async with asyncio.timeout(5):
-                    await woken.wait()
-
-                # Runs cut off mid-flight were abandoned and are taken over once their leases run out.
-                tasks = [await engine.wait(t, timeout_s=20) for t in ids]
-            assert [t.status for t in tasks] == ["completed"] * len(ids)
-            calls = sum(len(a.model.calls) for a in agents)  # type: ignore[attr-defined]
-            assert len(ids) * 2 <= calls <= len(ids) * 2 + 4  # at most the 4 calls in flight were made again
+            await conn.execute("SELECT pg_notify($1, '')", f"{store.dialect.notify_channel}_tasks")
         finally:
-            await orch.aclose()
+            await conn.close()
+        async with asyncio.timeout(5):
+            await woken.wait()
+
+        # Runs cut off mid-flight were abandoned and are taken over once their leases run out.
+        tasks = [await engine.wait(t, timeout_s=20) for t in ids]
+    assert [t.status for t in tasks] == ["completed"] * len(ids)
+    calls = sum(len(a.model.calls) for a in agents)  # type: ignore[attr-defined]
+    assert len(ids) * 2 <= calls <= len(ids) * 2 + 4  # at most the 4 calls in flight were made again
 
 
-async def test_a_read_on_a_cut_pooled_connection_is_retried(tmp_path: Path) -> None:
-    async with database("postgresql", tmp_path) as url:
-        orch = Orchestrator(team(1))
-        try:
-            engine = await orch.open_engine(url, config=FAST, min_size=1, max_size=1)
-            tid = await engine.submit("hello", strategy="single", agents=["a0"])
-            pool = engine.store._pool  # type: ignore[attr-defined]
-            async with pool.acquire() as conn:
-                pid = conn.get_server_pid()
-            await terminate(url, [pid])
-            assert (await engine.get_task(tid)).status == "queued"
-        finally:
-            await orch.aclose()
+@postgresql_only
+async def test_a_read_on_a_cut_pooled_connection_is_retried(open_engine, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine: TaskEngine = await open_engine(team(1), min_size=1, max_size=1)
+    tid = await engine.submit("hello", strategy="single", agents=["a0"])
+    pool = engine.store._pool  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
+        pid = conn.get_server_pid()
+    await terminate(db_url, [pid])
+    assert (await engine.get_task(tid)).status == "queued"
 
 
-async def test_a_store_that_cannot_reach_the_server_says_so(tmp_path: Path) -> None:
-    async with database("postgresql", tmp_path) as url:
-        orch = Orchestrator(team(1))
-        try:
-            engine = await orch.open_engine(url, config=FAST)
-            store = engine.store
-            store.dsn = "postgresql://postgres@127.0.0.1:1/test"  # type: ignore[attr-defined]  # nothing listens
-            await terminate(url, session_pids(engine))
-            await asyncio.sleep(0.1)
-            with pytest.raises(StoreUnavailable, match="cannot be reached"):
-                await engine.submit("lost", strategy="single", agents=["a0"])
-        finally:
-            await orch.aclose()
+@postgresql_only
+async def test_a_store_that_cannot_reach_the_server_says_so(open_engine, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine: TaskEngine = await open_engine(team(1))
+    engine.store.dsn = "postgresql://postgres@127.0.0.1:1/test"  # type: ignore[attr-defined]  # nothing listens
+    await terminate(db_url, session_pids(engine))
+    await asyncio.sleep(0.1)
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        await engine.submit("lost", strategy="single", agents=["a0"])
