@@ -8,6 +8,8 @@ transaction; versions only move forward, and a database newer than this code is 
 - v3: agent_slots and agent_rates, the cross-worker per-agent limits (`limits.py`).
 - v4: the queue and lease-expiry indexes become partial (queued, running tasks only); the unused index
   on lease_owner goes.
+- v5: agent_rate_log (the sliding-window request limit) and engine_locks (serialised claims).
+- v6: PostgreSQL only: steps and events drop their surrogate ``id`` (see `_POSTGRES_V6`).
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -162,6 +164,16 @@ _SQLITE_V5 = (
 )
 
 
+# v6. PostgreSQL only: journal and event rows lose the surrogate ``id`` and its index. A PostgreSQL heap is
+# not clustered on its key, so the column (SQLite's rowid, which orders appends) only cost a sequence
+# value and a B-tree insert per row; (task_id, step_key) and (task_id, seq) stay the unique keys.
+_SQLITE_V6: tuple[str, ...] = ()
+_POSTGRES_V6 = (
+    "ALTER TABLE steps DROP COLUMN id",
+    "ALTER TABLE events DROP COLUMN id",
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -173,8 +185,9 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5),
-    "postgresql": tuple(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6),
+    "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
+                   _POSTGRES_V6),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 
