@@ -65,3 +65,37 @@ async def test_events_of_a_finished_task_replay_and_end(engine: TaskEngine) -> N
     assert [e async for e in engine.orchestrator.events(result.task_id, after=len(events) - 1)] == events[-1:]
     finished = events[-1].to_dict()
     assert finished["status"] == "completed" and finished["task_id"] == result.task_id
+
+
+async def test_postgres_listens_for_events_only_while_a_task_is_followed(
+    tmp_path, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Another process's events reach a follower by NOTIFY (its log poll is 30 s apart, so only a
+    notification can deliver them during the run); a process nobody follows tasks in does not listen
+    for them, and the follower's process stops listening once its last follower leaves."""
+    from loomiq import Orchestrator
+    from loomiq.engine import _postgres
+
+    from .conftest import database
+
+    monkeypatch.setattr(_postgres, "_UNLISTEN_AFTER_S", 0.05)
+    config = EngineConfig(lease_s=2, renew_s=0.2, delta_flush_s=0.05)
+    async with database("postgresql", tmp_path) as url:
+        runner, follower = Orchestrator(_streamer()), Orchestrator(_streamer())
+        try:
+            engine = await runner.open_engine(url, config=config)
+            remote = await follower.open_engine(url, config=config, poll_s=30.0)
+            assert not remote.store._events_listened
+            tid = await runner.submit("stream it", strategy="sequential", agents=["a0", "a1"])
+            got: list[TaskEvent] = []
+            async with running(engine):
+                collector = asyncio.create_task(_collect(remote.events(tid), got))
+                await eventually(lambda: remote.store._events_listened)
+                await asyncio.wait_for(collector, 10)  # the run takes ~1 s; a poll would take 30
+                assert not engine.store._events_listened  # nobody follows a task in the runner's process
+            _assert_contiguous(got, 0)
+            assert [e.seq for e in got] == [e.seq for e in await engine.store.read_events(tid)]
+            await eventually(lambda: not remote.store._events_listened)
+        finally:
+            await runner.aclose()
+            await follower.aclose()

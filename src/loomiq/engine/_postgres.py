@@ -10,8 +10,9 @@ COMMIT. ``synchronous_commit`` is left as it is (on: every commit waits for its 
 shares one among the batch). Reads use a pool. Workers claim with ``FOR UPDATE SKIP LOCKED``.
 
 Notifications (channels prefixed ``loomiq_<schema>_``): ``tasks`` (something became claimable),
-``cancel`` (payload: a task id), ``events`` (payload: task ids whose log grew). A listening
-connection turns them into the hub's wake-ups; polling remains as a slow fallback.
+``cancel`` (payload: a task id), ``events`` (payload: task ids whose log grew; listened to only
+while someone in the process follows a task). A listening connection turns them into the hub's
+wake-ups; polling remains as a slow fallback.
 
 Losing the server (a restart, a failover, a cut connection) is survived without a restart of the
 process: a batch whose connection is lost fails with `StoreUnavailable` (a holder abandons its runs,
@@ -63,6 +64,9 @@ from .store import Store
 logger = logging.getLogger("loomiq.engine")
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+_UNLISTEN_AFTER_S = 5.0
+"""How long the events channel stays listened to after the last follower in this process left."""
 
 _STEP_COLUMNS = "task_id, step_key, tenant_id, epoch, ok, result, created_at"
 _EVENT_COLUMNS = "task_id, seq, tenant_id, epoch, type, data, created_at"
@@ -286,6 +290,9 @@ class PostgresStore(Store):
         self.linger_s = linger_s
         self._writer_task: asyncio.Task[None] | None = None
         self._listener_task: asyncio.Task[None] | None = None
+        self._events_listened = False
+        self._events_task: asyncio.Task[None] | None = None
+        self._unlisten_later: asyncio.TimerHandle | None = None
         self._closed = True
         self._own_pids: set[int] = set()
         self.connect_timeout_s = 5.0
@@ -308,6 +315,7 @@ class PostgresStore(Store):
         if not self._closed:
             return  # already open
         self._hub = EventHub()
+        self._hub.on_followed = self._on_followed
         conn = await asyncpg.connect(self.dsn)
         try:
             if self.schema:
@@ -354,10 +362,61 @@ class PostgresStore(Store):
         """Open the listening connection and register the channels; on its loss, reconnect."""
         conn = await asyncpg.connect(self.dsn, server_settings=self._settings(), timeout=self.connect_timeout_s)
         prefix = self.dialect.notify_channel
-        for kind in ("tasks", "cancel", "events"):
+        for kind in ("tasks", "cancel"):
             await conn.add_listener(f"{prefix}_{kind}", self._on_notify)
+        self._events_listened = False
+        if self._hub is not None and self._hub.followed:
+            await conn.add_listener(f"{prefix}_events", self._on_notify)
+            self._events_listened = True
         conn.add_termination_listener(self._on_listener_lost)
         self._lconn = conn
+
+    # The ``events`` channel is listened to only while someone in this process follows a task: every
+    # durable step's commit notifies it, and a process nobody follows tasks in (a worker) would
+    # otherwise receive, parse and drop one notification per commit of every process. The first
+    # subscription starts listening, then pokes every follower to read its log again (an event
+    # committed between a follower's first read and the LISTEN would otherwise wait for the
+    # follower's poll); the channel is left `_UNLISTEN_AFTER_S` after the last one ends.
+
+    def _on_followed(self, followed: bool) -> None:
+        if self._closed:
+            return
+        if self._unlisten_later is not None:
+            self._unlisten_later.cancel()
+            self._unlisten_later = None
+        if followed:
+            self._sync_events_listen()
+        elif self._events_listened:
+            self._unlisten_later = asyncio.get_running_loop().call_later(_UNLISTEN_AFTER_S, self._sync_events_listen)
+
+    def _sync_events_listen(self) -> None:
+        self._unlisten_later = None
+        if self._events_task is None and not self._closed:
+            self._events_task = asyncio.get_running_loop().create_task(self._events_listen(),
+                                                                       name="loomiq-pg-listen-events")
+
+    async def _events_listen(self) -> None:
+        """LISTEN or UNLISTEN the events channel until it matches whether anyone here follows a task."""
+        channel = f"{self.dialect.notify_channel}_events"
+        try:
+            while not self._closed and self._hub is not None:
+                want, conn = self._hub.followed, self._lconn
+                if want == self._events_listened or conn is None or conn.is_closed():
+                    return  # (a reconnecting listener decides by itself when it is back)
+                try:
+                    if want:
+                        await conn.add_listener(channel, self._on_notify)
+                    else:
+                        await conn.remove_listener(channel, self._on_notify)
+                except Exception as exc:  # noqa: BLE001 - the connection is going: `_relisten` takes over
+                    logger.debug("changing the events LISTEN failed: %s", exc)
+                    return
+                if conn is self._lconn:
+                    self._events_listened = want
+                if want:
+                    self._hub.poke_all()
+        finally:
+            self._events_task = None
 
     def _on_listener_lost(self, conn: Any) -> None:
         if self._closed or conn is not self._lconn or self._listener_task is not None:
@@ -412,10 +471,14 @@ class PostgresStore(Store):
             self._later = None
         if self._writer_task is not None:
             await self._writer_task
-        if self._listener_task is not None:
-            self._listener_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener_task
+        if self._unlisten_later is not None:
+            self._unlisten_later.cancel()
+            self._unlisten_later = None
+        for task in (self._listener_task, self._events_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for conn in (self._lconn, self._wconn):
             if conn is not None and not conn.is_closed():
                 try:

@@ -135,11 +135,22 @@ class EventHub:
         self._subs: dict[str, set[asyncio.Queue[TaskEvent | None]]] = {}
         self.work_listeners: set[Callable[[], None]] = set()
         """Called when a task may have become claimable (workers register their wake-up here)."""
+        self.on_followed: Callable[[bool], None] | None = None
+        """Called with True when the first subscription starts, False when the last one ends (a
+        store listens for other processes' events only while someone here follows a task)."""
+
+    @property
+    def followed(self) -> bool:
+        """Whether anyone in this process follows any task."""
+        return bool(self._subs)
 
     def subscribe(self, task_id: str) -> asyncio.Queue[TaskEvent | None]:
         """A queue receiving the task's events (and None when the log changed in another process)."""
         q: asyncio.Queue[TaskEvent | None] = asyncio.Queue()
+        first = not self._subs
         self._subs.setdefault(task_id, set()).add(q)
+        if first and self.on_followed is not None:
+            self.on_followed(True)
         return q
 
     def unsubscribe(self, task_id: str, q: asyncio.Queue[TaskEvent | None]) -> None:
@@ -149,6 +160,8 @@ class EventHub:
             subs.discard(q)
             if not subs:
                 del self._subs[task_id]
+                if not self._subs and self.on_followed is not None:
+                    self.on_followed(False)
 
     def listening(self, task_id: str) -> bool:
         """Whether someone in this process follows the task's events."""
