@@ -1,9 +1,11 @@
-"""Task event streams against the real server: SSE heartbeats and disconnects, and the WebSocket."""
+"""Task event streams against the real server: SSE heartbeats, disconnects and resumption, and the
+WebSocket."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -51,6 +53,50 @@ def test_sse_heartbeats_and_disconnect_frees_the_subscription(live_server: LiveS
             assert time.monotonic() < deadline, "the event subscription outlived the client"
             time.sleep(0.02)
         http.post(f"/api/tasks/{task_id}/cancel")
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``id:`` field, event) of each SSE frame with data; comments and pings are skipped."""
+    frame: dict[str, str] = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(": ")
+            frame[name] = value
+            continue
+        if "data" in frame:
+            yield frame["id"], json.loads(frame["data"])
+        frame = {}
+
+
+def test_sse_resumes_after_a_dropped_connection_from_last_event_id(live_server: LiveServer) -> None:
+    paced = [f"paced{i}" for i in range(3)]
+    with _http(live_server) as http:
+        for agent in paced:  # a capability of their own: only this test's task runs on them
+            response = http.post("/api/agents", json={"id": agent, "provider": "scripted", "model": "scripted",
+                                                      "capabilities": ["paced-only"], "scripted": {"latency_s": 0.25}})
+            assert response.status_code == 201, response.text
+    task_id = _submit(live_server, {"prompt": "take it step by step", "strategy": "sequential", "agents": paced})
+
+    first: list[dict[str, Any]] = []
+    with _http(live_server) as http, http.stream("GET", f"/api/tasks/{task_id}/events") as response:
+        assert response.status_code == 200
+        for frame_id, event in _sse_events(response.iter_lines()):
+            assert frame_id == str(event["seq"])
+            first.append(event)
+            if event["type"] == "step_finished":
+                break  # the first of three steps: the client goes away mid-task
+    last_id = str(first[-1]["seq"])
+    with _http(live_server) as http:
+        assert http.get(f"/api/tasks/{task_id}").json()["status"] == "running"  # cut before the task finished
+        with http.stream("GET", f"/api/tasks/{task_id}/events", headers={"Last-Event-ID": last_id}) as response:
+            assert response.status_code == 200
+            second = [event for _, event in _sse_events(response.iter_lines())]
+
+    assert "task_finished" not in [e["type"] for e in first]
+    seqs = [e["seq"] for e in first + second]
+    assert seqs == list(range(1, len(seqs) + 1))  # every event once: no gap, no duplicate
+    assert second[-1]["type"] == "task_finished" and second[-1]["status"] == "completed"
+    assert [e["type"] for e in second].count("step_finished") == 2
 
 
 async def test_websocket_sends_the_same_events_as_sse(live_server: LiveServer) -> None:
