@@ -440,7 +440,7 @@ def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float,
         )
         task = task_from_row(row[:-1])
         tenant = task.tenant_id
-        lost = yield Stmt(
+        yield Stmt(
             "UPDATE attempts SET status = 'lost', finished_at = ? WHERE task_id = ? AND status = 'running'", (now, tid)
         )
         yield Stmt(
@@ -448,7 +448,7 @@ def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float,
             "VALUES (?, ?, ?, ?, ?, ?, 'running')", (tid, task.attempts, tenant, task.lease_epoch, holder, now),
         )
         ev = yield from _event(
-            d, tid, tenant, task.lease_epoch, TaskStarted(task.attempts, task.lease_epoch, holder, bool(lost)), now
+            d, tid, tenant, task.lease_epoch, TaskStarted(task.attempts, task.lease_epoch, holder, task.lease_epoch > 1), now
         )
         out.events.append(ev)
         out.value.append(Claim(task, task.lease_epoch, ev.seq + 1, row[-1]))

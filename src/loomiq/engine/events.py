@@ -58,7 +58,9 @@ class TaskReady:
 
 @dataclass(frozen=True, slots=True)
 class TaskStarted:
-    """A holder claimed the task (`resumed`: an earlier holder's lease expired or was handed back)."""
+    """A holder claimed the task (`resumed`: an earlier holder ran it, whose lease expired, who handed
+    it back, or whose attempt failed and is retried; the run replays what that journal holds, as
+    `Claim.resumed` says)."""
 
     type: ClassVar[str] = "task_started"
     attempt: int
