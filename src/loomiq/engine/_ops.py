@@ -447,8 +447,9 @@ def claim(d: Dialect, holder: WorkerID, n: int, now: float, lease_s: float,
             "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
             "VALUES (?, ?, ?, ?, ?, ?, 'running')", (tid, task.attempts, tenant, task.lease_epoch, holder, now),
         )
+        resumed = task.lease_epoch > 1  # an earlier holder ran it: its journal replays
         ev = yield from _event(
-            d, tid, tenant, task.lease_epoch, TaskStarted(task.attempts, task.lease_epoch, holder, task.lease_epoch > 1), now
+            d, tid, tenant, task.lease_epoch, TaskStarted(task.attempts, task.lease_epoch, holder, resumed), now
         )
         out.events.append(ev)
         out.value.append(Claim(task, task.lease_epoch, ev.seq + 1, row[-1]))
