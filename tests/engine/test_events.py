@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from loomiq import ScriptedModel
-from loomiq.engine import EngineConfig, TaskEngine, TaskEvent
+import pytest
 
-from .conftest import eventually, running, scripted
+from loomiq import Orchestrator, ScriptedModel
+from loomiq.engine import EngineConfig, TaskEngine, TaskEvent, _postgres
+
+from .conftest import database, eventually, running, scripted
 
 WORDS = " ".join(f"w{i}" for i in range(40))
 
@@ -68,16 +71,11 @@ async def test_events_of_a_finished_task_replay_and_end(engine: TaskEngine) -> N
 
 
 async def test_postgres_listens_for_events_only_while_a_task_is_followed(
-    tmp_path, monkeypatch  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process's events reach a follower by NOTIFY (its log poll is 30 s apart, so only a
     notification can deliver them during the run); a process nobody follows tasks in does not listen
     for them, and the follower's process stops listening once its last follower leaves."""
-    from loomiq import Orchestrator
-    from loomiq.engine import _postgres
-
-    from .conftest import database
-
     monkeypatch.setattr(_postgres, "_UNLISTEN_AFTER_S", 0.05)
     config = EngineConfig(lease_s=2, renew_s=0.2, delta_flush_s=0.05)
     async with database("postgresql", tmp_path) as url:
