@@ -208,12 +208,18 @@ async def test_stream_without_message_stop_is_malformed(model: AnthropicChatMode
         await collect(model, ask())
 
 
-async def test_malformed_tool_input(model: AnthropicChatModel, wire_server: WireServer) -> None:
+async def test_malformed_tool_input_comes_back_as_a_call_with_an_error(
+    model: AnthropicChatModel, wire_server: WireServer
+) -> None:
     wire_server.script(malformed_tool_args(), malformed_tool_args())
-    with pytest.raises(MalformedResponse, match="get_weather"):
-        await model.complete(ask(tools=(WEATHER,)))
-    with pytest.raises(MalformedResponse, match="not valid JSON"):
-        await collect(model, ask(tools=(WEATHER,)))
+    response = await model.complete(ask(tools=(WEATHER,)))
+    (call,) = response.tool_calls
+    assert (call.name, call.arguments, call.raw_arguments) == ("get_weather", {}, '{"city": "Par')
+    assert call.error is not None and "not valid JSON" in call.error
+    _, final = await collect(model, ask(tools=(WEATHER,)))
+    (call,) = final.tool_calls
+    assert call.raw_arguments == '{"city": "Par'
+    assert call.error is not None and "not valid JSON" in call.error
 
 
 async def test_body_that_is_not_json_is_malformed(model: AnthropicChatModel, wire_server: WireServer) -> None:

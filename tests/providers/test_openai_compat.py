@@ -28,6 +28,7 @@ from loomiq.models.openai_compat import OpenAIChatModel
 
 from .conftest import WEATHER, ask, assert_key_hidden, cancel_once_sent, collect
 from .wire_server import (
+    Reply,
     WireServer,
     error_reply,
     malformed_tool_args,
@@ -258,12 +259,42 @@ async def test_truncated_json_body_is_retryable(model: OpenAIChatModel, wire_ser
         await model.complete(ask())
 
 
-async def test_malformed_tool_arguments(model: OpenAIChatModel, wire_server: WireServer) -> None:
+async def test_malformed_tool_arguments_come_back_as_a_call_with_an_error(
+    model: OpenAIChatModel, wire_server: WireServer
+) -> None:
+    # The tool loop answers such a call with an error result; the model call itself succeeds.
     wire_server.script(malformed_tool_args(), malformed_tool_args(raw='["not", "an", "object"]'))
-    with pytest.raises(MalformedResponse, match="get_weather"):
+    response = await model.complete(ask(tools=(WEATHER,)))
+    (call,) = response.tool_calls
+    assert (call.name, call.arguments, call.raw_arguments) == ("get_weather", {}, '{"city": "Par')
+    assert call.error is not None and "not valid JSON" in call.error
+    _, final = await collect(model, ask(tools=(WEATHER,)))
+    (call,) = final.tool_calls
+    assert call.error == "arguments are not a JSON object"
+    assert call.raw_arguments == '["not", "an", "object"]'
+
+
+async def test_a_call_with_broken_arguments_is_sent_back_as_written(
+    model: OpenAIChatModel, wire_server: WireServer
+) -> None:
+    broken = ToolCall("call_1", "get_weather", {}, '{"city": "Par', "arguments are not valid JSON")
+    history = ModelRequest(
+        messages=(
+            Message("user", "Weather?"),
+            Message("assistant", "", tool_calls=(broken,)),
+            Message("tool", "error: arguments are not valid JSON", tool_call_id="call_1"),
+        ),
+        tools=(WEATHER,),
+    )
+    await model.complete(history)
+    sent = wire_server.requests[-1].body["messages"][1]["tool_calls"][0]["function"]
+    assert sent == {"name": "get_weather", "arguments": '{"city": "Par'}
+
+
+async def test_tool_call_without_a_name_is_malformed(model: OpenAIChatModel, wire_server: WireServer) -> None:
+    wire_server.script(Reply(text="", tool_calls=(("call_1", "", "{}"),)))
+    with pytest.raises(MalformedResponse, match="without a function name"):
         await model.complete(ask(tools=(WEATHER,)))
-    with pytest.raises(MalformedResponse):
-        await collect(model, ask(tools=(WEATHER,)))
 
 
 async def test_body_that_is_not_json_is_malformed(model: OpenAIChatModel, wire_server: WireServer) -> None:

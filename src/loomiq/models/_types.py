@@ -15,11 +15,19 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A function call the model asked for; `arguments` is the parsed JSON object."""
+    """A function call the model asked for; `arguments` is the parsed JSON object.
+
+    A provider sometimes sends arguments that are not a JSON object. Such a call still comes back
+    (the tool loop answers it with an error result the model can correct) instead of failing the
+    whole model call: `error` says what is wrong, `raw_arguments` keeps the text as sent, and
+    `arguments` is empty.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any]
+    raw_arguments: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +43,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """A function the model may call, described by a JSON Schema for its arguments."""
+    """A function the model may call, described by a JSON Schema for its arguments.
+
+    `read_only` says the tool changes nothing (MCP's ``readOnlyHint``); it is not sent to providers,
+    but the offline scripted model only calls such tools on its own.
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

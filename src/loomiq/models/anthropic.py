@@ -251,13 +251,16 @@ def to_anthropic_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict
 
 
 def _tool_call(call_id: str, name: str, arguments: object) -> ToolCall:
+    # Input that is not a JSON object gives a call with `error` set, answered by the tool loop.
+    raw = arguments if isinstance(arguments, str) else None
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            raise MalformedResponse(f"anthropic tool call {name!r} has input that is not valid JSON: {exc}") from exc
+            return ToolCall(call_id, name, {}, raw, f"input is not valid JSON: {exc}")
     if not isinstance(arguments, dict):
-        raise MalformedResponse(f"anthropic tool call {name!r} has input that is not a JSON object")
+        return ToolCall(call_id, name, {}, raw if raw is not None else json.dumps(arguments),
+                        "input is not a JSON object")
     return ToolCall(id=call_id, name=name, arguments=arguments)
 
 

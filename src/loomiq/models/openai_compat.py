@@ -237,7 +237,11 @@ def to_openai_message(message: Message) -> dict[str, Any]:
             {
                 "id": c.id,
                 "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                # A call whose arguments did not parse is sent back as the model wrote it.
+                "function": {
+                    "name": c.name,
+                    "arguments": c.raw_arguments if c.error is not None else json.dumps(c.arguments),
+                },
             }
             for c in message.tool_calls
         ]
@@ -253,15 +257,16 @@ def to_openai_tool(tool: ToolSpec) -> dict[str, Any]:
 
 
 def parse_tool_call(call_id: str | None, name: str | None, arguments: str | None, provider: str) -> ToolCall:
-    """A `ToolCall` from the wire; arguments that are not a JSON object raise `MalformedResponse`."""
+    """A `ToolCall` from the wire. Arguments that are not a JSON object give a call with `error` set
+    (the tool loop answers it with an error result); a call without a name raises `MalformedResponse`."""
+    if not name:
+        raise MalformedResponse(f"{provider} sent a tool call without a function name")
     try:
         parsed = json.loads(arguments) if arguments and arguments.strip() else {}
     except json.JSONDecodeError as exc:
-        raise MalformedResponse(f"{provider} tool call {name!r} has arguments that are not valid JSON: {exc}") from exc
+        return ToolCall(call_id or "", name, {}, arguments, f"arguments are not valid JSON: {exc}")
     if not isinstance(parsed, dict):
-        raise MalformedResponse(f"{provider} tool call {name!r} has arguments that are not a JSON object")
-    if not name:
-        raise MalformedResponse(f"{provider} sent a tool call without a function name")
+        return ToolCall(call_id or "", name, {}, arguments, "arguments are not a JSON object")
     return ToolCall(id=call_id or "", name=name, arguments=parsed)
 
 
