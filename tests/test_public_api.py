@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["loomiq", "loomiq.models", "loomiq.agents", "loomiq.strategies", "loomiq.runtime"]
+PACKAGES = ["loomiq", "loomiq.models", "loomiq.agents", "loomiq.strategies", "loomiq.runtime", "loomiq.tools"]
 
 
 def loomiq_names(module: ModuleType) -> set[str]:

@@ -24,6 +24,7 @@ from .runtime import (
     TaskSpec,
 )
 from .strategies import StrategyError
+from .tools import Tool, ToolContext, ToolLoop, ToolRegistry, ToolResult, tool
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,12 @@ __all__ = [
     "StepStarted",
     "StrategyError",
     "TaskSpec",
+    "Tool",
+    "ToolContext",
+    "ToolLoop",
+    "ToolRegistry",
+    "ToolResult",
     "Usage",
     "__version__",
+    "tool",
 ]

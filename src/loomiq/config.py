@@ -1,7 +1,8 @@
-"""`loomiq.yaml`: the agents a process runs with. Validated here, at the edge, with pydantic; the
-core only ever sees `AgentConfig` dataclasses and built `Agent`s.
+"""`loomiq.yaml`: the agents a process runs with, and the settings of the built-in tools. Validated
+here, at the edge, with pydantic; the core only ever sees `AgentConfig` dataclasses, built `Agent`s
+and a `ToolRegistry`.
 
-Any problem stops loading with one `ConfigError` line naming the file, the agent and the field.
+Any problem stops loading with one `ConfigError` line naming the file, the agent or tool, and the field.
 With no file at all, `default_agents()` decides: a provider whose key (or server) is configured in
 the environment, else the offline scripted agents.
 """
@@ -9,6 +10,7 @@ the environment, else the offline scripted agents.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .agents import Agent, AgentConfig, RetryPolicy
 from .models import PROVIDERS, ModelSpec, Pricing, create_model
+from .tools import ToolRegistry, ToolSettingsError, check_settings
+
+_TOOL_ENTRY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 CONFIG_ENV = "LOOMIQ_CONFIG"
 DEFAULT_FILE = "loomiq.yaml"
@@ -69,6 +74,16 @@ class AgentSection(_Strict):
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, ge=0)
     scripted: ScriptedSection | None = None
+    tools: list[str] = []
+    max_tool_rounds: int = Field(8, ge=0, le=100)
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _TOOL_ENTRY.match(name):
+                raise ValueError(f"{name!r} is not a tool or provider name (letters, digits, '_' or '-', 1 to 64)")
+        return value
 
     @field_validator("provider")
     @classmethod
@@ -82,6 +97,8 @@ class ConfigFile(_Strict):
     """The whole loomiq.yaml."""
 
     agents: list[AgentSection] = Field(min_length=1)
+    tools: dict[str, dict[str, Any] | None] = {}
+    """Settings of the built-in tools by name (``enabled`` and the tool's own); checked by the tools."""
 
 
 def find_config(path: Path | None = None) -> Path | None:
@@ -127,7 +144,26 @@ def parse_config(path: Path) -> ConfigFile:
         if agent.id in seen:
             raise ConfigError(f"{path.name}: agent {agent.id!r}: field 'id': duplicate id")
         seen.add(agent.id)
+    if config.tools:
+        try:
+            check_settings(tool_settings(config))
+        except ToolSettingsError as exc:
+            message = str(exc).removeprefix(f"tool {exc.tool!r}: ").replace("setting '", "field '", 1)
+            raise ConfigError(f"{path.name}: tool {exc.tool!r}: {message}") from None
     return config
+
+
+def tool_settings(config: ConfigFile) -> dict[str, dict[str, Any]]:
+    """The ``tools:`` section, an empty mapping for a tool listed without settings."""
+    return {name: dict(entry or {}) for name, entry in config.tools.items()}
+
+
+def load_tools(path: Path | None = None) -> ToolRegistry:
+    """The `ToolRegistry` of the config file (built-ins configured by its ``tools:`` section), or of
+    the built-ins' defaults when there is no file."""
+    found = find_config(path)
+    settings = tool_settings(parse_config(found)) if found is not None else {}
+    return ToolRegistry(settings=settings)
 
 
 def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
@@ -140,6 +176,11 @@ def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
         ident = entry.get("id") if isinstance(entry, dict) else None
         where = f"agent {ident!r}: " if ident else f"agent #{loc[1] + 1}: "
         loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "tools":
+        where = f"tool {loc[1]!r}: "
+        loc = loc[2:]
+        if not loc:
+            return f"{file}: {where}expected a mapping of settings"
     field = ".".join(str(p) for p in loc) or "agents"
     message = err["msg"].removeprefix("Value error, ")
     return f"{file}: {where}field '{field}': {message}"
@@ -188,6 +229,8 @@ def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
         retry=RetryPolicy(**section.retry.model_dump()),
         breaker_threshold=section.breaker_threshold,
         breaker_cooldown_s=section.breaker_cooldown_s,
+        tools=tuple(section.tools),
+        max_tool_rounds=section.max_tool_rounds,
     )
     return Agent(config, model)
 

@@ -35,6 +35,10 @@ class AgentConfig:
     retry: RetryPolicy = RetryPolicy()
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 30.0
+    tools: tuple[str, ...] = ()
+    """The agent's tool allow-list: tool names, or a provider's name for all its tools (`loomiq.tools.allows`)."""
+    max_tool_rounds: int = 8
+    """Tool rounds one call of this agent may take before it ends with an error."""
 
     @property
     def display_name(self) -> str:
@@ -132,6 +136,7 @@ class Agent:
             "provider": self.config.provider,
             "model": self.config.model,
             "capabilities": sorted(self.capabilities),
+            "tools": list(self.config.tools),
             "state": self.state.value,
             "offline": self.offline,
             "calls": s.calls,

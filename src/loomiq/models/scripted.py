@@ -13,8 +13,9 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from ._offline_tools import offline_tool_call, tool_results_note, user_task
 from ._types import ModelRequest, ModelResponse, StreamPart, TextDelta, ToolCall, Usage
 from .errors import MalformedResponse, ModelError, ProviderUnavailable, RateLimited
 from .pricing import FREE, Pricing
@@ -33,6 +34,15 @@ class ScriptedReply:
     latency_s: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+    @classmethod
+    def calling(cls, *calls: tuple[str, dict[str, Any]] | ToolCall, text: str = "") -> ScriptedReply:
+        """A reply that asks for tool calls, given as ``(name, arguments)`` pairs (ids ``call_0``,
+        ``call_1``... are made up) or as `ToolCall`s (e.g. with broken ``raw_arguments``)."""
+        made = tuple(
+            c if isinstance(c, ToolCall) else ToolCall(f"call_{i}", c[0], dict(c[1])) for i, c in enumerate(calls)
+        )
+        return cls(text=text, tool_calls=made)
 
 
 @dataclass(slots=True)
@@ -57,17 +67,17 @@ _OPENERS = (
 
 
 def offline_answer(name: str, persona: str, request: ModelRequest) -> str:
-    """The default scripted reply: deterministic, built from the prompt, and labelled offline."""
-    last = request.messages[-1].content if request.messages else ""
-    # Strategies put the task first and their instructions after a blank line.
-    task = last.split("\n\n", 1)[0]
+    """The default scripted reply: deterministic, built from the prompt, and labelled offline; after a
+    tool round it also says what the tools returned."""
+    task = user_task(request)
     first = " ".join(task.split())[:90]
     who = persona or name
     digest = hashlib.blake2s(f"{who}\0{task}".encode(), digest_size=2).digest()
     opener = _OPENERS[digest[0] % len(_OPENERS)]
     return (
         f"[offline answer from scripted agent {who}] {opener}: on \"{first}\", "
-        f"the decision hinges on cost, risk and reversibility. This text is scripted, not a model's."
+        f"the decision hinges on cost, risk and reversibility.{tool_results_note(request)} "
+        "This text is scripted, not a model's."
     )
 
 
@@ -120,7 +130,11 @@ class ScriptedModel:
             return call, failure if isinstance(failure, ScriptedReply) else ScriptedReply(error=failure)
         replies = self.replies
         if replies is None:
-            reply: str | ScriptedReply = offline_answer(self.model_name, self.persona, request)
+            tool_call = offline_tool_call(request)
+            reply: str | ScriptedReply = (
+                ScriptedReply(tool_calls=(tool_call,)) if tool_call is not None
+                else offline_answer(self.model_name, self.persona, request)
+            )
         elif callable(replies):
             reply = replies(request, index)
         else:

@@ -18,7 +18,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import jsonschema_rs
 
 from ..models import ToolSpec
 
@@ -97,19 +99,56 @@ class ToolUnavailable(ToolError):
     """The tool cannot run in this deployment; the message says what to install or configure."""
 
 
+class InvalidArguments(ToolError):
+    """A call's arguments do not match the tool's schema; the message names the field."""
+
+
 class Tool(ABC):
     """A function a model may call. Subclasses set `name`, `description` and `parameters` (a JSON
     Schema object for the arguments) and implement `run`; they override `footprint` when calls touch
-    shared resources, and may set `timeout_s`."""
+    shared resources, and may set `timeout_s` and `read_only`.
+
+    Tools that take deployment settings (``tools: {<name>: {...}}`` in loomiq.yaml) override
+    `configure`; tools that may be missing something at run time override `unavailable_reason`.
+    """
 
     name: str
     description: str
     parameters: Mapping[str, Any]
-    timeout_s: float = 30.0
+    timeout_s: float | None = 30.0
+    """Seconds one call may take before it is cancelled and answered with an error; None: no limit."""
+    read_only: bool = False
+    """True when calls change nothing (see `ToolSpec.read_only`)."""
+
+    @classmethod
+    def configure(cls, settings: Mapping[str, Any] | None = None) -> Self:
+        """The tool built from its settings in loomiq.yaml. This default takes none: it refuses a
+        non-empty mapping with a `ValueError` naming the first key."""
+        if settings:
+            raise ValueError(f"tool {cls.name!r}: setting {next(iter(settings))!r}: unknown setting")
+        return cls()
+
+    def unavailable_reason(self) -> str | None:
+        """Why the tool cannot run in this deployment (what to install or configure), or None."""
+        return None
 
     def spec(self) -> ToolSpec:
         """What the model is offered."""
-        return ToolSpec(self.name, self.description, dict(self.parameters))
+        return ToolSpec(self.name, self.description, dict(self.parameters), self.read_only)
+
+    def validate(self, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The arguments `run` gets, checked against `parameters`; raises `InvalidArguments` naming
+        the first field that does not match. Subclasses that convert arguments (the `@tool`
+        functions, through pydantic) override this."""
+        validator = self.__dict__.get("_validator")
+        if validator is None:
+            validator = jsonschema_rs.validator_for(dict(self.parameters))
+            self.__dict__["_validator"] = validator
+        if validator.is_valid(arguments):
+            return arguments
+        error = next(iter(validator.iter_errors(arguments)))
+        where = "/".join(str(p) for p in error.instance_path)
+        raise InvalidArguments(f"argument {where!r}: {error.message}" if where else error.message)
 
     def footprint(self, arguments: Mapping[str, Any]) -> Footprint:
         """The resources one call with these (validated) arguments reads and writes. The default
@@ -126,6 +165,7 @@ __all__ = [
     "EXCLUSIVE",
     "PURE",
     "Footprint",
+    "InvalidArguments",
     "Resource",
     "Tool",
     "ToolContext",
