@@ -257,10 +257,10 @@ def _tool_call(call_id: str, name: str, arguments: object) -> ToolCall:
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            return ToolCall(call_id, name, {}, raw, f"input is not valid JSON: {exc}")
+            return ToolCall(call_id, name, {}, raw, f"arguments are not valid JSON: {exc}")
     if not isinstance(arguments, dict):
         return ToolCall(call_id, name, {}, raw if raw is not None else json.dumps(arguments),
-                        "input is not a JSON object")
+                        "arguments are not a JSON object")
     return ToolCall(id=call_id, name=name, arguments=arguments)
 
 

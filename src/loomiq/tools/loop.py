@@ -212,7 +212,7 @@ class ToolLoop:
                 records[i] = self._refuse(k, turn, i, call, observer)
                 continue
             if call.error is not None:
-                records[i] = _failed(k, turn, i, call, "malformed_arguments", f"arguments: {call.error}")
+                records[i] = _failed(k, turn, i, call, "malformed_arguments", call.error)
                 continue
             try:
                 arguments = tool.validate(call.arguments)
