@@ -1,6 +1,6 @@
 """The `loomiq` command line: `loomiq run` (in-process, or `--durable`), the durable tasks (`loomiq submit`,
 `status`, `wait`, `cancel`, `tasks`, `worker`), the service (`loomiq serve`, `token`, `keys`), `loomiq agents`,
-`loomiq agents check`, `loomiq --version`.
+`loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq --version`.
 
 Every problem the user can fix (config, strategy, agent names) ends as one line on stderr,
 ``loomiq: error: <message>``, with exit code 2.
@@ -17,6 +17,7 @@ from ._agents import agents_app
 from ._run import run_command
 from ._service import register as register_service_commands
 from ._tasks import register as register_task_commands
+from ._tools import tool_app, tools_command
 
 app = typer.Typer(
     name="loomiq",
@@ -32,6 +33,8 @@ app.command("run")(run_command)
 register_task_commands(app)
 register_service_commands(app)
 app.add_typer(agents_app, name="agents")
+app.command("tools")(tools_command)
+app.add_typer(tool_app, name="tool")
 
 
 def _show_version(value: bool) -> None:

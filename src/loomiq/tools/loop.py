@@ -192,6 +192,14 @@ class ToolLoop:
             messages.extend(Message("tool", r.content, tool_call_id=r.call_id, name=r.name) for r in done)
             turn += 1
 
+    async def call(
+        self, name: str, arguments: Mapping[str, Any], ctx: ToolContext = _DEFAULT_CONTEXT, *, call_id: str = "call"
+    ) -> ToolCallRecord:
+        """One tool call outside a model turn (``loomiq tool run``, the API), exactly as a model's
+        call would run: allow-list, validation, footprint, timeout, errors as an error result."""
+        (record,) = await self._round(0, [ToolCall(call_id, name, dict(arguments))], ctx, None, None, "")
+        return record
+
     async def _round(
         self,
         turn: int,
@@ -297,6 +305,7 @@ class ToolLoop:
             observer(ToolCallStarted(p.key, call.name, call.arguments))
         error: str | None = None
         kind: ErrorKind | None = None
+        data: Any = None
         started = time.perf_counter()
         limit = tool.timeout_s
         deadline = asyncio.timeout(limit) if limit else None
@@ -306,7 +315,7 @@ class ToolLoop:
             else:
                 async with deadline:
                     result = await tool.run(p.arguments, ctx)
-            content = result.content
+            content, data = result.content, result.data
             if result.is_error:
                 error, kind = content, "tool_error"
         except TimeoutError as exc:
@@ -327,7 +336,7 @@ class ToolLoop:
         duration = (time.perf_counter() - started) * 1000
         record = ToolCallRecord(
             p.key, turn, p.index, call.id, call.name, call.arguments, "finished", content, error, kind,
-            duration, waited_for,
+            duration, waited_for, data,
         )
         if journal is not None:
             await journal.put(p.key, record)

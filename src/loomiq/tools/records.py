@@ -55,6 +55,7 @@ class ToolCallRecord:
         error_kind: why it failed (`ErrorKind`), or None.
         duration_ms: how long the tool ran (waiting for other calls not included).
         waited_for: indexes of the earlier calls of the turn it had to wait for (footprint overlap).
+        data: the tool's structured result (JSON-able), when it gave one.
     """
 
     key: str
@@ -69,6 +70,7 @@ class ToolCallRecord:
     error_kind: ErrorKind | None = None
     duration_ms: float = 0.0
     waited_for: tuple[int, ...] = ()
+    data: Any = None
 
     @property
     def excerpt(self) -> str:
@@ -101,7 +103,7 @@ class ToolCallRecord:
             "key": self.key, "turn": self.turn, "index": self.index, "call_id": self.call_id,
             "name": self.name, "arguments": dict(self.arguments), "status": self.status,
             "content": self.content, "error": self.error, "error_kind": self.error_kind,
-            "duration_ms": self.duration_ms, "waited_for": list(self.waited_for),
+            "duration_ms": self.duration_ms, "waited_for": list(self.waited_for), "data": self.data,
         }
 
     @classmethod
