@@ -136,7 +136,6 @@ class Agent:
             "provider": self.config.provider,
             "model": self.config.model,
             "capabilities": sorted(self.capabilities),
-            "tools": list(self.config.tools),
             "state": self.state.value,
             "offline": self.offline,
             "calls": s.calls,
