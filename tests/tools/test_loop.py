@@ -266,3 +266,19 @@ async def test_offline_agent_calls_a_read_only_tool_then_answers_with_it() -> No
     assert "I called" not in plain.text
     no_read_only = await ToolLoop([get_weather]).run(call(ScriptedModel(persona="Analyst")), ASK)
     assert no_read_only.tool_calls == () and no_read_only.response.text == plain.text
+
+
+async def test_calls_without_ids_get_one_so_results_match() -> None:
+    seen: list[ModelRequest] = []
+    model = scripted(ScriptedReply.calling(ToolCall("", "get_weather", {"city": "Oslo"}),
+                                           ToolCall("", "get_weather", {"city": "Rome"})), "ok")
+
+    async def call_model(request: ModelRequest) -> ModelResponse:
+        seen.append(request)
+        return await model.complete(request)
+
+    result = await ToolLoop([get_weather]).run(call_model, ASK)
+    assistant, *results = seen[1].messages[1:]
+    assert [c.id for c in assistant.tool_calls] == ["call_0_0", "call_0_1"]
+    assert [m.tool_call_id for m in results] == ["call_0_0", "call_0_1"]
+    assert [r.call_id for r in result.tool_calls] == ["call_0_0", "call_0_1"]

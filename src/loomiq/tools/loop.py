@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..models import Message, ModelRequest, ModelResponse, ToolCall, Usage
@@ -186,6 +186,9 @@ class ToolLoop:
                 return ToolLoopResult(response, tuple(records), usage, cost, turn + 1, tuple(messages))
             if turn >= self.max_rounds:
                 raise ToolRoundsExceeded(self.max_rounds, records, usage, cost)
+            if not all(c.id for c in calls):
+                # Some compatible servers send no call id: give each one, so results match their calls.
+                calls = tuple(c if c.id else replace(c, id=f"call_{turn}_{i}") for i, c in enumerate(calls))
             messages.append(Message("assistant", response.text, tool_calls=calls))
             done = await self._round(turn, calls, ctx, observer, journal, key)
             records.extend(done)
