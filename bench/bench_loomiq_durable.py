@@ -229,7 +229,7 @@ async def submit_mode(runs: int) -> dict[str, Any]:
         try:
             for i in range(runs + 20):
                 t = time.perf_counter()
-                tid = await submit(TASK, strategy="parallel", agents=W2_AGENTS)
+                tid = (await submit(TASK, strategy="parallel", agents=W2_AGENTS)).id
                 stream = ORCH.events(tid)
                 started_at = None
                 async for event in stream:
@@ -258,7 +258,7 @@ async def submit_mode(runs: int) -> dict[str, Any]:
         first = []
         for _ in range(runs):
             t = time.perf_counter()
-            tid = await submit(TASK, strategy="parallel", agents=W2_AGENTS)
+            tid = (await submit(TASK, strategy="parallel", agents=W2_AGENTS)).id
             stream = ORCH.events(tid)
             event = await anext(stream)
             first.append(time.perf_counter() - t)
@@ -306,8 +306,8 @@ async def _batch(url: str, workers: int, batch: int, concurrency: int, latency_m
             line = await asyncio.wait_for(p.stdout.readline(), 60)
             assert json.loads(line)["event"] == "worker_ready", line
         t = time.perf_counter()
-        ids = await asyncio.gather(*(ORCH.submit(f"{TASK} #{i}", strategy="parallel", agents=W2_AGENTS)
-                                     for i in range(batch)))
+        ids = [s.id for s in await asyncio.gather(*(ORCH.submit(f"{TASK} #{i}", strategy="parallel",
+                                                                 agents=W2_AGENTS) for i in range(batch)))]
         submitted = time.perf_counter() - t
         for tid in ids:
             task = await ORCH.wait(tid, timeout_s=600)

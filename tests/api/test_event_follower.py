@@ -55,7 +55,7 @@ def _same_log(got: Sequence[TaskEvent], log: Sequence[TaskEvent], after: int = 0
 
 async def test_events_logged_by_another_engine_reach_every_follower(two_engines: tuple[TaskEngine, TaskEngine]) -> None:
     runner, watcher = two_engines
-    tids = [await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"]) for i in range(2)]
+    tids = [(await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"])).id for i in range(2)]
     followed: dict[tuple[str, int], list[TaskEvent]] = {}
     collectors = []
     for tid in tids:
@@ -93,7 +93,8 @@ async def test_many_followers_share_one_poll(tmp_path: Path, monkeypatch: pytest
                 return await fetch(*args, **kwargs)
 
             monkeypatch.setattr(store, "fetch", counting)
-            tids = [await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"]) for i in range(3)]
+            tids = [(await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"])).id
+                    for i in range(3)]
             sinks: list[list[TaskEvent]] = [[] for _ in range(60)]
             collectors = [asyncio.create_task(_collect(watcher.events(tids[i % 3]), sink))
                           for i, sink in enumerate(sinks)]
@@ -126,7 +127,8 @@ async def test_polls_cut_into_pages_and_chunks_keep_order(tmp_path: Path, monkey
         runner = await runner_orch.open_engine(url, config=CONFIG)
         watcher = await watcher_orch.open_engine(url, config=CONFIG)
         try:
-            tids = [await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"]) for i in range(5)]
+            tids = [(await runner.submit(f"stream {i}", strategy="sequential", agents=["a0", "a1"])).id
+                    for i in range(5)]
             sinks: dict[str, list[TaskEvent]] = {tid: [] for tid in tids}
             collectors = [asyncio.create_task(_collect(watcher.events(tid), sink)) for tid, sink in sinks.items()]
             await eventually(lambda: follower_for(watcher.store).followed == 5)
@@ -144,7 +146,7 @@ async def test_a_follower_of_a_closed_store_is_told(tmp_path: Path) -> None:
     async with database("sqlite", tmp_path) as url:
         orch = Orchestrator(_agents())
         engine = await orch.open_engine(url, config=CONFIG)
-        tid = await engine.submit("never runs", strategy="single", agents=["a0"])
+        tid = (await engine.submit("never runs", strategy="single", agents=["a0"])).id
         events = engine.events(tid)
         assert (await anext(events)).type == "task_queued"
         waiting = asyncio.create_task(anext(events))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from loomiq import Agent, AgentConfig, Orchestrator, ScriptedModel, __version__
+from loomiq import Agent, AgentConfig, Orchestrator, RunOptions, ScriptedModel, __version__
 from loomiq.cli import app
 from loomiq.cli._agents import probe
 from loomiq.cli._common import OFFLINE_DEFAULT
@@ -266,7 +266,7 @@ async def test_cancelling_the_cli_task_returns_a_cancelled_result(offline: Path)
     # cancelled run (with its usage so far) instead of dying.
     config = write_config(offline, scripted_team(latency_s=30), "slow.yaml")
     orch = Orchestrator.from_config(config)
-    options = {"strategy": "consensus", "agents": None, "capabilities": [], "timeout_s": None}
+    options = RunOptions(strategy="consensus")
     task = asyncio.create_task(_execute(orch, PROMPT, options, True, config))
     await asyncio.sleep(0.2)
     task.cancel()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import pytest
 
@@ -98,6 +99,21 @@ def team(n: int = 4, latency_s: float = 0.0) -> list[Agent]:
     return [scripted(f"a{i}", ScriptedModel(replies=[f"answer from a{i}"], latency_s=latency_s)) for i in range(n)]
 
 
+_OWNERS: WeakKeyDictionary[TaskEngine, Orchestrator] = WeakKeyDictionary()
+
+
+def owned(orch: Orchestrator) -> TaskEngine:
+    """`orch`'s engine, remembered so that `orch_of` finds `orch` again from it."""
+    engine = orch.engine
+    _OWNERS[engine] = orch
+    return engine
+
+
+def orch_of(engine: TaskEngine) -> Orchestrator:
+    """The orchestrator that opened `engine` (the engine itself knows only its runner)."""
+    return _OWNERS[engine]
+
+
 @pytest.fixture
 async def open_engine(db_url: str) -> AsyncIterator[Callable[..., object]]:
     """``await open_engine(agents, config=FAST)``: an engine on this test's database (several may be
@@ -105,11 +121,12 @@ async def open_engine(db_url: str) -> AsyncIterator[Callable[..., object]]:
     opened: list[Orchestrator] = []
 
     async def factory(agents: Sequence[Agent] | None = None, config: EngineConfig = FAST,
-                      **options: object) -> TaskEngine:
+                      agent_limits: dict[str, object] | None = None, **store_options: object) -> TaskEngine:
         orch = Orchestrator(agents if agents is not None else team())
-        engine = await orch.open_engine(db_url, config=config, **options)
+        await orch.open_engine(db_url, config=config, agent_limits=agent_limits,  # type: ignore[arg-type]
+                               store_options=store_options)
         opened.append(orch)
-        return engine
+        return owned(orch)
 
     try:
         yield factory

@@ -56,7 +56,7 @@ async def test_sigkill_chaos_loses_nothing_and_repeats_no_finished_call(kind: st
                     while time.monotonic() - started < CHAOS_S or len(ids) < MIN_TASKS:
                         queued = (await engine.store.counts()).get("queued", 0)
                         n = len(ids)
-                        ids.extend(await asyncio.gather(*(
+                        ids.extend(s.id for s in await asyncio.gather(*(
                             orch.submit(f"chaos task {i}: should service {i} be split in two?", strategy="consensus",
                                         agents=list(AGENTS))
                             for i in range(n, n + max(0, BACKLOG - queued))

@@ -6,7 +6,7 @@ from loomiq import ScriptedModel
 from loomiq.engine import TaskEngine
 from loomiq.models import ModelRequest
 
-from .conftest import running, scripted
+from .conftest import orch_of, running, scripted
 
 
 async def test_agents_of_a_dependent_task_receive_dependency_outputs(open_engine) -> None:  # type: ignore[no-untyped-def]
@@ -17,9 +17,9 @@ async def test_agents_of_a_dependent_task_receive_dependency_outputs(open_engine
         return f"answer {index}"
 
     engine: TaskEngine = await open_engine([scripted("w", ScriptedModel(replies=reply))])
-    orch = engine.orchestrator
-    first = await orch.submit("count the widgets", strategy="single", agents=["w"])
-    second = await orch.submit("double the count", strategy="single", agents=["w"], after=[first])
+    orch = orch_of(engine)
+    first = (await orch.submit("count the widgets", strategy="single", agents=["w"])).id
+    second = (await orch.submit("double the count", strategy="single", agents=["w"], after=[first])).id
     async with running(engine):
         done = await orch.wait(second, timeout_s=10)
     assert done.status == "completed"
@@ -35,9 +35,9 @@ async def test_task_stats_group_by_status_and_strategy(open_engine) -> None:  # 
     from .conftest import team
 
     engine: TaskEngine = await open_engine(team(4))
-    orch = engine.orchestrator
-    ids = [await orch.submit("q1", strategy="consensus"), await orch.submit("q2", strategy="single")]
-    queued = await orch.submit("q3", strategy="single", after=[ids[0]])
+    orch = orch_of(engine)
+    ids = [(await orch.submit("q1", strategy="consensus")).id, (await orch.submit("q2", strategy="single")).id]
+    queued = (await orch.submit("q3", strategy="single", after=[ids[0]])).id
     await orch.cancel_task(queued)
     async with running(engine):
         for task_id in ids:

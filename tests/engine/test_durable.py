@@ -8,7 +8,7 @@ from loomiq import Orchestrator, ScriptedModel, ScriptedReply
 from loomiq.engine import EngineConfig, LeaseLost, TaskEngine, Worker, _ops
 from loomiq.engine.task import WorkerID
 
-from .conftest import FAST, eventually, running, scripted, team
+from .conftest import FAST, eventually, orch_of, running, scripted, team
 
 
 def _consensus_team(slow_first_call: bool) -> list:  # type: ignore[type-arg]
@@ -24,8 +24,8 @@ def _consensus_team(slow_first_call: bool) -> list:  # type: ignore[type-arg]
 async def test_crashed_worker_task_resumes_without_repeating_finished_calls(open_engine) -> None:  # type: ignore[no-untyped-def]
     agents = _consensus_team(slow_first_call=True)
     engine: TaskEngine = await open_engine(agents, config=EngineConfig(lease_s=0.5, renew_s=0.1, aging_s=60))
-    orch = engine.orchestrator
-    tid = await orch.submit("Shard the database?", strategy="consensus", agents=["a0", "a1", "a2", "a3"])
+    orch = orch_of(engine)
+    tid = (await orch.submit("Shard the database?", strategy="consensus", agents=["a0", "a1", "a2", "a3"])).id
 
     crashing = Worker(engine, concurrency=2)
     run = asyncio.create_task(crashing.run())
@@ -61,21 +61,21 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_write(open_engine) -> 
     fast = scripted("a0", ScriptedModel(replies=["quick answer"]))
     stalled: TaskEngine = await open_engine([slow], config=config)  # "process" 1, about to stall
     healthy: TaskEngine = await open_engine([fast], config=config)  # "process" 2
-    tid = await stalled.orchestrator.submit("x", strategy="single", agents=["a0"])
+    tid = (await orch_of(stalled).submit("x", strategy="single", agents=["a0"])).id
 
     async with running(stalled, concurrency=1) as w1:  # busy: it claims nothing more
         await eventually(lambda: bool(slow.model.calls))  # type: ignore[attr-defined]
         assert stalled._keeper is not None
         stalled._keeper.cancel()  # its renewals stop (SIGSTOP), the run goes on
         async with running(healthy):
-            task = await healthy.orchestrator.wait(tid, timeout_s=10)
+            task = await orch_of(healthy).wait(tid, timeout_s=10)
             assert task.status == "completed" and task.output == "quick answer"
             await eventually(lambda: slow.model.calls[0].finished)  # type: ignore[attr-defined]
             await eventually(lambda: not w1.running)
     # The stalled worker's late answer was refused: one journal row (epoch 2), one end, one finish event.
     journal = await healthy.store.journal(tid)
     assert journal["single"].output == "quick answer"
-    assert (await healthy.orchestrator.get_task(tid)).output == "quick answer"
+    assert (await orch_of(healthy).get_task(tid)).output == "quick answer"
     finished = [e for e in await healthy.store.read_events(tid) if e.type == "task_finished"]
     assert len(finished) == 1
     assert [a.status for a in await healthy.attempts(tid)] == ["lost", "completed"]
@@ -83,7 +83,7 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_write(open_engine) -> 
 
 async def test_stale_epoch_writes_are_refused(engine: TaskEngine) -> None:
     store, d = engine.store, engine.store.dialect
-    tid = await engine.orchestrator.submit("x", strategy="single", agents=["a0"])
+    tid = (await orch_of(engine).submit("x", strategy="single", agents=["a0"])).id
     first = (await store.run_op(_ops.claim(d, WorkerID("w1"), 1, 0.0 + __import__("time").time(), 0.01),
                                 fence="*")).value[0]
     await asyncio.sleep(0.05)
@@ -110,7 +110,7 @@ async def test_stale_epoch_writes_are_refused(engine: TaskEngine) -> None:
 
 
 async def test_durable_run_matches_the_in_memory_run(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
+    orch = orch_of(engine)
     plain = await orch.run("Pick a queue", strategy="consensus", agents=["a0", "a1", "a2", "a3"])
     durable = await orch.run("Pick a queue", strategy="consensus", agents=["a0", "a1", "a2", "a3"], durable=True)
     assert durable.status == plain.status == "completed"
@@ -128,7 +128,7 @@ async def test_durable_run_matches_the_in_memory_run(engine: TaskEngine) -> None
 
 async def test_group_commit_batches_many_steps(open_engine) -> None:  # type: ignore[no-untyped-def]
     engine: TaskEngine = await open_engine(team(3, latency_s=0.02))
-    orch, stats = engine.orchestrator, engine.store.stats
+    orch, stats = orch_of(engine), engine.store.stats
     before_tx, before_rows = stats.transactions, stats.rows
     results = await asyncio.gather(*(orch.run(f"q{i}", strategy="parallel", agents=["a0", "a1", "a2"],
                                               durable=True) for i in range(100)))
@@ -142,11 +142,11 @@ async def test_group_commit_batches_many_steps(open_engine) -> None:  # type: ig
 async def test_submitted_task_runs_on_a_worker_of_another_orchestrator(open_engine) -> None:  # type: ignore[no-untyped-def]
     client: TaskEngine = await open_engine()
     worker_side: TaskEngine = await open_engine()
-    tid = await client.orchestrator.submit("Hello", strategy="sequential", agents=["a0", "a1"])
+    tid = (await orch_of(client).submit("Hello", strategy="sequential", agents=["a0", "a1"])).id
     async with running(worker_side):
-        task = await client.orchestrator.wait(tid, timeout_s=10)
+        task = await orch_of(client).wait(tid, timeout_s=10)
     assert task.status == "completed" and task.output == "answer from a1"
-    assert isinstance(client.orchestrator, Orchestrator)
+    assert isinstance(orch_of(client), Orchestrator)
 
 
 async def test_workers_are_listed(engine: TaskEngine) -> None:

@@ -10,7 +10,7 @@ import pytest
 from loomiq import Orchestrator, ScriptedModel
 from loomiq.engine import EngineConfig, TaskEngine, TaskEvent, _postgres
 
-from .conftest import database, eventually, running, scripted
+from .conftest import database, eventually, orch_of, running, scripted
 
 WORDS = " ".join(f"w{i}" for i in range(40))
 
@@ -36,14 +36,14 @@ async def test_replay_then_live_without_gap_or_duplicate(open_engine) -> None:  
     config = EngineConfig(lease_s=2, renew_s=0.2, delta_flush_s=0.05)  # a chunk every 10 ms, logged every 50
     engine: TaskEngine = await open_engine(_streamer(), config=config)
     elsewhere: TaskEngine = await open_engine(_streamer(), config=config)  # another process follows through the log
-    orch = engine.orchestrator
-    tid = await orch.submit("stream it", strategy="sequential", agents=["a0", "a1"])
+    orch = orch_of(engine)
+    tid = (await orch.submit("stream it", strategy="sequential", agents=["a0", "a1"])).id
     first: list[TaskEvent] = []
     remote: list[TaskEvent] = []
     late: list[TaskEvent] = []
     async with running(engine):
         c1 = asyncio.create_task(_collect(orch.events(tid), first))
-        c2 = asyncio.create_task(_collect(elsewhere.orchestrator.events(tid), remote))
+        c2 = asyncio.create_task(_collect(orch_of(elsewhere).events(tid), remote))
         await eventually(lambda: len(first) >= 8)
         c3 = asyncio.create_task(_collect(orch.events(tid, after=5), late))  # joins mid-run
         await asyncio.wait_for(asyncio.gather(c1, c2, c3), 10)
@@ -62,10 +62,10 @@ async def test_replay_then_live_without_gap_or_duplicate(open_engine) -> None:  
 
 
 async def test_events_of_a_finished_task_replay_and_end(engine: TaskEngine) -> None:
-    result = await engine.orchestrator.run("q", strategy="single", agents=["a0"], durable=True)
-    events = [e async for e in engine.orchestrator.events(result.task_id)]
+    result = await orch_of(engine).run("q", strategy="single", agents=["a0"], durable=True)
+    events = [e async for e in orch_of(engine).events(result.task_id)]
     _assert_contiguous(events, 0)
-    assert [e async for e in engine.orchestrator.events(result.task_id, after=len(events) - 1)] == events[-1:]
+    assert [e async for e in orch_of(engine).events(result.task_id, after=len(events) - 1)] == events[-1:]
     finished = events[-1].to_dict()
     assert finished["status"] == "completed" and finished["task_id"] == result.task_id
 
@@ -82,9 +82,9 @@ async def test_postgres_listens_for_events_only_while_a_task_is_followed(
         runner, follower = Orchestrator(_streamer()), Orchestrator(_streamer())
         try:
             engine = await runner.open_engine(url, config=config)
-            remote = await follower.open_engine(url, config=config, poll_s=30.0)
+            remote = await follower.open_engine(url, config=config, store_options={"poll_s": 30.0})
             assert not remote.store._events_listened
-            tid = await runner.submit("stream it", strategy="sequential", agents=["a0", "a1"])
+            tid = (await runner.submit("stream it", strategy="sequential", agents=["a0", "a1"])).id
             got: list[TaskEvent] = []
             async with running(engine):
                 collector = asyncio.create_task(_collect(remote.events(tid), got))

@@ -15,7 +15,7 @@ from loomiq.engine import DependencyError, TaskEngine, TaskRetry
 from loomiq.runtime import ExecutionContext
 from loomiq.strategies import STRATEGIES, Outcome, Strategy
 
-from .conftest import eventually, running, scripted, team
+from .conftest import eventually, orch_of, running, scripted, team
 
 
 class EchoContext(Strategy):
@@ -34,10 +34,10 @@ def echo_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_dependencies_run_in_order_and_pass_outputs(engine: TaskEngine, echo_strategy: None) -> None:
-    orch = engine.orchestrator
-    a = await orch.submit("first", strategy="single", agents=["a0"])
-    b = await orch.submit("second", strategy="single", agents=["a1"])
-    c = await orch.submit("third", strategy="echo_context", after=[a, b], context={"k": 1})
+    orch = orch_of(engine)
+    a = (await orch.submit("first", strategy="single", agents=["a0"])).id
+    b = (await orch.submit("second", strategy="single", agents=["a1"])).id
+    c = (await orch.submit("third", strategy="echo_context", after=[a, b], context={"k": 1})).id
     assert (await orch.get_task(c)).status == "waiting"
     async with running(engine):
         done = await orch.wait(c, timeout_s=10)
@@ -46,31 +46,31 @@ async def test_dependencies_run_in_order_and_pass_outputs(engine: TaskEngine, ec
     types = [e.type for e in await engine.store.read_events(c)]
     assert types[:3] == ["task_waiting", "task_ready", "task_started"]
     # A dependency already completed: the new task is queued at once.
-    d = await orch.submit("fourth", strategy="single", after=[a])
+    d = (await orch.submit("fourth", strategy="single", after=[a])).id
     assert (await orch.get_task(d)).status == "queued"
 
 
 async def test_a_failed_dependency_fails_its_dependents(open_engine) -> None:  # type: ignore[no-untyped-def]
     bad = scripted("bad", ScriptedModel(failures={i: "server_error" for i in range(10)}), capabilities=["x"])
     engine: TaskEngine = await open_engine([bad, *team(1)])
-    orch = engine.orchestrator
-    a = await orch.submit("fails", strategy="single", agents=["bad"])
-    b = await orch.submit("after a", strategy="single", agents=["a0"], after=[a])
-    c = await orch.submit("after b", strategy="single", agents=["a0"], after=[b])
+    orch = orch_of(engine)
+    a = (await orch.submit("fails", strategy="single", agents=["bad"])).id
+    b = (await orch.submit("after a", strategy="single", agents=["a0"], after=[a])).id
+    c = (await orch.submit("after b", strategy="single", agents=["a0"], after=[b])).id
     async with running(engine):
         tasks = [await orch.wait(t, timeout_s=10) for t in (a, b, c)]
     assert [t.status for t in tasks] == ["failed", "failed", "failed"]
     assert tasks[1].error == f"dependency {a} failed" and tasks[2].error == f"dependency {b} failed"
     assert not tasks[1].dead  # it never ran
-    late = await orch.submit("after the failure", strategy="single", after=[a])
+    late = (await orch.submit("after the failure", strategy="single", after=[a])).id
     assert (await orch.get_task(late)).error == f"dependency {a} failed"
 
 
 async def test_cancelling_a_dependency_cancels_its_dependents(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
-    a = await orch.submit("a", strategy="single")
-    b = await orch.submit("b", strategy="single", after=[a])
-    c = await orch.submit("c", strategy="single", after=[b])
+    orch = orch_of(engine)
+    a = (await orch.submit("a", strategy="single")).id
+    b = (await orch.submit("b", strategy="single", after=[a])).id
+    c = (await orch.submit("c", strategy="single", after=[b])).id
     assert (await orch.cancel_task(a)).status == "cancelled"
     b_task, c_task = await orch.get_task(b), await orch.get_task(c)
     assert (b_task.status, b_task.error) == ("cancelled", f"dependency {a} was cancelled")
@@ -79,23 +79,23 @@ async def test_cancelling_a_dependency_cancels_its_dependents(engine: TaskEngine
 
 
 async def test_bad_dependencies_are_refused(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
+    orch = orch_of(engine)
     with pytest.raises(DependencyError, match="unknown task id.*nope"):
         await orch.submit("x", after=["nope"])
     with pytest.raises(DependencyError, match="itself"):
         await orch.submit("x", task_id="self", after=["self"])
-    other = await orch.submit("y", tenant_id="acme")
+    other = (await orch.submit("y", tenant_id="acme")).id
     with pytest.raises(DependencyError, match="unknown"):
         await orch.submit("x", after=[other])  # another tenant's task is not visible
-    a = await orch.submit("a", task_id="t-a")
-    b = await orch.submit("b", task_id="t-b", after=[a])
+    a = (await orch.submit("a", task_id="t-a")).id
+    b = (await orch.submit("b", task_id="t-b", after=[a])).id
     assert (await orch.get_task(b)).request.after == ("t-a",)
     assert await orch.list_tasks(status="queued") != []
 
 
 async def test_cancel_a_queued_task(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
-    tid = await orch.submit("never runs", strategy="single")
+    orch = orch_of(engine)
+    tid = (await orch.submit("never runs", strategy="single")).id
     task = await orch.cancel_task(tid)
     assert (task.status, task.error) == ("cancelled", "cancelled by request")
     async with running(engine) as worker:
@@ -109,9 +109,9 @@ async def test_cancel_a_queued_task(engine: TaskEngine) -> None:
 async def test_cancel_a_running_task_in_process(open_engine) -> None:  # type: ignore[no-untyped-def]
     hanging = scripted("a0", ScriptedModel(replies=["never"], latency_s=30))
     engine: TaskEngine = await open_engine([hanging, *team(2)[1:]])
-    orch = engine.orchestrator
-    tid = await orch.submit("slow", strategy="sequential", agents=["a1", "a0"])
-    dependent = await orch.submit("after", strategy="single", after=[tid])
+    orch = orch_of(engine)
+    tid = (await orch.submit("slow", strategy="sequential", agents=["a1", "a0"])).id
+    dependent = (await orch.submit("after", strategy="single", after=[tid])).id
     async with running(engine):
         await eventually(lambda: bool(hanging.model.calls))  # type: ignore[attr-defined]
         started = time.perf_counter()
@@ -128,13 +128,13 @@ async def test_cancel_from_another_process(open_engine) -> None:  # type: ignore
     hanging = scripted("a0", ScriptedModel(replies=["never"], latency_s=30))
     runner: TaskEngine = await open_engine([hanging])
     other: TaskEngine = await open_engine()
-    tid = await runner.orchestrator.submit("slow", strategy="single", agents=["a0"])
+    tid = (await orch_of(runner).submit("slow", strategy="single", agents=["a0"])).id
     async with running(runner):
         await eventually(lambda: bool(hanging.model.calls))  # type: ignore[attr-defined]
         started = time.perf_counter()
         # The holder may already have aborted and recorded it (PostgreSQL NOTIFY is that quick).
-        assert (await other.orchestrator.cancel_task(tid)).status in {"running", "cancelled"}
-        task = await other.orchestrator.wait(tid, timeout_s=5)
+        assert (await orch_of(other).cancel_task(tid)).status in {"running", "cancelled"}
+        task = await orch_of(other).wait(tid, timeout_s=5)
         elapsed = time.perf_counter() - started
     assert task.status == "cancelled" and elapsed < 2.0
 
@@ -142,8 +142,8 @@ async def test_cancel_from_another_process(open_engine) -> None:  # type: ignore
 async def test_timeout_keeps_partial_results(open_engine) -> None:  # type: ignore[no-untyped-def]
     slow = scripted("a1", ScriptedModel(replies=["too late"], latency_s=30))
     engine: TaskEngine = await open_engine([*team(1), slow])
-    orch = engine.orchestrator
-    tid = await orch.submit("race", strategy="sequential", agents=["a0", "a1"], timeout_s=0.3)
+    orch = orch_of(engine)
+    tid = (await orch.submit("race", strategy="sequential", agents=["a0", "a1"], timeout_s=0.3)).id
     async with running(engine):
         task = await orch.wait(tid, timeout_s=5)
     assert task.status == "timed_out" and "0.3" in (task.error or "")
@@ -154,8 +154,8 @@ async def test_timeout_keeps_partial_results(open_engine) -> None:  # type: igno
 async def test_retries_then_dead(open_engine) -> None:  # type: ignore[no-untyped-def]
     bad = scripted("bad", ScriptedModel(failures={i: "server_error" for i in range(10)}))
     engine: TaskEngine = await open_engine([bad])
-    orch = engine.orchestrator
-    tid = await orch.submit("doomed", strategy="single", retry=TaskRetry(max_attempts=3, backoff_s=0.02))
+    orch = orch_of(engine)
+    tid = (await orch.submit("doomed", strategy="single", retry=TaskRetry(max_attempts=3, backoff_s=0.02))).id
     async with running(engine):
         task = await orch.wait(tid, timeout_s=10)
     assert (task.status, task.dead, task.failures, task.attempts) == ("failed", True, 3, 3)
@@ -173,9 +173,9 @@ async def test_a_retry_replays_what_succeeded(open_engine) -> None:  # type: ign
     flaky = scripted("flaky", ScriptedModel(replies=["the synthesis"], failures={0: "server_error"}),
                      capabilities=["synthesis"])
     engine: TaskEngine = await open_engine([steady, flaky])
-    orch = engine.orchestrator
-    tid = await orch.submit("x", strategy="consensus", options={"min_agents": 1}, agents=["steady", "flaky"],
-                            retry=TaskRetry(max_attempts=2, backoff_s=0.01))
+    orch = orch_of(engine)
+    tid = (await orch.submit("x", strategy="consensus", options={"min_agents": 1}, agents=["steady", "flaky"],
+                            retry=TaskRetry(max_attempts=2, backoff_s=0.01))).id
     async with running(engine):
         task = await orch.wait(tid, timeout_s=10)
     assert (task.status, task.output, task.failures, task.dead) == ("completed", "the synthesis", 1, False)
@@ -187,8 +187,8 @@ async def test_a_retry_replays_what_succeeded(open_engine) -> None:  # type: ign
 async def test_unplannable_task_fails_cleanly(open_engine) -> None:  # type: ignore[no-untyped-def]
     client: TaskEngine = await open_engine(team(2))
     worker_side: TaskEngine = await open_engine(team(1))  # has no a1
-    tid = await client.orchestrator.submit("x", strategy="single", agents=["a1"])
+    tid = (await orch_of(client).submit("x", strategy="single", agents=["a1"])).id
     async with running(worker_side):
-        task = await client.orchestrator.wait(tid, timeout_s=5)
+        task = await orch_of(client).wait(tid, timeout_s=5)
     assert task.status == "failed" and "a1" in (task.error or "")
     assert ScriptedReply  # re-exported for scripts

@@ -11,7 +11,7 @@ from loomiq import ScriptedModel
 from loomiq.engine import TaskEngine
 from loomiq.engine.limits import AgentLimit
 
-from .conftest import running, scripted
+from .conftest import orch_of, running, scripted
 
 
 async def test_concurrency_limit_holds_across_processes(open_engine) -> None:  # type: ignore[no-untyped-def]
@@ -19,10 +19,10 @@ async def test_concurrency_limit_holds_across_processes(open_engine) -> None:  #
     models = [ScriptedModel(replies=["ok"], latency_s=0.05) for _ in range(2)]
     e1: TaskEngine = await open_engine([scripted("a0", models[0])], agent_limits=limits)
     e2: TaskEngine = await open_engine([scripted("a0", models[1])], agent_limits=limits)
-    ids = [await e1.orchestrator.submit(f"t{i}", strategy="single") for i in range(6)]
+    ids = [(await orch_of(e1).submit(f"t{i}", strategy="single")).id for i in range(6)]
     async with running(e1, concurrency=3), running(e2, concurrency=3):
         for tid in ids:
-            assert (await e1.orchestrator.wait(tid, timeout_s=10)).status == "completed"
+            assert (await orch_of(e1).wait(tid, timeout_s=10)).status == "completed"
     calls = sorted((c.started_at, c) for m in models for c in m.calls)
     assert len(calls) == 6
     # One at a time: each call started after the previous one's latency had passed.
@@ -36,7 +36,7 @@ async def test_rate_limit(open_engine) -> None:  # type: ignore[no-untyped-def]
         [scripted("a0", model)], agent_limits={"a0": {"requests_per_minute": 2, "window_s": 0.4}}
     )
     started = time.monotonic()
-    results = await asyncio.gather(*(engine.orchestrator.run(f"t{i}", strategy="single", durable=True)
+    results = await asyncio.gather(*(orch_of(engine).run(f"t{i}", strategy="single", durable=True)
                                      for i in range(4)))
     assert all(r.status == "completed" for r in results)
     offsets = sorted(c.started_at - started for c in model.calls)
@@ -53,10 +53,10 @@ async def test_rate_limit_is_a_sliding_window_across_processes(open_engine) -> N
     models = [ScriptedModel(replies=["ok"]) for _ in range(2)]
     e1: TaskEngine = await open_engine([scripted("a0", models[0])], agent_limits=limits)
     e2: TaskEngine = await open_engine([scripted("a0", models[1])], agent_limits=limits)
-    await e1.orchestrator.run("first", strategy="single", durable=True)
+    await orch_of(e1).run("first", strategy="single", durable=True)
     await asyncio.sleep(window * 0.8)
     engines = [e1, e2, e1, e2, e1]
-    results = await asyncio.gather(*(e.orchestrator.run(f"t{i}", strategy="single", durable=True)
+    results = await asyncio.gather(*(orch_of(e).run(f"t{i}", strategy="single", durable=True)
                                      for i, e in enumerate(engines)))
     assert all(r.status == "completed" for r in results)
     starts = sorted(c.started_at for m in models for c in m.calls)

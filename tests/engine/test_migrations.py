@@ -38,10 +38,10 @@ async def test_from_previous_version(db_url: str, previous: int) -> None:
     from loomiq import Orchestrator
 
     orch = Orchestrator(team())
-    engine = await orch.open_engine(db_url, config=FAST, schema_version=previous)
+    engine = await orch.open_engine(db_url, config=FAST, store_options={"schema_version": previous})
     assert await engine.store.schema_version() == previous
     assert "workers" not in await _tables(engine.store) or previous >= 2
-    task_id = await orch.submit("kept across the upgrade", strategy="single", agents=["a0"])
+    task_id = (await orch.submit("kept across the upgrade", strategy="single", agents=["a0"])).id
     await orch.aclose()
 
     orch = Orchestrator(team())

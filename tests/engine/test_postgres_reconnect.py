@@ -41,7 +41,7 @@ async def test_writer_and_listener_reconnect_and_every_task_completes(open_engin
     engine: TaskEngine = await open_engine(agents)
     store = engine.store
     async with running(engine, concurrency=4):
-        ids = [await engine.submit(f"t{i}", strategy="sequential", agents=["a0", "a1"]) for i in range(12)]
+        ids = [(await engine.submit(f"t{i}", strategy="sequential", agents=["a0", "a1"])).id for i in range(12)]
         await eventually(lambda: sum(len(a.model.calls) for a in agents) >= 4)  # type: ignore[attr-defined]
         await terminate(db_url, session_pids(engine))
 
@@ -49,7 +49,7 @@ async def test_writer_and_listener_reconnect_and_every_task_completes(open_engin
         failures = 0
         for attempt in range(2):
             try:
-                ids.append(await engine.submit(f"after {attempt}", strategy="sequential", agents=["a0", "a1"]))
+                ids.append((await engine.submit(f"after {attempt}", strategy="sequential", agents=["a0", "a1"])).id)
             except StoreUnavailable:
                 failures += 1
         assert failures <= 1 and len(ids) == 12 + 2 - failures
@@ -76,7 +76,7 @@ async def test_writer_and_listener_reconnect_and_every_task_completes(open_engin
 @postgresql_only
 async def test_a_read_on_a_cut_pooled_connection_is_retried(open_engine, db_url: str) -> None:  # type: ignore[no-untyped-def]
     engine: TaskEngine = await open_engine(team(1), min_size=1, max_size=1)
-    tid = await engine.submit("hello", strategy="single", agents=["a0"])
+    tid = (await engine.submit("hello", strategy="single", agents=["a0"])).id
     pool = engine.store._pool  # type: ignore[attr-defined]
     async with pool.acquire() as conn:
         pid = conn.get_server_pid()

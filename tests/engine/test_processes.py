@@ -59,7 +59,7 @@ async def submit(engine: TaskEngine, n: int, label: str, strategy: str = "consen
     """`n` tasks over agents a0..a3 (consensus: four calls; sequential: three, a0 first)."""
     agents = list(AGENTS) if strategy == "consensus" else list(AGENTS[:3])
     return [
-        await engine.submit(f"{label} {i}: which queue should service {i} use?", strategy=strategy, agents=agents)
+        (await engine.submit(f"{label} {i}: which queue should service {i} use?", strategy=strategy, agents=agents)).id
         for i in range(n)
     ]
 
@@ -241,7 +241,7 @@ async def test_postgres_restart_mid_run_every_accepted_task_completes(private_po
         refused = 0
         for i in range(3):  # submissions while the server is down are refused, not lost silently
             try:
-                ids.append(await engine.submit(f"during {i}", strategy="consensus", agents=list(AGENTS)))
+                ids.append((await engine.submit(f"during {i}", strategy="consensus", agents=list(AGENTS))).id)
             except Exception:  # noqa: BLE001 - any connection error: the task was not accepted
                 refused += 1
         await asyncio.sleep(1.0)

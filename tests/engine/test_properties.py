@@ -24,7 +24,7 @@ from loomiq.engine._queue import find_cycle_in
 from loomiq.engine.task import WorkerID
 from tests.factories import NO_RETRY, PromptLog, make_agent
 
-from .conftest import FAST, database, eventually, running, scripted
+from .conftest import FAST, database, eventually, orch_of, owned, running, scripted
 
 KINDS = pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 
@@ -39,9 +39,9 @@ async def engine_on(kind: str, tmp: Path, agents: Sequence[Agent]) -> AsyncItera
     """An engine on a fresh database of `kind`, closed (and the database dropped) afterwards."""
     async with database(kind, tmp) as url:
         orch = Orchestrator(agents)
-        engine = await orch.open_engine(url, config=FAST)
+        await orch.open_engine(url, config=FAST)
         try:
-            yield engine
+            yield owned(orch)
         finally:
             await orch.aclose()
 
@@ -144,13 +144,13 @@ def test_dependencies_resolve_as_the_model_says(kind: str, tmp_path: Path,
         bad = make_agent("bad", ["x"], retry=NO_RETRY, breaker_threshold=1000,
                          failures=dict.fromkeys(range(len(tasks)), "server_error"))
         async with engine_on(kind, tmp_path, [good, bad]) as engine:
-            orch = engine.orchestrator
+            orch = orch_of(engine)
             ids: list[str] = []
             for phase in (range(split), range(split, len(tasks))):
                 for i in phase:
                     deps, outcome = tasks[i]
-                    ids.append(await orch.submit(prompt(i), strategy="single", after=[ids[d] for d in deps],
-                                                 agents=["bad" if outcome == "fail" else "good"]))
+                    ids.append((await orch.submit(prompt(i), strategy="single", after=[ids[d] for d in deps],
+                                                 agents=["bad" if outcome == "fail" else "good"])).id)
                     if outcome == "cancel_at_once":
                         await orch.cancel_task(ids[i])
                 for i in phase:
@@ -274,7 +274,7 @@ def test_leases_and_fencing_match_the_model(kind: str, tmp_path: Path, ops: list
 
     async def check() -> None:
         async with engine_on(kind, tmp_path, [scripted("a0")]) as engine:
-            ids = [await engine.orchestrator.submit(f"t{i}", strategy="single") for i in range(2)]
+            ids = [(await orch_of(engine).submit(f"t{i}", strategy="single")).id for i in range(2)]
             holders = Holders(engine, ids)
             for op in ops:
                 await holders.apply(*op)
@@ -460,11 +460,11 @@ def test_cancellation_matches_the_model(kind: str, tmp_path: Path,
         agents = [scripted("quick", ScriptedModel(replies=quick)),
                   scripted("slow", ScriptedModel(replies=hanging, latency_s=30))]
         async with engine_on(kind, tmp_path, agents) as engine:
-            orch = engine.orchestrator
+            orch = orch_of(engine)
             ids = []
             for i, (deps, when) in enumerate(tasks):
-                ids.append(await orch.submit(prompt(i), strategy="single", after=[ids[d] for d in deps],
-                                             agents=["slow" if when == "late_slow" else "quick"]))
+                ids.append((await orch.submit(prompt(i), strategy="single", after=[ids[d] for d in deps],
+                                             agents=["slow" if when == "late_slow" else "quick"])).id)
             mid, expected = cancel_model(tasks, order, ids)
             for i, (_, when) in enumerate(tasks):
                 if when == "early":

@@ -15,22 +15,22 @@ from loomiq.engine import EngineConfig, InvalidTask, TaskEngine, TaskNotFound, T
 from loomiq.engine._queue import QueuedItem, claim_order
 from loomiq.engine.task import WorkerID
 
-from .conftest import FAST, database, running, team
+from .conftest import FAST, database, orch_of, running, team
 
 
 async def test_submit_get_list(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
-    tid = await orch.submit("Compare A and B", strategy="parallel", agents=["a0", "a1"], priority="high",
-                            context={"ticket": 7}, timeout_s=30, retry=TaskRetry(2))
+    orch = orch_of(engine)
+    tid = (await orch.submit("Compare A and B", strategy="parallel", agents=["a0", "a1"], priority="high",
+                            context={"ticket": 7}, timeout_s=30, retry=TaskRetry(2))).id
     task = await orch.get_task(tid)
     assert task.status == "queued" and task.id == tid
     r = task.request
     assert (r.prompt, r.strategy, r.agents, r.priority, r.timeout_s) == ("Compare A and B", "parallel",
                                                                          ("a0", "a1"), "high", 30)
     assert r.context == {"ticket": 7} and r.retry.max_attempts == 2 and r.tenant_id == "default"
-    auto = await orch.submit("Summarise this")
+    auto = (await orch.submit("Summarise this")).id
     assert (await orch.get_task(auto)).request.strategy != "auto"  # resolved at submission
-    other = await orch.submit("x", strategy="single", tenant_id="acme")
+    other = (await orch.submit("x", strategy="single", tenant_id="acme")).id
     assert [t.id for t in await orch.list_tasks()] == [auto, tid]
     assert [t.id for t in await orch.list_tasks(tenant_id="acme")] == [other]
     assert {t.id for t in await orch.list_tasks(tenant_id=None, status="queued")} == {tid, auto, other}
@@ -50,7 +50,7 @@ async def _take(it, n):  # type: ignore[no-untyped-def]
 
 
 async def test_bad_submissions_are_refused(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
+    orch = orch_of(engine)
     with pytest.raises(InvalidTask, match="priority"):
         await orch.submit("x", priority="urgent")
     with pytest.raises(InvalidTask, match="not JSON-serialisable"):
@@ -63,16 +63,20 @@ async def test_bad_submissions_are_refused(engine: TaskEngine) -> None:
 
 
 async def test_idempotency_key(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
-    ids = await asyncio.gather(*(orch.submit("once", strategy="single", idempotency_key="k1") for _ in range(8)))
+    orch = orch_of(engine)
+    answers = await asyncio.gather(*(orch.submit("once", strategy="single", idempotency_key="k1") for _ in range(8)))
+    ids = [a.id for a in answers]
     assert len(set(ids)) == 1
-    assert await orch.submit("once again", idempotency_key="k1") == ids[0]
-    other_tenant = await orch.submit("once", idempotency_key="k1", tenant_id="acme")
+    assert [a.replayed for a in answers].count(False) == 1  # one insert; the seven others are replays
+    assert all(a.task == answers[0].task for a in answers if a.replayed)
+    again = await orch.submit("once again", idempotency_key="k1")
+    assert again.id == ids[0] and again.replayed and again.task.request.prompt == "once"
+    other_tenant = (await orch.submit("once", idempotency_key="k1", tenant_id="acme")).id
     assert other_tenant != ids[0]
     assert len(await orch.list_tasks(tenant_id=None)) == 2
     async with running(engine):
         assert (await orch.wait(ids[0], 10)).status == "completed"
-    assert await orch.submit("once", idempotency_key="k1") == ids[0]  # never a second run
+    assert (await orch.submit("once", idempotency_key="k1")).id == ids[0]  # never a second run
     assert (await engine.attempts(ids[0]))[0].status == "completed" and len(await engine.attempts(ids[0])) == 1
 
 
@@ -88,19 +92,19 @@ async def _claim_all(engine: TaskEngine) -> list[str]:
 
 async def test_priority_order_and_aging(open_engine) -> None:  # type: ignore[no-untyped-def]
     engine = await open_engine(config=EngineConfig(lease_s=2, renew_s=0.2, aging_s=0.05))
-    orch = engine.orchestrator
-    low = await orch.submit("low", strategy="single", priority="low")
+    orch = orch_of(engine)
+    low = (await orch.submit("low", strategy="single", priority="low")).id
     await asyncio.sleep(0.25)  # five aging periods: low now outranks a fresh critical task
-    crit = await orch.submit("crit", strategy="single", priority="critical")
-    medium = await orch.submit("medium", strategy="single", priority="medium")
+    crit = (await orch.submit("crit", strategy="single", priority="critical")).id
+    medium = (await orch.submit("medium", strategy="single", priority="medium")).id
     assert await _claim_all(engine) == [low, crit, medium]
 
 
 async def test_priority_without_aging(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
+    orch = orch_of(engine)
     ids = {}
     for p in ("low", "medium", "critical", "high", "medium"):
-        ids.setdefault(p, []).append(await orch.submit(p, strategy="single", priority=p))
+        ids.setdefault(p, []).append((await orch.submit(p, strategy="single", priority=p)).id)
     expected = ids["critical"] + ids["high"] + ids["medium"] + ids["low"]
     assert await _claim_all(engine) == expected
 
@@ -118,7 +122,7 @@ def test_claim_order_matches_the_model(kind: str, tmp_path: Path, priorities: li
             try:
                 queued = []
                 for i, p in enumerate(priorities):
-                    tid = await orch.submit(f"t{i}", strategy="single", priority=p)
+                    tid = (await orch.submit(f"t{i}", strategy="single", priority=p)).id
                     task = await orch.get_task(tid)
                     queued.append(QueuedItem(tid, p, task.created_at, i))
                 expected = claim_order(queued, time.time(), FAST.aging_s)
@@ -130,7 +134,7 @@ def test_claim_order_matches_the_model(kind: str, tmp_path: Path, priorities: li
 
 
 async def test_submit_is_fast(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
+    orch = orch_of(engine)
     times = []
     for i in range(200):
         t = time.perf_counter()

@@ -14,13 +14,13 @@ import pytest
 from loomiq import Orchestrator, ScriptedModel, ScriptedReply
 from loomiq.engine import EngineConfig, TaskEngine, Worker
 
-from .conftest import database, eventually, running, scripted, team
+from .conftest import database, eventually, orch_of, running, scripted, team
 
 
 async def test_concurrency_is_respected(open_engine) -> None:  # type: ignore[no-untyped-def]
     engine: TaskEngine = await open_engine(team(1, latency_s=0.05))
-    orch = engine.orchestrator
-    ids = [await orch.submit(f"t{i}", strategy="single") for i in range(6)]
+    orch = orch_of(engine)
+    ids = [(await orch.submit(f"t{i}", strategy="single")).id for i in range(6)]
     peak = 0
     async with running(engine, concurrency=2) as worker:
         while True:
@@ -38,7 +38,7 @@ async def test_global_concurrency_holds_across_workers_of_different_processes(op
     config = EngineConfig(lease_s=2.0, renew_s=0.2, aging_s=60.0, delta_flush_s=0.01, max_running=3)
     models = [ScriptedModel(replies=["ok"], latency_s=0.05) for _ in range(2)]
     engines: list[TaskEngine] = [await open_engine([scripted("a0", m)], config=config) for m in models]
-    ids = [await engines[0].orchestrator.submit(f"t{i}", strategy="single") for i in range(12)]
+    ids = [(await orch_of(engines[0]).submit(f"t{i}", strategy="single")).id for i in range(12)]
     peak = 0
     async with running(engines[0], concurrency=2) as w0, running(engines[1], concurrency=2) as w1:
         while True:
@@ -75,8 +75,8 @@ async def test_stop_hands_back_unfinished_tasks(open_engine) -> None:  # type: i
     slow_then_fast = ScriptedModel(replies=[ScriptedReply("slow", latency_s=30), ScriptedReply("second")])
     agents = [*team(1), scripted("a1", slow_then_fast)]
     engine: TaskEngine = await open_engine(agents, config=EngineConfig(lease_s=30, renew_s=1))
-    orch = engine.orchestrator
-    tid = await orch.submit("x", strategy="sequential", agents=["a0", "a1"])
+    orch = orch_of(engine)
+    tid = (await orch.submit("x", strategy="sequential", agents=["a0", "a1"])).id
     worker = Worker(engine, drain_s=0.05)
     run = asyncio.create_task(worker.run())
     await eventually(lambda: bool(slow_then_fast.calls))
@@ -92,8 +92,8 @@ async def test_stop_hands_back_unfinished_tasks(open_engine) -> None:  # type: i
 
 
 async def test_stop_lets_short_tasks_finish(engine: TaskEngine) -> None:
-    orch = engine.orchestrator
-    tid = await orch.submit("x", strategy="single")
+    orch = orch_of(engine)
+    tid = (await orch.submit("x", strategy="single")).id
     worker = Worker(engine, drain_s=5)
     run = asyncio.create_task(worker.run())
     await eventually(lambda: worker.claimed == 1)
@@ -119,7 +119,7 @@ async def test_worker_process_runs_tasks_and_stops_on_sigterm(kind: str, tmp_pat
             assert proc.stdout is not None
             ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
             assert ready["event"] == "worker_ready"
-            tid = await orch.submit("Is a worker process alive?", strategy="single")
+            tid = (await orch.submit("Is a worker process alive?", strategy="single")).id
             task = await orch.wait(tid, timeout_s=20)
             assert task.status == "completed" and task.output
             proc.send_signal(signal.SIGTERM)

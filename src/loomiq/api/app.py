@@ -101,19 +101,11 @@ def create_app(
     return app
 
 
-def _has_engine(orch: Orchestrator) -> bool:
-    try:
-        orch.engine  # noqa: B018 - the property raises when no engine is open
-    except RuntimeError:
-        return False
-    return True
-
-
 async def _start_engine(orch: Orchestrator, settings: Settings, metrics: ApiMetrics, stack: AsyncExitStack
                         ) -> asyncio.Task[None] | None:
     """Open the task engine (unless the orchestrator has one) and start the embedded worker; both are
     stopped by `stack` (the worker first, letting its runs finish for `worker_drain_s`)."""
-    if not _has_engine(orch):
+    if not orch.has_engine:
         await orch.open_engine(settings.database_url)
         stack.push_async_callback(orch.close_engine)
     orch.engine.run_observers.append(metrics.observe)  # runs of this process's workers, whoever submitted them

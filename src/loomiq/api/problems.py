@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agents import NoAgentAvailable, UnknownAgent
-from ..engine.errors import StoreUnavailable
+from ..engine import StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:loomiq:problem:"

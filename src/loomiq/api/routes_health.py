@@ -46,7 +46,7 @@ async def _engine_checks(state: StateDep, checks: dict[str, object]) -> list[str
     engine = state.orchestrator.engine
     try:
         with anyio.fail_after(2):
-            checks["database"] = f"ok (schema {await engine.store.schema_version()})"
+            checks["database"] = f"ok (schema {await engine.schema_version()})"
             workers = await engine.workers()
     except Exception as exc:  # noqa: BLE001 - any failure to read the database makes the server unready
         checks["database"] = f"failing: {type(exc).__name__}"

@@ -16,7 +16,7 @@ router = APIRouter(tags=["tasks"])
 async def stats(principal: PrincipalDep, orch: EngineDep) -> dict[str, Any]:
     """Task counts by status and by strategy, mean run duration of finished tasks, tokens and cost,
     for the caller's tenant (any role)."""
-    rows = await orch.engine.store.task_stats(principal.tenant)
+    rows = await orch.engine.task_stats(principal.tenant)
     by_status: dict[str, int] = {}
     by_strategy: dict[str, dict[str, Any]] = {}
     total_cost = 0.0

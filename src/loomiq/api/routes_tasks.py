@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -19,8 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from ..agents import NoAgentAvailable, UnknownAgent
-from ..engine import DependencyError, EngineClosed, InvalidTask, Priority, Task, TaskNotFound
-from ..engine.task import TaskStatus
+from ..engine import DependencyError, EngineClosed, InvalidTask, Priority, Submitted, Task, TaskNotFound, TaskStatus
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
 from ._event_stream import event_json, sse_stream
@@ -105,34 +103,48 @@ async def find_task(orch: Orchestrator, task_id: str, principal: Principal) -> T
 
 
 async def _submit(
-    orch: Orchestrator, principal: Principal, prompt: str, key: str | None, **kwargs: Any
-) -> tuple[Task, bool]:
-    """Submit and return (task, replayed): replayed when the Idempotency-Key named an earlier task."""
-    for dependency in kwargs.get("after", ()):
+    orch: Orchestrator,
+    principal: Principal,
+    prompt: str,
+    key: str | None,
+    *,
+    strategy: str,
+    agents: Sequence[str] | None,
+    capabilities: Sequence[str],
+    priority: Priority,
+    timeout_s: float | None,
+    options: Mapping[str, Any] | None = None,
+    after: Sequence[str] = (),
+    retry: int | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Submitted:
+    """Submit in the caller's tenant; `replayed` when the Idempotency-Key named an earlier task."""
+    for dependency in after:
         await find_task(orch, dependency, principal)  # a tenant may only depend on its own tasks
-    proposed = uuid.uuid4().hex
     try:
-        task_id = await orch.submit(prompt, task_id=proposed, tenant_id=principal.tenant, idempotency_key=key,
-                                    **kwargs)
+        submitted = await orch.submit(
+            prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
+            timeout_s=timeout_s, priority=priority, after=after, retry=retry, idempotency_key=key,
+            tenant_id=principal.tenant,
+        )
     except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
         raise planning_problem(exc, "agents" if isinstance(exc, UnknownAgent) else "strategy") from None
     except DependencyError as exc:
         raise Problem(422, f"{exc}. Fix the 'after' list.", param="after") from None
     except InvalidTask as exc:
         raise Problem(422, f"{exc}.") from None
-    task = await orch.get_task(task_id)
-    replayed = task_id != proposed
-    if replayed and (task.request.prompt != prompt or task.tenant_id != principal.tenant):
-        raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {task_id}). Use a "
+    task = submitted.task
+    if submitted.replayed and (task.request.prompt != prompt or task.tenant_id != principal.tenant):
+        raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {task.id}). Use a "
                       "new key for a new request.", slug="idempotency-key-reused")
-    return task, replayed
+    return submitted
 
 
-def _accepted(task: Task, replayed: bool, response: Response) -> dict[str, Any]:
-    response.headers["Location"] = f"/api/tasks/{task.id}"
-    if replayed:
+def _accepted(submitted: Submitted, response: Response) -> dict[str, Any]:
+    response.headers["Location"] = f"/api/tasks/{submitted.id}"
+    if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return describe(task)
+    return describe(submitted.task)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
@@ -144,9 +156,12 @@ async def submit_task(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Queue a task (operator). Answers 202 with its id and ``Location`` once it is stored."""
-    fields = body.model_dump(exclude={"prompt"}, exclude_none=True)
-    task, replayed = await _submit(orch, principal, body.prompt, idempotency_key, **fields)
-    return _accepted(task, replayed, response)
+    submitted = await _submit(
+        orch, principal, body.prompt, idempotency_key, strategy=body.strategy, agents=body.agents,
+        capabilities=body.capabilities, options=body.options, priority=body.priority, after=body.after,
+        timeout_s=body.timeout_s, retry=body.retry, context=body.context,
+    )
+    return _accepted(submitted, response)
 
 
 @router.get("")
@@ -211,10 +226,12 @@ async def collaborate(
                                        "the full improved answer.")
     prompt = (f"{source.request.prompt}\n\nPrevious result (task {task_id}, strategy {source.request.strategy}):\n"
               f"{source.output}\n\n{instruction}")
-    fields = body.model_dump(exclude={"instruction"}, exclude_none=True)
-    task, replayed = await _submit(orch, principal, prompt, idempotency_key, after=[task_id],
-                                   context={"collaborates_on": task_id}, **fields)
-    return _accepted(task, replayed, response)
+    submitted = await _submit(
+        orch, principal, prompt, idempotency_key, strategy=body.strategy, agents=body.agents,
+        capabilities=body.capabilities, priority=body.priority, timeout_s=body.timeout_s, after=[task_id],
+        context={"collaborates_on": task_id},
+    )
+    return _accepted(submitted, response)
 
 
 @router.get("/{task_id}/events", response_class=EventSourceResponse)

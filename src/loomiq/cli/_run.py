@@ -19,7 +19,7 @@ import typer
 from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator, RunHandle
-from ..runtime import RunResult
+from ..runtime import InvalidOptions, RunOptions, RunResult
 from ..strategies import StrategyError
 from ._common import fail, offline_notice, split_list
 from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay
@@ -53,11 +53,11 @@ async def _follow(handle: RunHandle, display: LiveDisplay | PlainDisplay | None)
         return await handle.result()
 
 
-async def _execute_durable(orch: Orchestrator, prompt: str, options: dict[str, Any], json_output: bool,
+async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions, json_output: bool,
                            database: str | None) -> RunResult:
     """Run durably in this process: lines from the task's event log while it runs, then the summary.
     Ctrl-C cancels the task (recorded as cancelled), as it cancels an in-process run."""
-    from ..engine.task import new_task_id  # the engine is loaded only for --durable
+    from ..engine import new_task_id  # the engine is loaded only for --durable
     from ._tasks import database_url, shown_url
 
     url = database_url(database)
@@ -67,7 +67,10 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: dict[str, A
         except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
             fail(f"cannot open the database {shown_url(url)}: {type(exc).__name__}: {exc}")
         task_id = new_task_id()
-        run = asyncio.get_running_loop().create_task(engine.run(prompt, task_id=task_id, **options))
+        run = asyncio.get_running_loop().create_task(engine.run(
+            prompt, strategy=options.strategy, agents=options.agents, capabilities=options.capabilities,
+            timeout_s=options.timeout_s, task_id=task_id,
+        ))
         follower = None
         printer = EventPrinter(lifecycle=False)
         if not json_output:
@@ -102,11 +105,12 @@ async def _print_events(engine: Any, task_id: str, printer: Any) -> None:
         printer(event.type, event.data)
 
 
-async def _execute(orch: Orchestrator, prompt: str, options: dict[str, Any], json_output: bool,
+async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_output: bool,
                    config: Path | None) -> RunResult:
     """Plan and stream the run, show it unless `json_output`, close the models, return the result."""
     try:
-        handle = orch.stream(prompt, **options)
+        handle = orch.stream(prompt, strategy=options.strategy, agents=options.agents,
+                             capabilities=options.capabilities, timeout_s=options.timeout_s)
         if json_output:
             return await _follow(handle, None)
         notice = offline_notice(handle.plan.agents, find_config(config))
@@ -153,12 +157,11 @@ def run_command(
         orch = Orchestrator.from_config(config)
     except ConfigError as exc:
         fail(str(exc))
-    options: dict[str, Any] = {
-        "strategy": strategy,
-        "agents": split_list(agents) or None,
-        "capabilities": split_list(capabilities),
-        "timeout_s": timeout,
-    }
+    try:
+        options = RunOptions(strategy=strategy, agents=split_list(agents) or None,
+                             capabilities=split_list(capabilities), timeout_s=timeout)
+    except InvalidOptions as exc:
+        fail(str(exc))
     if database is not None and not durable:
         fail("--database only applies to --durable runs")
     try:

@@ -53,7 +53,7 @@ def token_command(
 
 def _store():  # type: ignore[no-untyped-def]
     from ..api import Settings, SettingsError, open_key_store
-    from ..engine.errors import StoreUnavailable
+    from ..engine import StoreUnavailable
 
     try:
         return open_key_store(Settings.from_env().key_store_location)

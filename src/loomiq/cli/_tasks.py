@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -34,6 +34,9 @@ from ..strategies import StrategyError
 from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, split_list
 from ._display import EventPrinter
 from ._options import AgentsOption, CapabilitiesOption, ConfigOption, PromptArgument, StrategyOption
+
+if TYPE_CHECKING:
+    from ..engine import EngineConfig, Priority
 
 T = TypeVar("T")
 
@@ -70,12 +73,10 @@ def shown_url(url: str) -> str:
 
 
 def _sqlite_file(url: str) -> str | None:
-    if not url.lower().startswith("sqlite:"):
-        return None
-    from ..engine._sqlite import sqlite_path
+    from ..engine import database_file
 
     try:
-        return sqlite_path(url)
+        return database_file(url)
     except ValueError as exc:
         fail(str(exc))
 
@@ -106,16 +107,15 @@ def _when(ts: float | None) -> str:
 
 
 async def _with_engine(url: str | None, orch: Orchestrator, body: Callable[[Orchestrator], Awaitable[T]],
-                       *, create: bool = True, **options: Any) -> T:
-    """Open the engine on `url` for `orch` (`options` to `open_engine`), run `body`, close
-    everything. A database that cannot be opened (or, unless `create`, a SQLite file that does not
-    exist) is a one-line error."""
+                       *, create: bool = True, config: EngineConfig | None = None) -> T:
+    """Open the engine on `url` for `orch` (with `config`), run `body`, close everything. A database
+    that cannot be opened (or, unless `create`, a SQLite file that does not exist) is a one-line error."""
     resolved = database_url(url)
     if not create:
         _require_database(resolved)
     try:
         try:
-            await orch.open_engine(resolved, **options)
+            await orch.open_engine(resolved, config=config)
         except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
             fail(f"cannot open the database {shown_url(resolved)}: {type(exc).__name__}: {exc}")
         return await body(orch)
@@ -214,10 +214,6 @@ def submit_command(
     if idempotency_key is not None and not idempotency_key.strip():
         fail("--idempotency-key is empty")
     orch = _load(config)
-    options: dict[str, Any] = {
-        "strategy": strategy, "agents": split_list(agents) or None, "capabilities": split_list(capabilities),
-        "priority": priority, "after": deps, "timeout_s": timeout, "idempotency_key": idempotency_key,
-    }
 
     async def body(o: Orchestrator) -> Any:
         if task_id is not None and idempotency_key is None:
@@ -229,8 +225,12 @@ def submit_command(
                 pass
             else:
                 fail(f"a task with id {task_id} already exists")
-        tid = await o.submit(prompt, task_id=task_id, **options)
-        return await o.get_task(tid)
+        submitted = await o.submit(
+            prompt, strategy=strategy, agents=split_list(agents) or None, capabilities=split_list(capabilities),
+            priority=cast("Priority", priority),  # checked against PRIORITIES above
+            after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id,
+        )
+        return submitted.task
 
     task = _run(_with_engine(database, orch, body))
     offline = [a for a in orch.agents if a.id in task.request.agents]
@@ -467,8 +467,10 @@ def worker_command(
     if drain < 0:
         fail(f"--drain must not be negative, not {drain:g}")
     try:
-        limit = {} if max_running is None else {"max_running": max_running}  # else $LOOMIQ_MAX_RUNNING
-        engine_config = EngineConfig(lease_s=lease, renew_s=renew, **limit)
+        if max_running is None:  # $LOOMIQ_MAX_RUNNING, or no limit
+            engine_config = EngineConfig(lease_s=lease, renew_s=renew)
+        else:
+            engine_config = EngineConfig(lease_s=lease, renew_s=renew, max_running=max_running)
     except ValueError as exc:
         fail(f"--lease/--renew/--max-running: {exc}")
     orch = _load(config)

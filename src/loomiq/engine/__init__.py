@@ -9,14 +9,16 @@ Use it through the orchestrator::
 
     orch = Orchestrator.from_config()
     await orch.open_engine()                              # $LOOMIQ_DATABASE_URL or sqlite:///loomiq.db
-    task_id = await orch.submit("Compare A and B", strategy="consensus", priority="high")
-    async for event in orch.events(task_id):              # replayed from the log, then live
+    submitted = await orch.submit("Compare A and B", strategy="consensus", priority="high")
+    async for event in orch.events(submitted.id):         # replayed from the log, then live
         print(event.seq, event.type)
-    task = await orch.wait(task_id)
+    task = await orch.wait(submitted.id)
 
 and run tasks with `Worker` (in-process) or ``python -m loomiq.engine.worker`` (a process).
-The machinery lives in private modules: `_ops` (every transaction, written once), `_queue` (pure
-ordering and retry decisions), `_schema` (migrations), `_sqlite` and `_postgres` (the dialects).
+The engine runs tasks through a `loomiq.runtime.Runner` (the orchestrator's `StrategyRunner`) and
+never imports what composes it. The machinery lives in private modules: `_ops` (every transaction,
+written once), `_queue` (pure ordering and retry decisions), `_schema` (migrations), `_sqlite` and
+`_postgres` (the dialects).
 """
 
 from ._ops import Claim
@@ -44,7 +46,7 @@ from .events import (
     TaskWaiting,
 )
 from .limits import AgentLimit, AgentLimiter
-from .store import DEFAULT_URL, Store, WriterStats, database_url, open_store
+from .store import DEFAULT_URL, Store, WriterStats, database_file, database_url, open_store
 from .task import (
     DEFAULT_TENANT,
     PRIORITY_LEVELS,
@@ -52,6 +54,8 @@ from .task import (
     TERMINAL_STATUSES,
     Attempt,
     Priority,
+    SubmitOptions,
+    Submitted,
     Task,
     TaskEvent,
     TaskID,
@@ -61,6 +65,7 @@ from .task import (
     TenantID,
     WorkerID,
     WorkerInfo,
+    new_task_id,
 )
 from .worker import Worker
 
@@ -87,6 +92,8 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreUnavailable",
+    "SubmitOptions",
+    "Submitted",
     "Task",
     "TaskEngine",
     "TaskEvent",
@@ -108,6 +115,8 @@ __all__ = [
     "WorkerID",
     "WorkerInfo",
     "WriterStats",
+    "database_file",
     "database_url",
+    "new_task_id",
     "open_store",
 ]

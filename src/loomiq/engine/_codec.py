@@ -226,9 +226,10 @@ def request_from_json(text: str) -> TaskRequest:
     """The request `request_to_json` stored."""
     d = loads(text)
     return TaskRequest(
-        d["prompt"], d["strategy"], tuple(d["agents"]), tuple(d["capabilities"]), d["options"],
-        d["context"], d["priority"], tuple(TaskID(a) for a in d["after"]), d["timeout_s"],
-        TaskRetry(*d["retry"]), d["idempotency_key"], TenantID(d["tenant_id"]), d["reason"],
+        prompt=d["prompt"], strategy=d["strategy"], agents=tuple(d["agents"]), capabilities=tuple(d["capabilities"]),
+        options=d["options"], context=d["context"], priority=d["priority"],
+        after=tuple(TaskID(a) for a in d["after"]), timeout_s=d["timeout_s"], retry=TaskRetry(*d["retry"]),
+        idempotency_key=d["idempotency_key"], tenant_id=TenantID(d["tenant_id"]), reason=d["reason"],
     )
 
 

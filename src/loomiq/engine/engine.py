@@ -1,7 +1,9 @@
-"""`TaskEngine`: the durable engine bound to an `Orchestrator` and a `Store`.
+"""`TaskEngine`: the durable engine bound to a `Runner` and a `Store`.
 
 It is what `Orchestrator.open_engine()` returns and what the orchestrator's task methods delegate
-to: submit, inspect, cancel, follow and wait for tasks, and run one durably in this process. It also
+to: submit, inspect, cancel, follow and wait for tasks, and run one durably in this process. It knows
+runs only through the `loomiq.runtime.Runner` protocol (plan, resume from a stored plan, execute
+through a context), so it never depends on what composes it. It also
 holds, for this process, the leases of the tasks it runs (renewing them, and abandoning those taken
 over) and answers cancellations: at once for a task this process runs, by NOTIFY (PostgreSQL) or by
 polling (SQLite, every `Store.cancel_poll_s`) for one running elsewhere.
@@ -22,25 +24,27 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..runtime import RunEvent, RunResult
+from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
-from .events import FINAL_EVENT
+from .events import FINAL_EVENT, TaskWaiting
 from .store import Store
 from .task import (
     DEFAULT_TENANT,
-    PRIORITY_LEVELS,
     TERMINAL_STATUSES,
     Attempt,
     Priority,
+    SubmitOptions,
+    Submitted,
     Task,
     TaskEvent,
     TaskID,
     TaskRequest,
     TaskRetry,
+    TaskStatus,
     TenantID,
     WorkerID,
     WorkerInfo,
@@ -50,8 +54,7 @@ from .task import (
 logger = logging.getLogger("loomiq.engine")
 
 if TYPE_CHECKING:
-    from ..orchestrator import Orchestrator, RunPlan
-    from .limits import AgentLimiter
+    from .limits import AgentLimit, AgentLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,31 +117,39 @@ class _Held:
 _NO_RETRY = TaskRetry()
 
 
-def _retry(value: TaskRetry | int | Mapping[str, Any] | None) -> TaskRetry:
+def _retry(value: TaskRetry | int | None) -> TaskRetry:
+    """`retry` as a policy: None is one attempt, an int that many attempts (`SubmitOptions` checks it)."""
     if value is None:
         return _NO_RETRY
     if isinstance(value, TaskRetry):
-        retry = value
-    elif isinstance(value, int):
-        retry = TaskRetry(max_attempts=value)
-    else:
-        retry = TaskRetry(**value)
-    if retry.max_attempts < 1 or retry.backoff_s < 0 or retry.backoff_factor < 1:
-        raise InvalidTask(f"bad retry policy {retry}: max_attempts >= 1, backoff_s >= 0, backoff_factor >= 1")
-    return retry
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTask(f"retry must be a TaskRetry or a number of attempts, not {value!r}")
+    return TaskRetry(max_attempts=value)
+
+
+def _submitted_task(task_id: TaskID, request: TaskRequest, now: float, first: TaskEvent) -> Task:
+    """The task a submission just committed, from its request and the first event of its log
+    (`task_queued`, `task_waiting`, or `task_finished` when a dependency had already ended badly),
+    exactly as `get_task` would read it back."""
+    if first.type == FINAL_EVENT:
+        status: TaskStatus = first.data["status"]
+        return Task(task_id, status, request, now, finished_at=now, error=first.data["error"])
+    return Task(task_id, "waiting" if first.type == TaskWaiting.type else "queued", request, now)
 
 
 class TaskEngine:
-    """Durable tasks for one orchestrator, stored in `store` (see the module docstring)."""
+    """Durable tasks run by `runner`, stored in `store` (see the module docstring)."""
 
     def __init__(
         self,
-        orchestrator: Orchestrator,
+        runner: Runner[Any],
         store: Store,
         config: EngineConfig | None = None,
         limiter: AgentLimiter | None = None,
     ) -> None:
-        self.orchestrator = orchestrator
+        self.runner = runner
+        """Plans, resumes and executes the tasks' runs."""
         self.store = store
         self.config = config or EngineConfig()
         self.limiter = limiter
@@ -156,17 +167,19 @@ class TaskEngine:
     @classmethod
     async def open(
         cls,
-        orchestrator: Orchestrator,
+        runner: Runner[Any],
         url: str | None = None,
         *,
         config: EngineConfig | None = None,
-        agent_limits: Mapping[str, Any] | None = None,
-        **store_options: Any,
+        agent_limits: Mapping[str, AgentLimit | Mapping[str, Any]] | None = None,
+        store_options: Mapping[str, Any] | None = None,
     ) -> TaskEngine:
         """Open the store at `url` (default ``$LOOMIQ_DATABASE_URL``, else ``sqlite:///loomiq.db``) and
-        bind it to `orchestrator`. `agent_limits` maps agent ids to `limits.AgentLimit` (or dicts)."""
+        bind it to `runner`. `agent_limits` maps agent ids to `limits.AgentLimit` (or dicts);
+        `store_options` go to the database's store class (for example ``poll_s`` on SQLite,
+        ``min_size``/``max_size`` of the PostgreSQL pool)."""
         config = config or EngineConfig()
-        store = Store.from_url(url, **store_options)
+        store = Store.from_url(url, **(store_options or {}))
         store.lease_s = config.lease_s
         await store.open()
         limiter = None
@@ -174,7 +187,7 @@ class TaskEngine:
             from .limits import AgentLimiter
 
             limiter = AgentLimiter(store, agent_limits)
-        engine = cls(orchestrator, store, config, limiter)
+        engine = cls(runner, store, config, limiter)
         engine.start()
         return engine
 
@@ -203,7 +216,25 @@ class TaskEngine:
 
     # -- submitting and inspecting --------------------------------------------------------------
 
-    def _request(
+    def _request(self, prompt: str, opts: SubmitOptions, task_id: str) -> tuple[TaskRequest, PlannedRun]:
+        try:
+            if opts.context:
+                check_json("context", opts.context)
+            if opts.options:
+                check_json("options", opts.options)
+        except TypeError as exc:
+            raise InvalidTask(str(exc)) from None
+        plan = self.runner.plan(prompt, opts, run_id=task_id)
+        stored = plan.stored()
+        request = TaskRequest(
+            prompt=prompt, strategy=stored.kind, agents=stored.agents, capabilities=stored.capabilities,
+            options=dict(stored.options), context=dict(stored.context), priority=opts.priority,
+            after=tuple(TaskID(a) for a in opts.after), timeout_s=opts.timeout_s, retry=opts.retry,
+            idempotency_key=opts.idempotency_key, tenant_id=TenantID(opts.tenant_id), reason=stored.reason,
+        )
+        return request, plan
+
+    async def submit(
         self,
         prompt: str,
         *,
@@ -211,61 +242,44 @@ class TaskEngine:
         agents: Sequence[str] | None = None,
         capabilities: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
         priority: Priority = "medium",
         after: Sequence[str] = (),
-        timeout_s: float | None = None,
-        retry: TaskRetry | int | Mapping[str, Any] | None = None,
+        retry: TaskRetry | int | None = None,
         idempotency_key: str | None = None,
-        context: Mapping[str, Any] | None = None,
         tenant_id: str = DEFAULT_TENANT,
-        task_id: str,
-    ) -> tuple[TaskRequest, RunPlan]:
-        if priority not in PRIORITY_LEVELS:
-            raise InvalidTask(f"unknown priority {priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
-        if timeout_s is not None and timeout_s <= 0:
-            raise InvalidTask(f"timeout_s must be positive, not {timeout_s}")
-        if not tenant_id:
-            raise InvalidTask("tenant_id is empty")
-        if isinstance(after, str):
-            after = (after,)
-        try:
-            if context:
-                check_json("context", context)
-            if options:
-                check_json("options", options)
-        except TypeError as exc:
-            raise InvalidTask(str(exc)) from None
-        plan = self.orchestrator.plan(
-            prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-            context=context, task_id=task_id,
-        )
-        request = TaskRequest(
-            prompt, plan.strategy.name, tuple(a.id for a in plan.agents), tuple(capabilities), dict(options or {}),
-            dict(context or {}), priority, tuple(TaskID(a) for a in after), timeout_s, _retry(retry),
-            idempotency_key, TenantID(tenant_id), plan.reason,
-        )
-        return request, plan
+        task_id: str | None = None,
+    ) -> Submitted:
+        """Queue a task and return it as committed, with `replayed` set when `idempotency_key` named an
+        earlier task of the tenant (that task is returned, and nothing is queued).
 
-    async def submit(self, prompt: str, *, task_id: str | None = None, **kwargs: Any) -> TaskID:
-        """Queue a task and return its id once it is committed.
-
-        Keyword arguments: `strategy`, `agents`, `capabilities`, `options` (as `Orchestrator.plan`),
+        `strategy`, `agents`, `capabilities`, `options`, `context` and `timeout_s` are `RunOptions`';
         `priority` (critical, high, medium, low), `after` (ids of tasks that must complete first; their
-        outputs reach the task as ``context["dependencies"][id]``), `timeout_s`, `retry` (`TaskRetry`,
-        or max attempts), `idempotency_key` (unique per tenant: submitting it again returns the first
-        task's id), `context`, `tenant_id`; `task_id` to choose the id.
+        outputs reach the task as ``context["dependencies"][id]``), `retry` (`TaskRetry`, or max
+        attempts), `idempotency_key` (unique per tenant), `tenant_id` and `task_id` (to choose the id)
+        are `SubmitOptions`'.
 
         Raises `StrategyError`/`UnknownAgent`/`NoAgentAvailable` for a plan that cannot run,
         `InvalidTask` for bad arguments, `DependencyError` for unknown dependencies or a cycle.
         """
+        opts = SubmitOptions(
+            strategy=strategy, agents=agents, capabilities=capabilities, options=options or {}, context=context or {},
+            timeout_s=timeout_s, priority=priority, after=after, retry=_retry(retry),
+            idempotency_key=idempotency_key, tenant_id=tenant_id,
+        )
         tid = task_id or new_task_id()
-        request, _ = self._request(prompt, task_id=tid, **kwargs)
+        request, _ = self._request(prompt, opts, tid)
+        now = time.time()
         op = _ops.submit(
-            self.store.dialect, tid, request, request_to_json(request), time.time(), self.config.aging_s,
+            self.store.dialect, tid, request, request_to_json(request), now, self.config.aging_s,
             check_cycles=task_id is not None,
         )
         out = await self.store.run_op(op)
-        return out.value
+        if not out.events:
+            # Nothing was inserted: the idempotency key names an earlier task, which is the answer.
+            return Submitted(task=await self.get_task(out.value), replayed=True)
+        return Submitted(task=_submitted_task(out.value, request, now, out.events[0]), replayed=False)
 
     async def get_task(self, task_id: str) -> Task:
         """The task with this id. Raises `TaskNotFound`."""
@@ -275,10 +289,30 @@ class TaskEngine:
             raise TaskNotFound(f"no task {task_id}")
         return task
 
-    async def list_tasks(self, **filters: Any) -> list[Task]:
-        """Tasks, newest first; filters as `Store.list_tasks` (tenant_id, status, dead, limit, offset)."""
+    async def list_tasks(
+        self,
+        *,
+        tenant_id: str | None = DEFAULT_TENANT,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        dead: bool | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks, newest first, of `tenant_id` (None: every tenant's), in one of the statuses
+        `status`, dead letters or not (`dead`), `limit` of them after skipping `offset`."""
         await self._settled()
-        return await self.store.list_tasks(**filters)
+        return await self.store.list_tasks(tenant_id=tenant_id, status=status, dead=dead, limit=limit, offset=offset)
+
+    async def task_stats(self, tenant_id: str | None = DEFAULT_TENANT) -> list[dict[str, Any]]:
+        """One row per (status, strategy) of the tenant's tasks (None: every tenant's): ``status``,
+        ``strategy``, ``count``, ``mean_duration_s`` of the finished ones, ``input_tokens``,
+        ``output_tokens`` and ``cost_usd``."""
+        await self._settled()
+        return await self.store.task_stats(tenant_id)
+
+    async def schema_version(self) -> int:
+        """The schema version of the database (what its migrations reached)."""
+        return await self.store.schema_version()
 
     async def attempts(self, task_id: str) -> list[Attempt]:
         """Every run of the task (a crash leaves one ``lost``)."""
@@ -374,19 +408,33 @@ class TaskEngine:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, prompt: str, **kwargs: Any) -> RunResult:
+    async def run(
+        self,
+        prompt: str,
+        *,
+        strategy: str = "auto",
+        agents: Sequence[str] | None = None,
+        capabilities: Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+        priority: Priority = "medium",
+        tenant_id: str = DEFAULT_TENANT,
+        task_id: str | None = None,
+    ) -> RunResult:
         """Run a task durably in this process and return its result, as `Orchestrator.run` would.
 
         The task is submitted already claimed by this process, so no worker takes it; each step is
         journalled, and if this process dies a worker resumes the task from its journal. Takes the
-        arguments of `submit` except `after`, `retry` and `idempotency_key` (a durable run is one
-        fresh attempt). Raises `LeaseLost` if another holder took the task over meanwhile.
+        arguments of `submit` but `after`, `retry` and `idempotency_key` (a durable run is one fresh
+        attempt). Raises `LeaseLost` if another holder took the task over meanwhile.
         """
-        for refused in ("after", "retry", "idempotency_key"):
-            if kwargs.get(refused):
-                raise InvalidTask(f"run(durable=True) does not take {refused!r}; submit the task instead")
-        tid = kwargs.pop("task_id", None) or new_task_id()
-        request, plan = self._request(prompt, task_id=tid, **kwargs)
+        opts = SubmitOptions(
+            strategy=strategy, agents=agents, capabilities=capabilities, options=options or {}, context=context or {},
+            timeout_s=timeout_s, priority=priority, tenant_id=tenant_id,
+        )
+        tid = task_id or new_task_id()
+        request, plan = self._request(prompt, opts, tid)
         cfg, now = self.config, time.time()
         claim = _ops.claimed_at_submission(TaskID(tid), request, now, self.holder_id)
         # Not awaited: the writer is FIFO, so the task row commits no later than the first journal
@@ -410,7 +458,7 @@ class TaskEngine:
 
     async def execute_claim(
         self, claim: Claim, holder: WorkerID, *, await_end: bool = True, stream_text: bool = True,
-        plan: RunPlan | None = None,
+        plan: PlannedRun | None = None,
     ) -> RunResult | None:
         """Run a claimed task to its end and record it; None when the run was stopped without an end
         (crash, hand-back, lost lease: see `stop_run`). Must run in its own asyncio task.
@@ -446,24 +494,24 @@ class TaskEngine:
                     if r.after:
                         context["dependencies"] = await store.outputs(r.after)
                     try:
-                        plan = self.orchestrator.resume_plan(
-                            task.id, r.prompt, strategy=r.strategy, agents=r.agents, capabilities=r.capabilities,
-                            options=r.options, context=context, reason=r.reason,
-                        )
+                        plan = self.runner.resume(StoredPlan(
+                            run_id=task.id, prompt=r.prompt, kind=r.strategy, agents=r.agents,
+                            capabilities=r.capabilities, options=r.options, context=context, reason=r.reason,
+                        ))
                     except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
                         end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)
                 if end is None:
                     assert plan is not None
                     journal = await store.journal(task.id) if claim.resumed else None
                     ctx = DurableContext(
-                        task.id, plan.task, self.orchestrator.registry,
+                        task.id, plan.task, self.runner.registry,
                         store=store, log=log, journal=journal, on_lease_lost=lambda: self.stop_run(task.id, "lost"),
                         hold=self.limiter.hold if self.limiter is not None else None,
                         delta_flush_s=self.config.delta_flush_s, stream_text=stream_text,
                         observe=self._observe if self.run_observers else None,
                     )
                     timeout = None if claim.deadline_at is None else max(0.0, claim.deadline_at - time.time())
-                    result = await self.orchestrator.execute(plan, context=ctx, timeout_s=timeout, cancellable=True)
+                    result = await self.runner.execute(plan, ctx, timeout_s=timeout, cancellable=True)
         except asyncio.CancelledError:
             if held.stop is None:
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..runtime import InvalidOptions
+
 
 class EngineError(Exception):
     """Base class of the engine's errors."""
@@ -11,8 +13,9 @@ class TaskNotFound(EngineError, LookupError):
     """No task has this id (in this tenant)."""
 
 
-class InvalidTask(EngineError, ValueError):
-    """A submission the engine refuses: bad priority, unserialisable context, bad retry policy..."""
+class InvalidTask(EngineError, InvalidOptions):
+    """A submission the engine refuses: bad priority, unserialisable context, bad retry policy...
+    (an `InvalidOptions`, so a `ValueError`)."""
 
 
 class DependencyError(InvalidTask):

@@ -328,6 +328,17 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+def database_file(url: str | None = None) -> str | None:
+    """The file of a SQLite database URL (see `database_url`); None for a server database.
+    Raises `ValueError` for a SQLite URL that names no file."""
+    url = database_url(url)
+    if not url.lower().startswith("sqlite:"):
+        return None
+    from ._sqlite import sqlite_path
+
+    return sqlite_path(url)
+
+
 async def open_store(url: str | None = None, **options: Any) -> Store:
     """An opened store for `url` (see `Store.from_url`); close it with `await store.close()`."""
     store = Store.from_url(url, **options)
@@ -335,4 +346,4 @@ async def open_store(url: str | None = None, **options: Any) -> Store:
     return store
 
 
-__all__ = ["DEFAULT_URL", "Store", "WriterStats", "database_url", "open_store"]
+__all__ = ["DEFAULT_URL", "Store", "WriterStats", "database_file", "database_url", "open_store"]

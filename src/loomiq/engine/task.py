@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
 from ..models import Usage
+from ..runtime import InvalidOptions, RunOptions
+from ..runtime.options import names
+from .errors import InvalidTask
 
 TaskID = NewType("TaskID", str)
 """A task's id (32 hex characters unless the caller chose one)."""
@@ -64,9 +67,49 @@ class TaskRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitOptions(RunOptions):
+    """How to run a durable task: `RunOptions`, and where the task sits in the queue. Raises
+    `InvalidTask` (an `InvalidOptions`) naming the argument for a value the engine cannot use.
+
+    Attributes:
+        priority: ``critical``, ``high``, ``medium`` or ``low``.
+        after: ids of tasks that must complete first (a tuple once constructed; one string is one id).
+        retry: how often a failed run is run again.
+        idempotency_key: submitting the same key again (in the tenant) returns the first task.
+        tenant_id: the tenant the task belongs to.
+    """
+
+    priority: Priority = "medium"
+    after: Sequence[str] = ()
+    retry: TaskRetry = TaskRetry()
+    idempotency_key: str | None = None
+    tenant_id: str = DEFAULT_TENANT
+
+    def __post_init__(self) -> None:
+        try:
+            RunOptions.__post_init__(self)
+            object.__setattr__(self, "after", names("after", self.after))
+        except InvalidTask:
+            raise
+        except InvalidOptions as exc:
+            raise InvalidTask(str(exc)) from None
+        if self.priority not in PRIORITY_LEVELS:
+            raise InvalidTask(f"unknown priority {self.priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
+        r = self.retry
+        if not isinstance(r, TaskRetry) or r.max_attempts < 1 or r.backoff_s < 0 or r.backoff_factor < 1:
+            raise InvalidTask(f"bad retry policy {r}: max_attempts >= 1, backoff_s >= 0, backoff_factor >= 1")
+        key = self.idempotency_key
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise InvalidTask(f"idempotency_key must be a non-empty string, not {key!r}")
+        if not isinstance(self.tenant_id, str) or not self.tenant_id:
+            raise InvalidTask("tenant_id is empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskRequest:
     """What was submitted: everything a worker needs to run the task, as the caller gave it,
-    plus the plan resolved at submission (`strategy` is never ``auto`` after planning)."""
+    plus the plan resolved at submission (`strategy` is never ``auto`` after planning). Built with
+    keyword arguments only."""
 
     prompt: str
     strategy: str
@@ -134,6 +177,20 @@ class Task:
             "usage": self.usage.as_dict(), "cost_usd": round(self.cost_usd, 10),
             "cancel_requested": self.cancel_requested,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `TaskEngine.submit` answers: the task as committed, and whether the submission was an
+    idempotent replay (its key named an earlier task, which `task` then is; nothing was queued)."""
+
+    task: Task
+    replayed: bool = False
+
+    @property
+    def id(self) -> TaskID:
+        """The task's id."""
+        return self.task.id
 
 
 @dataclass(frozen=True, slots=True)

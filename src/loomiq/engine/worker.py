@@ -43,6 +43,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import _ops
 from ._ops import Claim
@@ -57,7 +58,7 @@ class Worker:
     """Runs tasks from the engine's store, up to `concurrency` at a time (see the module docstring).
 
     Args:
-        engine: the engine (its orchestrator's agents run the tasks).
+        engine: the engine (its runner's agents run the tasks).
         concurrency: the most tasks this worker runs at once.
         worker_id: its lease-holder id (default: host, pid and a random suffix).
         drain_s: how long `stop()` lets runs in hand finish before handing them back.
@@ -189,23 +190,26 @@ class Worker:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..orchestrator import Orchestrator
+    from ..agents import AgentRegistry
+    from ..config import load_agents
+    from ..strategies import StrategyRunner
 
-    orch = Orchestrator.from_config(args.config)
+    registry = AgentRegistry(load_agents(Path(args.config) if args.config else None))
     limit = {} if args.max_running is None else {"max_running": args.max_running}  # else $LOOMIQ_MAX_RUNNING
     config = EngineConfig(lease_s=args.lease_s, renew_s=args.renew_s, aging_s=args.aging_s, **limit)
-    engine = await orch.open_engine(args.database_url, config=config)
-    worker = Worker(engine, concurrency=args.concurrency, worker_id=args.worker_id, drain_s=args.drain_s)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.request_stop)
-    runner = loop.create_task(worker.run())
-    print(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
-                      "concurrency": worker.concurrency}), flush=True)
+    engine = await TaskEngine.open(StrategyRunner(registry), args.database_url, config=config)
     try:
+        worker = Worker(engine, concurrency=args.concurrency, worker_id=args.worker_id, drain_s=args.drain_s)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.request_stop)
+        runner = loop.create_task(worker.run())
+        print(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
+                          "concurrency": worker.concurrency}), flush=True)
         await runner
     finally:
-        await orch.aclose()
+        await engine.close()
+        await asyncio.gather(*(a.model.aclose() for a in registry))
     print(json.dumps({"event": "worker_stopped", "worker_id": worker.id, "claimed": worker.claimed}), flush=True)
     return 0
 

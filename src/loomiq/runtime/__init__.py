@@ -1,4 +1,5 @@
-"""The run-time core: execution contexts, typed events and results."""
+"""The run-time core: execution contexts, typed events, results, run options, and the `Runner`
+protocol the durable engine executes."""
 
 from .context import EventSink, ExecutionContext, TaskSpec
 from .events import (
@@ -10,20 +11,28 @@ from .events import (
     StepFinished,
     StepStarted,
 )
+from .options import InvalidOptions, RunOptions
 from .result import RunResult, RunStatus, StepResult
+from .runner import PlannedRun, Runner, StoredPlan, new_run_id
 
 __all__ = [
     "AgentFailedOver",
     "EventSink",
     "ExecutionContext",
+    "InvalidOptions",
+    "PlannedRun",
     "RunEvent",
     "RunFinished",
+    "RunOptions",
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "Runner",
     "StepDelta",
     "StepFinished",
     "StepResult",
     "StepStarted",
+    "StoredPlan",
     "TaskSpec",
+    "new_run_id",
 ]

@@ -57,9 +57,10 @@ class StepResult:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class RunResult:
-    """What a run produced: the final output, every step, totals, and who answered or failed."""
+    """What a run produced: the final output, every step, totals, and who answered or failed.
+    Built with keyword arguments only (it has thirteen fields)."""
 
     task_id: str
     status: RunStatus

@@ -1,0 +1,179 @@
+"""`StrategyRunner`: the `loomiq.runtime.Runner` for collaboration strategies.
+
+It plans a run (``auto`` chooses the strategy, the strategy picks its agents), rebuilds a stored plan
+for a resumed durable run, and executes a plan through an `ExecutionContext`: the in-process one
+(`Orchestrator.run`), or the engine's journalling one (a durable run). There is one implementation
+of every strategy; where it runs is the context's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..agents import Agent, AgentRegistry
+from ..models import Usage
+from ..runtime import (
+    EventSink,
+    ExecutionContext,
+    RunFinished,
+    RunOptions,
+    RunResult,
+    RunStarted,
+    RunStatus,
+    StoredPlan,
+    TaskSpec,
+    new_run_id,
+)
+from ._catalog import get_strategy
+from .auto import choose_strategy
+from .base import Strategy, StrategyError
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A run decided but not started: its id, task, strategy (and why) and agents."""
+
+    task_id: str
+    task: TaskSpec
+    strategy: Strategy
+    reason: str
+    agents: tuple[Agent, ...]
+    options: Mapping[str, Any]
+    """The strategy's options, as given (stored with a durable task)."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (the same as `task_id`)."""
+        return self.task_id
+
+    def stored(self) -> StoredPlan:
+        """The plan's durable form (`StrategyRunner.resume` rebuilds it)."""
+        return StoredPlan(
+            run_id=self.task_id, prompt=self.task.prompt, kind=self.strategy.name,
+            agents=tuple(a.id for a in self.agents), capabilities=self.task.capabilities,
+            options=self.options, context=self.task.context, reason=self.reason,
+        )
+
+
+class StrategyRunner:
+    """Plans and executes runs of the collaboration strategies on `registry`'s agents.
+
+    Implements `loomiq.runtime.Runner`; the `Orchestrator` and the durable engine both run through it.
+    Strategy instances without options are built once per name and reused.
+    """
+
+    def __init__(self, registry: AgentRegistry) -> None:
+        self._registry = registry
+        self._strategies: dict[str, Strategy] = {}
+
+    @property
+    def registry(self) -> AgentRegistry:
+        """The agents the runs call (and fail over to)."""
+        return self._registry
+
+    def strategy(self, name: str, options: Mapping[str, Any] | None = None) -> Strategy:
+        """The strategy `name` with `options`. Raises `StrategyError` for an unknown name or option."""
+        if options:
+            return get_strategy(name, options)
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            strategy = self._strategies[name] = get_strategy(name)
+        return strategy
+
+    def plan(self, prompt: str, options: RunOptions, *, run_id: str | None = None) -> RunPlan:
+        """Decide the strategy and agents for a run without starting it.
+
+        Raises `StrategyError`, `UnknownAgent` or `NoAgentAvailable` with a message naming the
+        problem (unknown strategy or agent, too few agents for consensus, no agent with a capability).
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise StrategyError("the prompt is empty")
+        name, reason, agents, capabilities = options.strategy, "", options.agents, options.capabilities
+        if name == "auto":
+            available = len(agents) if agents else len(self._registry.rank(capabilities))
+            choice = choose_strategy(prompt, available)
+            name, reason = choice.strategy, choice.reason
+        chosen = self.strategy(name, options.options)
+        picked = chosen.pick(self._registry, agents, capabilities)
+        task = TaskSpec(prompt, tuple(capabilities), dict(options.context))
+        return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options)
+
+    def resume(self, stored: StoredPlan) -> RunPlan:
+        """Rebuild a plan decided earlier from its stored parts: the same strategy and agents,
+        chosen again by nobody (a durable run resumed elsewhere replays the same step keys).
+        Raises `StrategyError` or `UnknownAgent` when this process cannot run it."""
+        chosen = self.strategy(stored.kind, stored.options)
+        picked = tuple(self._registry.get(a) for a in stored.agents)
+        task = TaskSpec(stored.prompt, tuple(stored.capabilities), dict(stored.context))
+        return RunPlan(stored.run_id, task, chosen, stored.reason, picked, stored.options)
+
+    async def execute(
+        self,
+        plan: RunPlan,
+        context: ExecutionContext | None = None,
+        *,
+        sink: EventSink | None = None,
+        timeout_s: float | None = None,
+        cancellable: bool = False,
+    ) -> RunResult:
+        """Execute a planned run. With `cancellable`, a cancellation ends the run as ``cancelled``
+        (with the usage so far) instead of propagating.
+
+        `context` replaces the in-process `ExecutionContext` made for `sink` (the durable engine
+        passes one that journals each step and replays finished ones); its own sink then receives
+        the events.
+        """
+        if context is None:
+            ctx = ExecutionContext(plan.task_id, plan.task, self._registry, sink)
+        else:
+            ctx = context
+            sink = ctx.sink
+        ctx.pool = frozenset(a.id for a in plan.agents)
+        agents = plan.agents
+        if sink is not None:
+            sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
+                            any(a.offline for a in agents)))
+        started = time.perf_counter()
+        status: RunStatus = "completed"
+        error: str | None = None
+        output, outputs, notes = "", (), ()
+        try:
+            if timeout_s is None:
+                outcome = await plan.strategy.execute(ctx, agents)
+            else:
+                async with asyncio.timeout(timeout_s):
+                    outcome = await plan.strategy.execute(ctx, agents)
+        except asyncio.CancelledError:
+            if not cancellable:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            status, error = "cancelled", "cancelled by the caller"
+        except TimeoutError:
+            status, error = "timed_out", f"the run did not finish within {timeout_s:g}s"
+        else:
+            output, outputs, notes = outcome.output, outcome.outputs, outcome.notes
+            if outcome.error is not None:
+                status, error = "failed", outcome.error
+        steps = tuple(ctx.steps)
+        tokens_in = tokens_out = 0
+        cost = 0.0
+        for s in steps:
+            tokens_in += s.usage.input_tokens
+            tokens_out += s.usage.output_tokens
+            cost += s.cost_usd
+        answered = [s for s in steps if s.ok]
+        offline = any(s.offline for s in answered) if answered else any(a.offline for a in agents)
+        result = RunResult(
+            task_id=plan.task_id, status=status, strategy=plan.strategy.name, output=output, steps=steps,
+            usage=Usage(tokens_in, tokens_out), cost_usd=cost, duration_ms=(time.perf_counter() - started) * 1000,
+            offline=offline, strategy_reason=plan.reason, error=error, outputs=outputs, notes=notes,
+        )
+        if sink is not None:
+            sink(RunFinished(plan.task_id, result))
+        return result
