@@ -146,6 +146,7 @@ async def test_submitted_task_runs_on_a_worker_of_another_orchestrator(open_engi
     async with running(worker_side):
         task = await orch_of(client).wait(tid, timeout_s=10)
     assert task.status == "completed" and task.output == "answer from a1"
+    assert client.runner is orch_of(client).runner  # the engine runs through its orchestrator's runner
     assert isinstance(orch_of(client), Orchestrator)
 
 
