@@ -85,8 +85,8 @@ class Orchestrator:
         problem (unknown strategy or agent, too few agents for consensus, no agent with a capability),
         and `InvalidOptions` for an argument of the wrong kind.
         """
-        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options or {},
-                          context=context or {})
+        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
+                          context=context)
         return self.runner.plan(prompt, opts, run_id=task_id)
 
     async def run(
@@ -118,8 +118,8 @@ class Orchestrator:
                 prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
                 context=context, timeout_s=timeout_s, task_id=task_id,
             )
-        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options or {},
-                          context=context or {}, timeout_s=timeout_s)
+        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
+                          context=context, timeout_s=timeout_s)
         runner = self.runner
         return await runner.execute(runner.plan(prompt, opts, run_id=task_id), timeout_s=opts.timeout_s)
 
@@ -140,8 +140,8 @@ class Orchestrator:
 
         Planning errors raise here, before anything starts. Must be called with a running loop.
         """
-        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options or {},
-                          context=context or {}, timeout_s=timeout_s)
+        opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
+                          context=context, timeout_s=timeout_s)
         return RunHandle(self, self.runner.plan(prompt, opts, run_id=task_id), opts.timeout_s)
 
     async def execute(

@@ -264,7 +264,7 @@ class TaskEngine:
         `InvalidTask` for bad arguments, `DependencyError` for unknown dependencies or a cycle.
         """
         opts = SubmitOptions(
-            strategy=strategy, agents=agents, capabilities=capabilities, options=options or {}, context=context or {},
+            strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
             timeout_s=timeout_s, priority=priority, after=after, retry=_retry(retry),
             idempotency_key=idempotency_key, tenant_id=tenant_id,
         )
@@ -430,7 +430,7 @@ class TaskEngine:
         attempt). Raises `LeaseLost` if another holder took the task over meanwhile.
         """
         opts = SubmitOptions(
-            strategy=strategy, agents=agents, capabilities=capabilities, options=options or {}, context=context or {},
+            strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
             timeout_s=timeout_s, priority=priority, tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()

@@ -66,43 +66,62 @@ class TaskRetry:
         return min(self.max_backoff_s, self.backoff_s * self.backoff_factor ** max(0, failures - 1))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SubmitOptions(RunOptions):
-    """How to run a durable task: `RunOptions`, and where the task sits in the queue. Raises
-    `InvalidTask` (an `InvalidOptions`) naming the argument for a value the engine cannot use.
+    """How to run a durable task, taken as keyword arguments only: `RunOptions`, and where the task
+    sits in the queue. Raises `InvalidTask` (an `InvalidOptions`) naming the argument for a value the
+    engine cannot use.
 
     Attributes:
         priority: ``critical``, ``high``, ``medium`` or ``low``.
-        after: ids of tasks that must complete first (a tuple once constructed; one string is one id).
+        after: ids of tasks that must complete first (a tuple; one string is one id).
         retry: how often a failed run is run again.
         idempotency_key: submitting the same key again (in the tenant) returns the first task.
         tenant_id: the tenant the task belongs to.
     """
 
-    priority: Priority = "medium"
-    after: Sequence[str] = ()
-    retry: TaskRetry = TaskRetry()
-    idempotency_key: str | None = None
-    tenant_id: str = DEFAULT_TENANT
+    priority: Priority
+    after: tuple[str, ...]
+    retry: TaskRetry
+    idempotency_key: str | None
+    tenant_id: str
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        strategy: str = "auto",
+        agents: str | Sequence[str] | None = None,
+        capabilities: str | Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+        priority: Priority = "medium",
+        after: str | Sequence[str] = (),
+        retry: TaskRetry = TaskRetry(),
+        idempotency_key: str | None = None,
+        tenant_id: str = DEFAULT_TENANT,
+    ) -> None:
         try:
-            RunOptions.__post_init__(self)
-            object.__setattr__(self, "after", names("after", self.after))
-        except InvalidTask:
-            raise
+            RunOptions.__init__(self, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
+                                context=context, timeout_s=timeout_s)
+            deps = names("after", after)
         except InvalidOptions as exc:
             raise InvalidTask(str(exc)) from None
-        if self.priority not in PRIORITY_LEVELS:
-            raise InvalidTask(f"unknown priority {self.priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
-        r = self.retry
+        if priority not in PRIORITY_LEVELS:
+            raise InvalidTask(f"unknown priority {priority!r} (choose from {', '.join(PRIORITY_LEVELS)})")
+        r = retry
         if not isinstance(r, TaskRetry) or r.max_attempts < 1 or r.backoff_s < 0 or r.backoff_factor < 1:
-            raise InvalidTask(f"bad retry policy {r}: max_attempts >= 1, backoff_s >= 0, backoff_factor >= 1")
-        key = self.idempotency_key
-        if key is not None and (not isinstance(key, str) or not key.strip()):
-            raise InvalidTask(f"idempotency_key must be a non-empty string, not {key!r}")
-        if not isinstance(self.tenant_id, str) or not self.tenant_id:
+            raise InvalidTask(f"bad retry policy {retry}: max_attempts >= 1, backoff_s >= 0, backoff_factor >= 1")
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key.strip()):
+            raise InvalidTask(f"idempotency_key must be a non-empty string, not {idempotency_key!r}")
+        if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidTask("tenant_id is empty")
+        put = object.__setattr__
+        put(self, "priority", priority)
+        put(self, "after", deps)
+        put(self, "retry", retry)
+        put(self, "idempotency_key", idempotency_key)
+        put(self, "tenant_id", tenant_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -99,7 +99,7 @@ class StrategyRunner:
             name, reason = choice.strategy, choice.reason
         chosen = self.strategy(name, options.options)
         picked = chosen.pick(self._registry, agents, capabilities)
-        task = TaskSpec(prompt, tuple(capabilities), dict(options.context))
+        task = TaskSpec(prompt, capabilities, dict(options.context))
         return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options)
 
     def resume(self, stored: StoredPlan) -> RunPlan:
