@@ -107,6 +107,6 @@ class RunOptions:
         # Empty means "let the registry pick", as None does.
         put(self, "agents", None if agents is None else names("agents", agents) or None)
         put(self, "capabilities", capabilities if capabilities == () else names("capabilities", capabilities))
-        put(self, "options", _mapping("options", options))
-        put(self, "context", _mapping("context", context))
+        put(self, "options", _EMPTY if options is None else _mapping("options", options))
+        put(self, "context", _EMPTY if context is None else _mapping("context", context))
         put(self, "timeout_s", None if timeout_s is None else positive_seconds("timeout_s", timeout_s))

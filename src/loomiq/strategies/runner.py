@@ -99,7 +99,8 @@ class StrategyRunner:
             name, reason = choice.strategy, choice.reason
         chosen = self.strategy(name, options.options)
         picked = chosen.pick(self._registry, agents, capabilities)
-        task = TaskSpec(prompt, capabilities, dict(options.context))
+        context = options.context
+        task = TaskSpec(prompt, capabilities, dict(context) if context else {})
         return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options)
 
     def resume(self, stored: StoredPlan) -> RunPlan:
@@ -132,8 +133,8 @@ class StrategyRunner:
         else:
             ctx = context
             sink = ctx.sink
-        ctx.pool = frozenset(a.id for a in plan.agents)
         agents = plan.agents
+        ctx.pool = frozenset([a.id for a in agents])
         if sink is not None:
             sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
                             any(a.offline for a in agents)))
@@ -163,12 +164,17 @@ class StrategyRunner:
         steps = tuple(ctx.steps)
         tokens_in = tokens_out = 0
         cost = 0.0
-        for s in steps:
-            tokens_in += s.usage.input_tokens
-            tokens_out += s.usage.output_tokens
+        answered = offline = False
+        for s in steps:  # one pass: this runs at the end of every run
+            u = s.usage
+            tokens_in += u.input_tokens
+            tokens_out += u.output_tokens
             cost += s.cost_usd
-        answered = [s for s in steps if s.ok]
-        offline = any(s.offline for s in answered) if answered else any(a.offline for a in agents)
+            if s.error is None:
+                answered = True
+                offline = offline or s.offline
+        if not answered:  # nobody answered: offline when the planned agents were
+            offline = any(a.offline for a in agents)
         result = RunResult(
             task_id=plan.task_id, status=status, strategy=plan.strategy.name, output=output, steps=steps,
             usage=Usage(tokens_in, tokens_out), cost_usd=cost, duration_ms=(time.perf_counter() - started) * 1000,
