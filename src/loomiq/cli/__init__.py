@@ -1,6 +1,7 @@
 """The `loomiq` command line: `loomiq run` (in-process, or `--durable`), the durable tasks (`loomiq submit`,
 `status`, `wait`, `cancel`, `tasks`, `worker`), the service (`loomiq serve`, `token`, `keys`), `loomiq agents`,
-`loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq --version`.
+`loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq workflow` (validate, graph, templates),
+`loomiq --version`.
 
 Every problem the user can fix (config, strategy, agent names) ends as one line on stderr,
 ``loomiq: error: <message>``, with exit code 2.
@@ -18,6 +19,7 @@ from ._run import run_command
 from ._service import register as register_service_commands
 from ._tasks import register as register_task_commands
 from ._tools import tool_app, tools_command
+from ._workflow import workflow_app
 
 app = typer.Typer(
     name="loomiq",
@@ -35,6 +37,7 @@ register_service_commands(app)
 app.add_typer(agents_app, name="agents")
 app.command("tools")(tools_command)
 app.add_typer(tool_app, name="tool")
+app.add_typer(workflow_app, name="workflow")
 
 
 def _show_version(value: bool) -> None:
