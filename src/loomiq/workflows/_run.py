@@ -165,7 +165,8 @@ class Run:
 
     def start(self, inputs: Mapping[str, Any]) -> str | None:
         self.status = RunStatus.RUNNING
-        self.inputs = dict(inputs)
+        # Inputs come bound (`bind_inputs`); defaults of absent optional inputs are filled in all the same.
+        self.inputs = {**{s.name: s.default for s in self.d.inputs if not s.required}, **inputs}
         values: dict[str, Any] = {}
         for name, value in self.d.vars.items():
             try:

@@ -165,7 +165,8 @@ class _Builder:
             key = str(key_node.value)
             if key in first:
                 where = first[key]
-                self.issue(f"duplicate key '{key}' (first at line {where.line + 1})", (*path, key),
+                dotted = ".".join(str(p) for p in (*path, key))
+                self.issue(f"{dotted}: duplicate key '{key}' (first at line {where.line + 1})", (*path, key),
                            key_node.start_mark)
                 continue
             first[key] = key_node.start_mark

@@ -134,7 +134,7 @@ class Checker:
             if owner.fields and name in owner.fields:
                 return owner.fields[name]
             if owner.closed:
-                fields = ", ".join(sorted(owner.fields or ()))
+                fields = ", ".join(sorted(owner.fields or ())) or "none"
                 return self.error(f"{owner.label or 'the object'} has no field '{name}' (fields: {fields})", pos)
             return ANY
         if _known(owner):

@@ -86,11 +86,11 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short form of a duration in seconds: ``72h``, ``1h30m``, ``45s``, ``0.5s``."""
+    """A short form of a duration in seconds, in the units definitions use: ``72h``, ``1h30m``, ``45s``."""
     if seconds < 1 or not float(seconds).is_integer():
         return f"{seconds:g}s"
     out, rest = [], int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size:
             out.append(f"{rest // size}{unit}")
             rest %= size

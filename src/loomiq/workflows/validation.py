@@ -347,7 +347,10 @@ def _subworkflow_cycle(root: str, child: WorkflowDefinition, resolver: Resolver)
                     todo.append(found)
     graph[root] = (child.name,)
     cycle = find_cycle({k: tuple(c for c in v if c in graph) for k, v in graph.items()})
-    return cycle if cycle and root in cycle else None
+    if not cycle or root not in cycle:
+        return None
+    start = cycle.index(root)  # name the cycle from the workflow being validated
+    return [*cycle[start:-1], *cycle[:start], root]
 
 
 def _suggest(name: str, known: set[str] | Any) -> str:
