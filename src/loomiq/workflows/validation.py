@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import jsonschema_rs
@@ -86,12 +87,14 @@ class _Validator:
             seen.add(node.id)
             self.needs(node.id, node.needs, node.on)
             self.node(node)
-        graph_ok = self.graph()
-        if graph_ok and len(seen) == len(d.nodes):
-            topology = Topology.of(d)
+        if self.graph() and len(seen) == len(d.nodes):
+            # Needs naming unknown nodes were reported; leave them out so the rest is still checked.
+            known = replace(d, nodes=tuple(replace(n, needs=tuple(x for x in n.needs if x in self.ids and x != n.id))
+                                           for n in d.nodes))
+            topology = Topology.of(known)
             self.handlers(topology)
-            self.issues.extend(check_expressions(d, topology, self.sub_outputs))
-            self.issues.extend(check_reachability(d, topology))
+            self.issues.extend(check_expressions(known, topology, self.sub_outputs))
+            self.issues.extend(check_reachability(known, topology))
         return self.issues
 
     # ---- inputs and needs --------------------------------------------------------------------------
@@ -134,8 +137,7 @@ class _Validator:
         cycle = find_cycle(needs)
         if cycle:
             self.add(("nodes", cycle[0], "needs"), f"cycle: {' -> '.join(cycle)}")
-        unknown = any(d not in self.ids or d == n.id for n in self.d.nodes for d in n.needs)
-        return cycle is None and not unknown
+        return cycle is None
 
     # ---- nodes ---------------------------------------------------------------------------------------
 
