@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
-import jsonschema_rs
-
-from . import _approvals
+from ._run_approvals import ApprovalRules
+from ._run_check import check_output
+from ._run_parallel import ParallelRules
 from ._scope import NodesView
 from .expressions import EvaluationError, render_value
 from .model import (
@@ -31,24 +30,19 @@ from .model import (
     TaskNode,
     TaskOptions,
     WorkflowDefinition,
-    format_duration,
 )
 from .state import (
     SETTLED,
     Action,
-    Answer,
     ApprovalAnswered,
-    ApprovalState,
     ApprovalTimedOut,
     CancelTask,
     Event,
     FinishRun,
-    ItemState,
     NodeFailed,
     NodeState,
     NodeStatus,
     NodeSucceeded,
-    RequestApproval,
     ResolveApproval,
     ResolvedTask,
     RunCancelled,
@@ -66,31 +60,6 @@ __all__ = ["Run", "check_output"]
 S = NodeStatus
 
 
-@lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Any:
-    return jsonschema_rs.validator_for(json.loads(schema_json))
-
-
-def check_output(task: TaskOptions, output: Any) -> tuple[Any, str | None]:
-    """A task's output as its node exposes it: parsed and checked against `output_schema` when there is
-    one. Returns (value, None), or (None, why) when it does not match."""
-    if task.output_schema is None:
-        return output, None
-    value = output
-    if isinstance(output, str):
-        try:
-            value = json.loads(output)
-        except ValueError as exc:
-            return None, f"output is not JSON (output_schema expects JSON): {exc}"
-    validator = _validator(json.dumps(task.output_schema, sort_keys=True))
-    errors = list(validator.iter_errors(value))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.instance_path) or "(root)"
-        return None, f"output does not match output_schema at {where}: {first.message}"
-    return value, None
-
-
 def _retry_of(node: AnyNode) -> RetrySpec | None:
     if isinstance(node, TaskNode | ParallelNode):
         return node.task.retry
@@ -99,7 +68,7 @@ def _retry_of(node: AnyNode) -> RetrySpec | None:
     return None
 
 
-class Run:
+class Run(ParallelRules, ApprovalRules):
     """A working copy of a run's state that one event changes; `freeze` gives the new `RunState`."""
 
     def __init__(self, definition: WorkflowDefinition, state: RunState) -> None:
@@ -195,98 +164,6 @@ class Run:
             self.failed(node.id, problem)
         else:
             self.succeed(node.id, output)
-        return None
-
-    def item_result(self, node: AnyNode, ns: NodeState, event: NodeSucceeded | NodeFailed) -> str | None:
-        index = event.index
-        if not isinstance(node, ParallelNode) or ns.status != S.RUNNING or not (0 <= (index or 0) < len(ns.items)):
-            return f"node '{node.id}' has no running item {index}"
-        assert index is not None
-        item = ns.items[index]
-        if item.status != S.RUNNING or item.attempts != event.attempt:
-            return f"item {index} of '{node.id}' attempt {event.attempt} is not running (stale or duplicate result)"
-        if isinstance(event, NodeSucceeded):
-            output, problem = check_output(node.task, event.output)
-            error = problem
-        else:
-            output, error = None, event.error
-        if error is None:
-            item = replace(item, status=S.SUCCEEDED, output=output, error=None)
-        elif node.task.retry is not None and item.attempts < node.task.retry.max_attempts:
-            item = replace(item, status=S.PENDING, error=error,
-                           not_before=self.now + node.task.retry.delay_s(item.attempts))
-        else:
-            item = replace(item, status=S.FAILED, error=error)
-        items = list(ns.items)
-        items[index] = item
-        self.nodes[node.id] = replace(ns, items=tuple(items))
-        self.parallel_progress(node)
-        return None
-
-    def answer(self, event: ApprovalAnswered) -> str | None:
-        node = self.d.by_id.get(event.node)
-        ns = self.nodes.get(event.node)
-        if not isinstance(node, ApprovalNode) or ns is None or ns.approval is None:
-            return f"no approval was requested for '{event.node}'"
-        approval = ns.approval
-        if ns.status != S.WAITING_APPROVAL or approval.round != event.round:
-            verdict = _approvals.judge(approval, event.subject, event.roles, event.decision) \
-                if approval.round == event.round else "not_pending"
-            return f"answer not counted: {verdict}"
-        verdict = _approvals.judge(approval, event.subject, event.roles, event.decision)
-        if verdict != "accepted":
-            return f"answer not counted: {verdict}"
-        answer = Answer(subject=event.subject, roles=tuple(event.roles), decision=event.decision,
-                        comment=event.comment, at=event.at)
-        approval = replace(approval, answers=(*approval.answers, answer))
-        decision = _approvals.decide(approval.approvers, approval.require, approval.answers)
-        if decision is None:
-            self.nodes[node.id] = replace(ns, approval=approval)
-            return None
-        approval = replace(approval, decision=decision, comment=event.comment, decided_by=event.subject)
-        self.nodes[node.id] = replace(ns, approval=approval)
-        self.actions.append(ResolveApproval(node=node.id, round=approval.round, outcome=decision, decision=decision,
-                                            comment=event.comment, decided_by=event.subject))
-        self.succeed(node.id, decision, decision=decision)
-        return None
-
-    def timeout(self, event: ApprovalTimedOut) -> str | None:
-        node = self.d.by_id.get(event.node)
-        ns = self.nodes.get(event.node)
-        if not isinstance(node, ApprovalNode) or ns is None or ns.approval is None:
-            return f"no approval was requested for '{event.node}'"
-        approval = ns.approval
-        if ns.status != S.WAITING_APPROVAL or approval.round != event.round:
-            return f"approval '{node.id}' round {event.round} is not waiting (already resolved)"
-        if approval.deadline is None or event.at < approval.deadline:
-            return f"approval '{node.id}' round {event.round} is not past its deadline"
-        escalation = node.escalate_to
-        if not approval.escalated and node.on_timeout == "escalate" and escalation is not None:
-            self.actions.append(ResolveApproval(node=node.id, round=approval.round, outcome="escalated",
-                                                decision=None, comment="", decided_by=None))
-            second = ApprovalState(
-                round=approval.round + 1, message=approval.message, approvers=escalation.approvers,
-                require=escalation.require, requested_at=self.now, escalated=True,
-                deadline=self.now + escalation.timeout_s if escalation.timeout_s is not None else None)
-            self.nodes[node.id] = replace(ns, approval=second)
-            self.actions.append(RequestApproval(node=node.id, round=second.round, message=second.message,
-                                                approvers=second.approvers, require=second.require,
-                                                deadline=second.deadline))
-            return None
-        policy = escalation.on_timeout if approval.escalated and escalation is not None else node.on_timeout
-        waited = format_duration(self.now - approval.requested_at)
-        if policy == "fail":
-            self.nodes[node.id] = replace(ns, approval=replace(approval, timed_out=True))
-            self.actions.append(ResolveApproval(node=node.id, round=approval.round, outcome="timed_out",
-                                                decision=None, comment="", decided_by=None))
-            self.failed(node.id, f"approval timed out after {waited}", final=True)
-            return None
-        comment = f"no decision within {waited}"
-        self.nodes[node.id] = replace(ns, approval=replace(approval, timed_out=True, decision="rejected",
-                                                           comment=comment))
-        self.actions.append(ResolveApproval(node=node.id, round=approval.round, outcome="timed_out",
-                                            decision="rejected", comment=comment, decided_by=None))
-        self.succeed(node.id, "rejected", decision="rejected")
         return None
 
     # ---- outcomes ------------------------------------------------------------------------------------
@@ -518,89 +395,6 @@ class Run:
             return
         task = self.resolve(node.task, self.scope(error=info))
         self.actions.append(StartTask(node=node.id, attempt=ns.attempts, task=task))
-
-    def request_approval(self, node: ApprovalNode, ns: NodeState) -> None:
-        message = node.message.render_text(self.scope())
-        previous = ns.approval.round if ns.approval is not None else 0
-        approval = ApprovalState(round=previous + 1, message=message, approvers=node.approvers,
-                                 require=node.require, requested_at=self.now,
-                                 deadline=self.now + node.timeout_s if node.timeout_s is not None else None)
-        self.nodes[node.id] = replace(ns, status=S.WAITING_APPROVAL, approval=approval, decision=None)
-        self.actions.append(RequestApproval(node=node.id, round=approval.round, message=message,
-                                            approvers=node.approvers, require=node.require,
-                                            deadline=approval.deadline))
-
-    def start_parallel(self, node: ParallelNode, ns: NodeState) -> None:
-        if ns.items:  # an error handler's retry: run again what did not succeed
-            items = tuple(i if i.status == S.SUCCEEDED else replace(i, status=S.PENDING, error=None, not_before=None)
-                          for i in ns.items)
-        else:
-            items = tuple(ItemState(index=i, value=v) for i, v in enumerate(self.expand(node)))
-        self.nodes[node.id] = replace(ns, items=items)
-        self.parallel_progress(node)
-
-    def expand(self, node: ParallelNode) -> list[Any]:
-        scope = self.scope()
-        if node.for_each is not None:
-            values = render_value(node.for_each, scope)
-            if not isinstance(values, list | tuple):
-                raise EvaluationError(f"for_each must be a list, got {json.dumps(values, default=str)[:80]}")
-            return list(values)
-        combos: list[dict[str, Any]] = [{}]
-        for key, raw in (node.matrix or {}).items():
-            values = render_value(raw, scope)
-            if not isinstance(values, list | tuple):
-                raise EvaluationError(f"matrix.{key} must be a list, got {json.dumps(values, default=str)[:80]}")
-            combos = [{**c, key: v} for c in combos for v in values]
-        return combos
-
-    def parallel_progress(self, node: ParallelNode) -> bool:
-        """Start items while the limit allows; join when no item runs any more. True if anything changed."""
-        ns = self.nodes[node.id]
-        items = list(ns.items)
-        failed = [i for i in items if i.status == S.FAILED]
-        stop_starting = node.join == "all" and bool(failed)
-        running = sum(1 for i in items if i.status == S.RUNNING)
-        changed = False
-        if not stop_starting and not self.paused:
-            limit = node.max_parallel or len(items)
-            for pos, item in enumerate(items):
-                if running >= limit:
-                    break
-                if item.status != S.PENDING:
-                    continue
-                attempt = item.attempts + 1
-                scope = self.scope(index=item.index, **({"item": item.value} if node.for_each is not None
-                                                        else {"matrix": item.value}))
-                try:
-                    task = self.resolve(node.task, scope)
-                except EvaluationError as exc:
-                    items[pos] = replace(item, status=S.FAILED, attempts=attempt, error=f"task.prompt: {exc.message}")
-                    changed = True
-                    continue
-                items[pos] = replace(item, status=S.RUNNING, attempts=attempt, not_before=None)
-                self.actions.append(StartTask(node=node.id, attempt=attempt, task=task, index=item.index,
-                                              not_before=item.not_before))
-                running += 1
-                changed = True
-            stop_starting = node.join == "all" and any(i.status == S.FAILED for i in items)
-        self.nodes[node.id] = ns = replace(ns, items=tuple(items))
-        if running or any(i.status == S.RUNNING for i in items):
-            return changed
-        pending = any(i.status == S.PENDING for i in items)
-        if pending and not stop_starting:
-            return changed  # paused with items left to start
-        # Join: nothing runs any more.
-        items = [replace(i, status=S.SKIPPED) if i.status == S.PENDING else i for i in items]
-        self.nodes[node.id] = replace(ns, items=tuple(items))
-        succeeded = [i for i in items if i.status == S.SUCCEEDED]
-        failures = [i for i in items if i.status == S.FAILED]
-        if (node.join == "all" and not failures) or (node.join == "any" and (succeeded or not items)):
-            self.succeed(node.id, [i.output for i in items])
-        else:
-            first = failures[0]
-            self.failed(node.id, f"item {first.index} failed: {first.error}")
-        return True
 
     def finish(self) -> None:
         """Every node settled: the run failed if a failure was not recovered, else it succeeded."""
