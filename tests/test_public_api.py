@@ -8,7 +8,8 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["loomiq", "loomiq.models", "loomiq.agents", "loomiq.strategies", "loomiq.runtime", "loomiq.tools"]
+PACKAGES = ["loomiq", "loomiq.models", "loomiq.agents", "loomiq.strategies", "loomiq.runtime", "loomiq.tools",
+            "loomiq.workflows"]
 
 
 def loomiq_names(module: ModuleType) -> set[str]:
