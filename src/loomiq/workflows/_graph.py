@@ -9,6 +9,7 @@ handler, so a handler never waits on itself). A node's own handler wins over the
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -87,16 +88,16 @@ class Topology:
                 dependents[dep].append(node.id)
         # Kahn's algorithm, always taking the earliest declared ready node: a stable order.
         remaining = {n.id: len(set(n.needs)) for n in definition.nodes}
-        ready = sorted((i for i, c in remaining.items() if c == 0), key=position.__getitem__)
+        ready = [(position[i], i) for i, c in remaining.items() if c == 0]
+        heapq.heapify(ready)
         order: list[NodeId] = []
         while ready:
-            current = ready.pop(0)
+            _, current = heapq.heappop(ready)
             order.append(current)
             for dep in dependents[current]:
                 remaining[dep] -= 1
                 if remaining[dep] == 0:
-                    ready.append(dep)
-                    ready.sort(key=position.__getitem__)
+                    heapq.heappush(ready, (position[dep], dep))
         ancestors: dict[NodeId, frozenset[NodeId]] = {}
         for node_id in order:
             acc: set[NodeId] = set()

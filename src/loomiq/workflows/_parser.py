@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 __all__ = [
     "Binary",
@@ -135,8 +136,7 @@ _TOKEN = re.compile(r"""
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str  # number, string, name, op, end
     text: str
     value: Any
@@ -179,9 +179,11 @@ def tokenize(text: str) -> list[_Token]:
             if ch in "&|":
                 raise ParseError(f"'{ch}' is not an operator (use '{ch * 2}')", pos)
             raise ParseError(f"unexpected character {ch!r}", pos)
-        kind = match.lastgroup or ""
+        kind = match.lastgroup
         raw = match.group()
-        if kind == "number":
+        if kind == "ws":
+            pass
+        elif kind == "number":
             value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
             tokens.append(_Token("number", raw, value, pos))
         elif kind == "string":
@@ -322,6 +324,11 @@ def _describe(tok: _Token) -> str:
     return f"{tok.kind} {tok.text!r}" if tok.kind != "op" else f"{tok.value!r}"
 
 
+@lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
-    """Parse `text` (the inside of ``${{ }}``) to an AST. Raises `ParseError` with the offset."""
+    """Parse `text` (the inside of ``${{ }}``) to an AST. Raises `ParseError` with the offset.
+
+    Cached by text: ASTs are immutable, and a workflow repeats the same expressions
+    (``inputs.title`` in many prompts) across its nodes and across the loads of its definition.
+    """
     return _Parser(text).parse()

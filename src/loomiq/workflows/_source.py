@@ -25,7 +25,6 @@ from .errors import ValidationIssue as Issue
 __all__ = ["Composed", "Path", "SourceMap", "compose"]
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
@@ -36,6 +35,46 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_EXPLICIT: dict[str, Any] = {
+    _BOOL_TAG: bool, "tag:yaml.org,2002:int": int, "tag:yaml.org,2002:float": (int, float),
+    "tag:yaml.org,2002:null": type(None),
+}
+_PLAIN_TAG = "tag:loomiq:plain"
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    """Tags a plain scalar as plain (resolved later by YAML 1.2's rules), instead of running PyYAML's
+    YAML 1.1 regular expressions over every scalar; explicit tags stay as written."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _MERGE_TAG if value == "<<" else _PLAIN_TAG
+        return super().resolve(kind, value, implicit)
+
+
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser
+
+    class _Loader(CParser, yaml.constructor.BaseConstructor, _Resolver):
+        """libyaml's parser and composer with our resolver."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.constructor.BaseConstructor.__init__(self)
+            _Resolver.__init__(self)
+else:  # pragma: no cover - PyYAML built without libyaml
+    class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,  # type: ignore[no-redef]
+                  yaml.composer.Composer, yaml.constructor.BaseConstructor, _Resolver):
+        """PyYAML's pure-Python parser and composer with our resolver."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.BaseConstructor.__init__(self)
+            _Resolver.__init__(self)
 
 
 @dataclass
@@ -94,6 +133,10 @@ class SourceMap:
         return (line + 1, absolute - self.line_starts[line] + 1)
 
 
+def _dotted(path: Path) -> str:
+    return ".".join(str(p) for p in path) or "document"
+
+
 def _one_based(pos: tuple[int, int]) -> tuple[int, int]:
     return (pos[0] + 1, pos[1] + 1)
 
@@ -135,14 +178,22 @@ class _Builder:
         self.source.values[path] = (node.start_mark.line, node.start_mark.column)
         if isinstance(node, yaml.ScalarNode):
             self.source.styles[path] = node.style
-            if not node.tag.startswith("tag:yaml.org,2002:"):
-                self.issue(f"unsupported YAML tag {node.tag}", path, node.start_mark)
+            if node.tag != _PLAIN_TAG and not node.tag.startswith("tag:yaml.org,2002:"):
+                self.issue(f"{_dotted(path)}: unsupported YAML tag {node.tag}", path, node.start_mark)
                 return node.value
-            # Quoted and block scalars are strings; so is a plain scalar PyYAML already took for one.
-            # Plain scalars PyYAML's YAML 1.1 rules took for something else are resolved again by 1.2's.
-            if node.style or node.tag == _STR_TAG:
+            # Quoted and block scalars are strings; plain ones are resolved by YAML 1.2's core schema.
+            if node.tag == _PLAIN_TAG and not node.style:
+                return _resolve_plain(node.value)
+            if node.tag in (_PLAIN_TAG, _STR_TAG):
                 return node.value
-            return _resolve_plain(node.value)
+            if node.tag in _EXPLICIT:
+                resolved = _resolve_plain(node.value)
+                if isinstance(resolved, _EXPLICIT[node.tag]) and not (isinstance(resolved, bool) and
+                                                                     node.tag != _BOOL_TAG):
+                    return resolved
+            self.issue(f"{_dotted(path)}: '{node.value}' is not a valid {node.tag.rsplit(':', 1)[-1]}", path,
+                       node.start_mark)
+            return node.value
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
@@ -165,9 +216,8 @@ class _Builder:
             key = str(key_node.value)
             if key in first:
                 where = first[key]
-                dotted = ".".join(str(p) for p in (*path, key))
-                self.issue(f"{dotted}: duplicate key '{key}' (first at line {where.line + 1})", (*path, key),
-                           key_node.start_mark)
+                self.issue(f"{_dotted((*path, key))}: duplicate key '{key}' (first at line {where.line + 1})",
+                           (*path, key), key_node.start_mark)
                 continue
             first[key] = key_node.start_mark
             self.source.keys[(*path, key)] = (key_node.start_mark.line, key_node.start_mark.column)
@@ -184,7 +234,7 @@ def compose(text: str, filename: str = "<string>") -> Composed:
         text = text[1:]
     source = SourceMap(text=text, line_starts=[0, *(m.end() for m in _BREAK.finditer(text))])
     try:
-        nodes: Sequence[yaml.Node] = list(yaml.compose_all(text, Loader=_LOADER))
+        nodes: Sequence[yaml.Node] = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())

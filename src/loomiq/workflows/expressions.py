@@ -122,6 +122,9 @@ def parse_expression(text: str, offset: int = 0) -> Expression:
 
 def _find_close(text: str, start: int) -> int:
     """The offset of the ``}}`` that closes an expression starting at `start`, skipping string literals."""
+    end = text.find(CLOSE, start)
+    if end < 0 or ("'" not in text[start:end] and '"' not in text[start:end]):
+        return end  # the common case: no string literal before the first `}}`
     i, size = start, len(text)
     while i < size:
         ch = text[i]

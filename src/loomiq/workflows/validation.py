@@ -89,8 +89,10 @@ class _Validator:
             self.node(node)
         if self.graph() and len(seen) == len(d.nodes):
             # Needs naming unknown nodes were reported; leave them out so the rest is still checked.
-            known = replace(d, nodes=tuple(replace(n, needs=tuple(x for x in n.needs if x in self.ids and x != n.id))
-                                           for n in d.nodes))
+            known = d
+            if any(x not in self.ids or x == n.id for n in d.nodes for x in n.needs):
+                known = replace(d, nodes=tuple(
+                    replace(n, needs=tuple(x for x in n.needs if x in self.ids and x != n.id)) for n in d.nodes))
             topology = Topology.of(known)
             self.handlers(topology)
             self.issues.extend(check_expressions(known, topology, self.sub_outputs))
