@@ -102,3 +102,16 @@ def test_templates_lists_names_and_descriptions(files: Path) -> None:
     assert [t["name"] for t in listed] == ["bug-fix", "deployment", "feature-development", "security-audit"]
     assert listed[3]["inputs"] == ["title", "standards", "environment"]
     assert all(t["description"] for t in listed)
+
+
+def test_the_readme_workflow_commands_run_as_written(files: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Workflows and approvals", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].split() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 3
+    for argv in commands:
+        assert argv[0] == "loomiq"
+        proc = cli(*argv[1:])
+        assert proc.returncode == 0, (argv, proc.stderr)
+        assert proc.stdout
