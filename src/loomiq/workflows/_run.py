@@ -58,6 +58,7 @@ from .state import (
 __all__ = ["Run", "check_output"]
 
 S = NodeStatus
+_PENDING = NodeState()
 
 
 def _retry_of(node: AnyNode) -> RetrySpec | None:
@@ -79,8 +80,10 @@ class Run(ParallelRules, ApprovalRules):
         self.inputs = state.inputs
         self.vars = state.vars
         self.nodes: dict[NodeId, NodeState] = dict(state.nodes)
-        for node in definition.nodes:
-            self.nodes.setdefault(node.id, NodeState())
+        if len(self.nodes) != len(definition.nodes):
+            for node in definition.nodes:
+                if node.id not in self.nodes:
+                    self.nodes[node.id] = _PENDING
         self.now = state.now
         self.error = state.error
         self.outputs = state.outputs
@@ -277,14 +280,18 @@ class Run(ParallelRules, ApprovalRules):
     def settle(self) -> None:
         """Decide every node that can be decided, start what is ready, until nothing changes; finish the
         run when every node has settled."""
+        nodes, by_id = self.nodes, self.d.by_id
+        # Only unsettled nodes can change; a node settling now leaves the list after the pass (a node an
+        # error handler retries was unsettled when this began, so it is still in it).
+        open_ids = [i for i in self.topo.order if nodes[i].status not in SETTLED]
         changed = True
         while changed and self.status == RunStatus.RUNNING:
             changed = False
-            for node_id in self.topo.order:
+            for node_id in open_ids:
                 if self.status != RunStatus.RUNNING:
                     return
-                node = self.d.by_id[node_id]
-                ns = self.nodes[node_id]
+                node = by_id[node_id]
+                ns = nodes[node_id]
                 if ns.status == S.RUNNING and isinstance(node, ParallelNode):
                     changed |= self.parallel_progress(node)
                 if ns.status != S.PENDING:
@@ -297,7 +304,8 @@ class Run(ParallelRules, ApprovalRules):
                         changed = True
                 elif not self.paused:
                     changed |= self.decide(node)
-        if self.status == RunStatus.RUNNING and all(s.status in SETTLED for s in self.nodes.values()):
+            open_ids = [i for i in open_ids if nodes[i].status not in SETTLED]
+        if self.status == RunStatus.RUNNING and not open_ids:
             self.finish()
 
     def settle_handler(self, node: ErrorHandlerNode, ns: NodeState) -> bool:
@@ -324,9 +332,11 @@ class Run(ParallelRules, ApprovalRules):
 
     def decide(self, node: AnyNode) -> bool:
         """The needs/on/if rule for a pending node whose needs have all settled: skip it, or start it."""
-        statuses = [(dep, self.nodes[dep].status) for dep in node.needs]
-        if any(status not in SETTLED for _, status in statuses):
-            return False
+        nodes = self.nodes
+        for dep in node.needs:
+            if nodes[dep].status not in SETTLED:
+                return False
+        statuses = [(dep, nodes[dep].status) for dep in node.needs]
         if node.on == "success":
             bad = next(((dep, st) for dep, st in statuses if st != S.SUCCEEDED), None)
             if bad is not None:
