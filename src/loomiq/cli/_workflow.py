@@ -67,8 +67,11 @@ def _report(result: LoadResult) -> None:
 
 @workflow_app.command("validate")
 def validate_command(source: SourceArg, json_output: JsonOption = False) -> None:
-    """Check a workflow before it runs: structure, names, needs and cycles, expressions and variables,
-    input types, unreachable nodes. Exit 0 if valid; otherwise one line per error and exit 2."""
+    """Check a workflow before it runs: exit 0, or one line per error (FILE:LINE:COLUMN) and exit 2.
+
+    Checks the structure, names, needs and cycles, expressions and variables, input types, and
+    unreachable nodes.
+    """
     result = _check(source)
     definition = result.definition
     if json_output:
@@ -92,8 +95,11 @@ def validate_command(source: SourceArg, json_output: JsonOption = False) -> None
 
 @workflow_app.command("graph")
 def graph_command(source: SourceArg) -> None:
-    """Print the workflow as a Mermaid flowchart: node kinds as shapes, conditions on the nodes, how
-    each edge is taken (on failure, always, a decision's case, an error handler)."""
+    """Print the workflow as a Mermaid flowchart.
+
+    Node kinds are shapes, conditions are written on the nodes, and edges say how they are taken (on
+    failure, always, a decision's case, an error handler).
+    """
     result = _check(source)
     if not result.ok or result.definition is None:
         _report(result)
