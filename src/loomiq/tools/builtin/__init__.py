@@ -19,9 +19,10 @@ from typing import Any
 
 from ._settings import DATA_DIR_ENV, ConfigurableTool, ToolConfigError, ToolSettings, data_dir
 from .code_exec import CodeSettings, JavaScriptTool, PythonTool, ShellTool
+from .files import FilesSettings, FilesTool
 from .sandbox import Sandbox, SandboxLimits, SandboxResult
 
-_BUILTINS: tuple[type[ConfigurableTool], ...] = (PythonTool, ShellTool, JavaScriptTool)
+_BUILTINS: tuple[type[ConfigurableTool], ...] = (PythonTool, ShellTool, JavaScriptTool, FilesTool)
 
 
 def builtin_tools() -> dict[str, type[ConfigurableTool]]:
@@ -49,6 +50,8 @@ __all__ = [
     "DATA_DIR_ENV",
     "CodeSettings",
     "ConfigurableTool",
+    "FilesSettings",
+    "FilesTool",
     "JavaScriptTool",
     "PythonTool",
     "Sandbox",
