@@ -21,8 +21,11 @@ from ._settings import DATA_DIR_ENV, ConfigurableTool, ToolConfigError, ToolSett
 from .code_exec import CodeSettings, JavaScriptTool, PythonTool, ShellTool
 from .files import FilesSettings, FilesTool
 from .sandbox import Sandbox, SandboxLimits, SandboxResult
+from .web import HttpFetchSettings, HttpFetchTool, WebSearchSettings, WebSearchTool
 
-_BUILTINS: tuple[type[ConfigurableTool], ...] = (PythonTool, ShellTool, JavaScriptTool, FilesTool)
+_BUILTINS: tuple[type[ConfigurableTool], ...] = (
+    PythonTool, ShellTool, JavaScriptTool, FilesTool, WebSearchTool, HttpFetchTool,
+)
 
 
 def builtin_tools() -> dict[str, type[ConfigurableTool]]:
@@ -52,6 +55,8 @@ __all__ = [
     "ConfigurableTool",
     "FilesSettings",
     "FilesTool",
+    "HttpFetchSettings",
+    "HttpFetchTool",
     "JavaScriptTool",
     "PythonTool",
     "Sandbox",
@@ -60,6 +65,8 @@ __all__ = [
     "ShellTool",
     "ToolConfigError",
     "ToolSettings",
+    "WebSearchSettings",
+    "WebSearchTool",
     "builtin_tools",
     "create_builtin",
     "data_dir",
