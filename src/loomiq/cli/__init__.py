@@ -15,6 +15,7 @@ import typer
 
 from .. import __version__
 from ._agents import agents_app
+from ._kb import kb_app
 from ._run import run_command
 from ._service import register as register_service_commands
 from ._tasks import register as register_task_commands
@@ -38,6 +39,7 @@ app.add_typer(agents_app, name="agents")
 app.command("tools")(tools_command)
 app.add_typer(tool_app, name="tool")
 app.add_typer(workflow_app, name="workflow")
+app.add_typer(kb_app, name="kb")
 
 
 def _show_version(value: bool) -> None:

@@ -20,11 +20,12 @@ from typing import Any
 from ._settings import DATA_DIR_ENV, ConfigurableTool, ToolConfigError, ToolSettings, data_dir
 from .code_exec import CodeSettings, JavaScriptTool, PythonTool, ShellTool
 from .files import FilesSettings, FilesTool
+from .knowledge import Document, KnowledgeBase, KnowledgeError, KnowledgeSettings, KnowledgeTool, SearchHit
 from .sandbox import Sandbox, SandboxLimits, SandboxResult
 from .web import HttpFetchSettings, HttpFetchTool, WebSearchSettings, WebSearchTool
 
 _BUILTINS: tuple[type[ConfigurableTool], ...] = (
-    PythonTool, ShellTool, JavaScriptTool, FilesTool, WebSearchTool, HttpFetchTool,
+    PythonTool, ShellTool, JavaScriptTool, FilesTool, KnowledgeTool, WebSearchTool, HttpFetchTool,
 )
 
 
@@ -53,15 +54,21 @@ __all__ = [
     "DATA_DIR_ENV",
     "CodeSettings",
     "ConfigurableTool",
+    "Document",
     "FilesSettings",
     "FilesTool",
     "HttpFetchSettings",
     "HttpFetchTool",
     "JavaScriptTool",
+    "KnowledgeBase",
+    "KnowledgeError",
+    "KnowledgeSettings",
+    "KnowledgeTool",
     "PythonTool",
     "Sandbox",
     "SandboxLimits",
     "SandboxResult",
+    "SearchHit",
     "ShellTool",
     "ToolConfigError",
     "ToolSettings",
