@@ -173,3 +173,19 @@ def test_kb_commands(tmp_path: Path) -> None:
     assert missing.returncode == 1 and missing.stderr.startswith("loomiq: error: tenant acme has no document")
     bad = cli("kb", "add", str(tmp_path / "nope.pdf"), **env)
     assert bad.returncode == 2 and bad.stderr == f"loomiq: error: {tmp_path / 'nope.pdf'}: no such file\n"
+
+
+async def test_words_in_most_chunks_are_stop_words_on_a_large_sqlite_base(tmp_path: Path) -> None:
+    kb = await KnowledgeBase.open(f"sqlite:///{tmp_path / 'kb.db'}", chunk_chars=60, overlap_chars=0)
+    try:
+        lines = [f"the common report number {i} lists figures." for i in range(1500)]
+        lines[700] = "the common report about a rare walrus sighting."
+        lines[900] = "a walrus again, seen near the common harbour."
+        await kb.add("acme", "big.txt", "\n\n".join(lines))
+        hits = await kb.search("acme", "common walrus", limit=5)
+        # "common" is in every chunk: a stop word here; the walrus chunks are found and ranked first.
+        assert sorted(h.text for h in hits) == sorted([lines[700], lines[900]])
+        only_common = await kb.search("acme", "common report", limit=3)
+        assert len(only_common) == 3 and all("common" in h.text for h in only_common)
+    finally:
+        await kb.close()

@@ -8,6 +8,7 @@ writer in the same file.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -30,25 +31,45 @@ _MIGRATIONS: list[list[str]] = [
         """CREATE TABLE IF NOT EXISTS kb_chunks (
             id INTEGER PRIMARY KEY, document_id TEXT NOT NULL REFERENCES kb_documents (id) ON DELETE CASCADE,
             tenant_id TEXT NOT NULL, collection TEXT NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL,
-            start_char INTEGER NOT NULL, end_char INTEGER NOT NULL)""",
+            start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, scope TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS kb_chunks_document ON kb_chunks (document_id, seq)",
         """CREATE VIRTUAL TABLE IF NOT EXISTS kb_chunks_fts USING fts5(
-            text, content='kb_chunks', content_rowid='id', tokenize='porter unicode61')""",
+            text, scope, content='kb_chunks', content_rowid='id', tokenize='porter unicode61')""",
+        # Rank by BM25 over the text only: the scope column's tokens weigh nothing.
+        "INSERT INTO kb_chunks_fts (kb_chunks_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)')",
         """CREATE TRIGGER IF NOT EXISTS kb_chunks_ai AFTER INSERT ON kb_chunks BEGIN
-            INSERT INTO kb_chunks_fts (rowid, text) VALUES (new.id, new.text); END""",
+            INSERT INTO kb_chunks_fts (rowid, text, scope) VALUES (new.id, new.text, new.scope); END""",
         """CREATE TRIGGER IF NOT EXISTS kb_chunks_ad AFTER DELETE ON kb_chunks BEGIN
-            INSERT INTO kb_chunks_fts (kb_chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END""",
+            INSERT INTO kb_chunks_fts (kb_chunks_fts, rowid, text, scope)
+            VALUES ('delete', old.id, old.text, old.scope); END""",
     ],
 ]
 """Migration N+1 is `_MIGRATIONS[N]`; the applied ones are recorded in ``kb_schema_migrations``."""
 
 _DOC_COLUMNS = "id, tenant_id, collection, source, title, kind, sha256, chars, chunks, created_at"
 
+# The tenant (and collection) filter is a term of the MATCH itself, on the scope column, so that FTS5
+# ranks and limits inside the index; only the top rows are joined for their details.
 _SEARCH = """
-SELECT c.document_id, c.seq, d.source, d.title, c.text, -bm25(kb_chunks_fts) AS score, c.start_char, c.end_char
-FROM kb_chunks_fts JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid JOIN kb_documents d ON d.id = c.document_id
-WHERE kb_chunks_fts MATCH ? AND c.tenant_id = ? {collection}
-ORDER BY bm25(kb_chunks_fts) LIMIT ?"""
+SELECT c.document_id, c.seq, d.source, d.title, c.text, -top.rank, c.start_char, c.end_char
+FROM (SELECT rowid, rank FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS top
+JOIN kb_chunks c ON c.id = top.rowid JOIN kb_documents d ON d.id = c.document_id
+WHERE c.tenant_id = ?
+ORDER BY top.rank"""
+
+
+COMMON = 0.25
+"""A word in more than this share of all chunks is a stop word to the search (see `SQLiteKBStore._informative`)."""
+COMMON_MIN = 1000
+"""... and in more than this many chunks: below it, scoring a word is cheap and every word counts."""
+
+
+def scope_tokens(tenant: str, collection: str) -> tuple[str, str]:
+    """The scope column's two tokens of a chunk: its tenant's, and its tenant and collection's (hashes:
+    one alphanumeric token each, whatever characters the names hold)."""
+    tenant_token = "t" + hashlib.sha256(tenant.encode()).hexdigest()[:24]
+    collection_token = "c" + hashlib.sha256(f"{tenant}\0{collection}".encode()).hexdigest()[:24]
+    return tenant_token, collection_token
 
 
 def sqlite_file(url: str) -> str:
@@ -73,6 +94,9 @@ class SQLiteKBStore(KBStore):
         self.path = sqlite_file(url)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._vocab_ready = False
+        self._total = 0
+        self._total_at = -1e9
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None or self._executor is None:
@@ -123,10 +147,11 @@ class SQLiteKBStore(KBStore):
                 conn.execute(f"INSERT INTO kb_documents ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (d.id, d.tenant_id, d.collection, d.source, d.title, d.kind, d.sha256, d.chars,
                               d.chunks, d.created_at))
+                scope = " ".join(scope_tokens(d.tenant_id, d.collection))
                 conn.executemany(
-                    "INSERT INTO kb_chunks (document_id, tenant_id, collection, seq, text, start_char, end_char) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(d.id, d.tenant_id, d.collection, c.seq, c.text, c.start, c.end) for c in chunks])
+                    "INSERT INTO kb_chunks (document_id, tenant_id, collection, seq, text, start_char, end_char, "
+                    "scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(d.id, d.tenant_id, d.collection, c.seq, c.text, c.start, c.end, scope) for c in chunks])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -168,15 +193,62 @@ class SQLiteKBStore(KBStore):
         return await self._call(remove)
 
     async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int) -> list[SearchHit]:
-        """See `KBStore.search`: the terms OR-ed, ranked by BM25."""
+        """See `KBStore.search`: the informative terms OR-ed, ranked by BM25 (see `_informative`)."""
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)  # words only (see query_terms): quoting is enough
-        sql = _SEARCH.format(collection="AND c.collection = ?" if collection else "")
-        args = (match, tenant, *([collection] if collection else []), limit)
-        rows = await self._call(lambda c: c.execute(sql, args).fetchall())
+        tenant_token, collection_token = scope_tokens(tenant, collection or "")
+        scope = f'scope : "{collection_token if collection else tenant_token}"'
+
+        def query(conn: sqlite3.Connection) -> list[Any]:
+            words = self._informative(conn, terms)
+            if not words:
+                return []
+            # Words only (see query_terms): quoting them is enough to keep them out of FTS5's syntax.
+            match = f"{scope} AND text : ({' OR '.join(f'{chr(34)}{w}{chr(34)}' for w in words)})"
+            return conn.execute(_SEARCH, (match, limit, tenant)).fetchall()
+
+        rows = await self._call(query)
         return [SearchHit(f"{r[0]}#{r[1]}", r[0], int(r[1]), r[2], r[3], r[4], float(r[5]), int(r[6]), int(r[7]))
                 for r in rows]
+
+    def _informative(self, conn: sqlite3.Connection, terms: Sequence[str]) -> list[str]:
+        """The query words worth ranking by.
+
+        Scoring a word costs a BM25 evaluation per chunk that holds it: tens of milliseconds for a
+        word in most of 10,000 chunks, while its IDF is small (FTS5 clamps it to 1e-6 past half of
+        the chunks) and moves the top results little. So words in more than `COMMON` of the chunks
+        (and in more than `COMMON_MIN`: a small knowledge base is searched for every word) are treated
+        as stop words and not searched for, and words found nowhere are dropped. A query
+        made only of common words is ranked by its rarest word alone (correct, and slower).
+        """
+        if not self._vocab_ready:
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query USING fts5(t, tokenize='porter unicode61')")
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_query_v USING fts5vocab(temp, kb_query, instance)")
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_chunks_v "
+                         "USING fts5vocab(main, kb_chunks_fts, row)")
+            self._vocab_ready = True
+        # The index's own tokenizer gives each word's stem, whose document frequency the index knows.
+        conn.execute("DELETE FROM temp.kb_query")
+        conn.executemany("INSERT INTO temp.kb_query (rowid, t) VALUES (?, ?)", list(enumerate(terms)))
+        stems = dict(conn.execute("SELECT doc, term FROM temp.kb_query_v WHERE col = 't'").fetchall())
+        total = self._total_chunks(conn)
+        frequency: dict[str, int] = {}
+        for index, word in enumerate(terms):
+            stem = stems.get(index)
+            row = conn.execute("SELECT doc FROM temp.kb_chunks_v WHERE term = ?", (stem,)).fetchone() if stem else None
+            if row and row[0]:
+                frequency[word] = int(row[0])
+        if not frequency:
+            return []
+        informative = [w for w, n in frequency.items() if n <= max(total * COMMON, COMMON_MIN)]
+        return informative or [min(frequency, key=frequency.__getitem__)]
+
+    def _total_chunks(self, conn: sqlite3.Connection) -> int:
+        now = time.monotonic()
+        if now - self._total_at > 10.0:
+            self._total = conn.execute("SELECT COALESCE(MAX(id), 0) FROM kb_chunks").fetchone()[0]
+            self._total_at = now
+        return max(1, self._total)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
