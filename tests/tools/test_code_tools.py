@@ -107,3 +107,11 @@ def test_specs() -> None:
     assert spec.name == "python" and spec.parameters["required"] == ["code"]
     assert spec.parameters["additionalProperties"] is False
     assert PythonTool.configure({"timeout_s": 5}).timeout_s > 5
+
+
+async def test_cpu_time_limit(need_sandbox: None) -> None:
+    tool = PythonTool.configure({"cpu_s": 1, "timeout_s": 60, "warm": 0})
+    result = await tool.run({"code": "while True:\n    pass"}, ToolContext())
+    assert result.data["exit_code"] == 128 + 24 and not result.data["timed_out"]
+    assert result.data["notes"] == ["killed: CPU time limit of 1 s reached"]
+    assert result.content == "exit code: 152\n(no output)\n[killed: CPU time limit of 1 s reached]"

@@ -1,14 +1,17 @@
-"""The escape corpus (`escape_corpus.CASES`) through the code tools' public entry: every attempt is
+"""The escape corpus (`escape_corpus.CASES`) through the code tools' public entry and through
+``loomiq tool run`` (the agents' path, in a process of its own): every attempt is
 contained with a clear result, and the host is unchanged afterwards (no file written outside, no
 process left behind, the host's listener never reached, the secret never read)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
 import sqlite3
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 from loomiq.tools import ToolContext
 from loomiq.tools.builtin import create_builtin
 
+from ..cli.conftest import cli_env
 from .escape_corpus import CASES, SETTINGS, Case, Host
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -95,3 +99,32 @@ async def test_escape_is_contained(case: Case, host: Host, need_sandbox: None) -
     case.check(result.data, host)
     assert result.is_error == (result.data["exit_code"] != 0)
     assert result.content.startswith(f"exit code: {result.data['exit_code']}")
+
+
+@pytest.fixture
+def corpus_config(tmp_path: Path) -> Path:
+    """A loomiq.yaml giving the code tools the corpus's limits (one scripted agent: the file needs one)."""
+    settings = {**SETTINGS, "warm": 0}  # one call per process: nothing to start ahead
+    tools = {name: settings for name in ("python", "shell", "javascript")}
+    config = {"agents": [{"id": "a", "provider": "scripted", "model": "scripted"}], "tools": tools}
+    path = tmp_path / "loomiq.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_escape_is_contained_through_loomiq_tool_run(case: Case, host: Host, corpus_config: Path,
+                                                           need_sandbox: None) -> None:
+    if case.tool == "javascript" and shutil.which("node", path="/usr/local/bin:/usr/bin:/bin") is None:
+        pytest.skip("node is not installed: the javascript tool is unavailable")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loomiq.cli", "tool", "run", case.tool, "--args",
+        json.dumps({"code": case.source(host)}), "--config", str(corpus_config), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    record = json.loads(out)
+    assert record["name"] == case.tool, err
+    case.check(record["data"], host)
+    # A program that failed is an error result (exit 1), one that succeeded is not (exit 0).
+    assert proc.returncode == (1 if record["data"]["exit_code"] != 0 else 0), (proc.returncode, err)

@@ -70,6 +70,8 @@ def format_result(result: SandboxResult) -> str:
 class CodeTool(ConfigurableTool):
     """Base of the code tools: run ``{"code": ...}`` with `interpreter` in a fresh sandbox."""
 
+    read_only = True  # the code changes nothing outside its own sandbox
+
     Settings: ClassVar[type[ToolSettings]] = CodeSettings
     settings: CodeSettings
     interpreter: ClassVar[tuple[str, ...]]

@@ -47,6 +47,8 @@ class HttpFetchSettings(ToolSettings):
 class HttpFetchTool(ConfigurableTool):
     """``http_fetch``: GET one URL and return its text (HTML as text, PDF text, JSON and text as is)."""
 
+    read_only = True
+
     name = "http_fetch"
     description = (
         "Fetch a web page or document by URL (http or https, GET) and return its text: HTML is reduced to "
@@ -160,6 +162,8 @@ class WebSearchSettings(ToolSettings):
 
 class WebSearchTool(ConfigurableTool):
     """``web_search``: search the web through the configured backend; results with title, URL, snippet."""
+
+    read_only = True
 
     name = "web_search"
     description = (
