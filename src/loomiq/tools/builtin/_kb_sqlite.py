@@ -97,6 +97,9 @@ class SQLiteKBStore(KBStore):
         self._vocab_ready = False
         self._total = 0
         self._total_at = -1e9
+        self._frequency: dict[str, int] = {}
+        """Document frequency of query words (0: not in the index), refreshed with the total, and
+        emptied by this store's own writes."""
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None or self._executor is None:
@@ -158,6 +161,7 @@ class SQLiteKBStore(KBStore):
                 raise
 
         await self._call(write)
+        self._total_at = -1e9  # this process changed the frequencies
 
     async def get(self, tenant: str, document_id: str) -> Document | None:
         """See `KBStore.get`."""
@@ -190,7 +194,9 @@ class SQLiteKBStore(KBStore):
                 raise
             return bool(found)
 
-        return await self._call(remove)
+        removed = await self._call(remove)
+        self._total_at = -1e9
+        return removed
 
     async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int) -> list[SearchHit]:
         """See `KBStore.search`: the informative terms OR-ed, ranked by BM25 (see `_informative`)."""
@@ -227,17 +233,18 @@ class SQLiteKBStore(KBStore):
             conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_chunks_v "
                          "USING fts5vocab(main, kb_chunks_fts, row)")
             self._vocab_ready = True
-        # The index's own tokenizer gives each word's stem, whose document frequency the index knows.
-        conn.execute("DELETE FROM temp.kb_query")
-        conn.executemany("INSERT INTO temp.kb_query (rowid, t) VALUES (?, ?)", list(enumerate(terms)))
-        stems = dict(conn.execute("SELECT doc, term FROM temp.kb_query_v WHERE col = 't'").fetchall())
-        total = self._total_chunks(conn)
-        frequency: dict[str, int] = {}
-        for index, word in enumerate(terms):
-            stem = stems.get(index)
-            row = conn.execute("SELECT doc FROM temp.kb_chunks_v WHERE term = ?", (stem,)).fetchone() if stem else None
-            if row and row[0]:
-                frequency[word] = int(row[0])
+        total = self._total_chunks(conn)  # also empties the frequency cache every few seconds
+        missing = [w for w in terms if w not in self._frequency]
+        if missing:
+            # The index's own tokenizer gives each word's stem, whose document frequency the index knows.
+            conn.execute("DELETE FROM temp.kb_query")
+            conn.executemany("INSERT INTO temp.kb_query (rowid, t) VALUES (?, ?)", list(enumerate(missing)))
+            stems = dict(conn.execute("SELECT doc, term FROM temp.kb_query_v WHERE col = 't'").fetchall())
+            for index, word in enumerate(missing):
+                stem = stems.get(index)
+                row = stem and conn.execute("SELECT doc FROM temp.kb_chunks_v WHERE term = ?", (stem,)).fetchone()
+                self._frequency[word] = int(row[0]) if row and row[0] else 0
+        frequency = {w: self._frequency[w] for w in terms if self._frequency[w]}
         if not frequency:
             return []
         informative = [w for w, n in frequency.items() if n <= max(total * COMMON, COMMON_MIN)]
@@ -248,6 +255,7 @@ class SQLiteKBStore(KBStore):
         if now - self._total_at > 10.0:
             self._total = conn.execute("SELECT COALESCE(MAX(id), 0) FROM kb_chunks").fetchone()[0]
             self._total_at = now
+            self._frequency.clear()
         return max(1, self._total)
 
 
