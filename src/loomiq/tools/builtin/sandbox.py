@@ -325,7 +325,8 @@ class Sandbox:
         """Start a sandbox for `argv`, stopped at its gate until `run` sends the go byte."""
         assert self.bwrap is not None
         size = str(self.limits.work_dir_mb * 1024 * 1024)
-        code_dir = tempfile.mkdtemp(prefix="loomiq-sandbox-")
+        # Under /tmp, not $TMPDIR: bwrap runs as the sandbox's user, who must be able to reach it.
+        code_dir = tempfile.mkdtemp(prefix="loomiq-sandbox-", dir="/tmp" if os.path.isdir("/tmp") else None)
         os.chmod(code_dir, 0o755)  # the sandbox's user reads its program from here
         go_r, go_w = os.pipe()
         status_r, status_w = os.pipe()
