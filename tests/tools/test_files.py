@@ -84,8 +84,9 @@ def test_footprints() -> None:
     assert tool.footprint({"op": "write", "path": "./src//a.py"}) == Footprint(writes=frozenset({"file:src/a.py"}))
     assert tool.footprint({"op": "read", "path": "src/a.py"}) == Footprint(reads=frozenset({"file:src/a.py"}))
     search = tool.footprint({"op": "search", "path": "src", "pattern": "x"})
-    assert search == Footprint(reads=frozenset({"file:src/**"}))
-    assert tool.footprint({"op": "list"}) == Footprint(reads=frozenset({"file:**"}))
+    assert search == Footprint(reads=frozenset({"file:src/**"}), exclusive=True)
+    assert tool.footprint({"op": "list"}) == Footprint(reads=frozenset({"file:**"}), exclusive=True)
+    assert search.conflicts_with(tool.footprint({"op": "write", "path": "src/a.py"}))
     assert tool.footprint({"op": "write", "path": "a"}).conflicts_with(tool.footprint({"op": "read", "path": "a"}))
     assert not tool.footprint({"op": "write", "path": "a"}).conflicts_with(tool.footprint({"op": "write", "path": "b"}))
 

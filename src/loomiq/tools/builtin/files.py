@@ -5,9 +5,10 @@ The root is ``ToolContext.workspace`` when the caller gives one, else ``<root>/<
 relative to it and never leave it: ``..``, absolute paths, symlinks whose target is outside, hard
 links, devices and FIFOs are refused, and resolution is race-free (see `_paths`). Sizes are capped.
 
-Footprint: ``read`` reads ``file:<path>``, ``write`` writes it; ``list`` and ``search`` read
-``file:<dir>/**`` (``file:**`` for the whole workspace), so that the scheduler orders them after
-writes of the same files and lets calls on different files run together.
+Footprint: ``read`` reads ``file:<path>``, ``write`` writes it, so calls on different files run
+together and calls on the same file in the model's order; ``list`` and ``search`` read every file
+under a directory (``file:<dir>/**``) and run alone (exclusive), since a scheduler that matches
+resources by name cannot tell which writes they overlap.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class FilesTool(ConfigurableTool):
         self.timeout_s = self.settings.timeout_s
 
     def footprint(self, arguments: Mapping[str, Any]) -> Footprint:
-        """``file:<path>`` read or written; directory-wide reads as ``file:<dir>/**``."""
+        """``file:<path>`` read or written; listings and searches exclusive (see the module docstring)."""
         op = arguments.get("op")
         try:
             path = normalize(str(arguments.get("path", "")))
@@ -86,7 +87,10 @@ class FilesTool(ConfigurableTool):
             return Footprint(writes=frozenset({f"file:{path}"}))
         if op == "read":
             return Footprint(reads=frozenset({f"file:{path}"}))
-        return Footprint(reads=frozenset({f"file:{path}/**" if path else "file:**"}))
+        # A listing or a search reads every file under a directory, which no set of names can say to
+        # a scheduler matching resources by name: it runs alone, so it sees exactly what a sequential
+        # run would (``file:<dir>/**`` names what it reads, for the record).
+        return Footprint(reads=frozenset({f"file:{path}/**" if path else "file:**"}), exclusive=True)
 
     def workspace(self, ctx: ToolContext) -> Path:
         """The tenant's workspace root for this call."""
