@@ -196,9 +196,15 @@ async def test_no_auth_mode_acts_as_local_admin_for_loopback_only(tmp_path: Path
         local = httpx2.ASGITransport(app=app, client=("127.0.0.1", 5000))
         async with httpx2.AsyncClient(transport=local, base_url="http://t") as client:
             assert (await client.post("/api/keys", json={})).status_code == 201
-        remote = httpx2.ASGITransport(app=app, client=("203.0.113.9", 5000))
-        async with httpx2.AsyncClient(transport=remote, base_url="http://t") as client:
-            assert_problem(await client.get("/api/agents"), 403, "forbidden")
+        local6 = httpx2.ASGITransport(app=app, client=("::1", 5000))
+        async with httpx2.AsyncClient(transport=local6, base_url="http://t") as client:
+            assert (await client.get("/api/agents")).status_code == 200
+        # Only addresses count: Starlette's TestClient reports the name "testclient", which production
+        # code must not know about (nor any other name).
+        for remote_host in ("203.0.113.9", "testclient", "localhost.example", ""):
+            remote = httpx2.ASGITransport(app=app, client=(remote_host, 5000))
+            async with httpx2.AsyncClient(transport=remote, base_url="http://t") as client:
+                assert_problem(await client.get("/api/agents"), 403, "forbidden")
 
 
 def test_issue_token_claims() -> None:
