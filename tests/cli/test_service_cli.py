@@ -76,3 +76,23 @@ def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     done = loomiq(tmp_path, "serve", "--port", "1")
     assert done.returncode == 2
     assert "LOOMIQ_JWT_SECRET" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "65536", str(2**63), str(10**23)])
+def test_serve_refuses_a_port_outside_1_to_65535_before_binding(tmp_path: Path, port: str) -> None:
+    # 70000 used to print "serving on :70000" and listen on 4464 (70000 mod 65536).
+    done = loomiq(tmp_path, "serve", "--no-auth", "--port", port)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loomiq: error: "), done.stderr
+    assert "--port must be a TCP port from 1 to 65535" in lines[0] and port in lines[0]
+
+
+def test_build_server_checks_the_port(tmp_path: Path) -> None:
+    from loomiq.api import SettingsError, build_server
+
+    settings = Settings(auth_disabled=True, keys_path=tmp_path / "k.db")
+    for bad in (-1, 65536, 70000, 2**63, True):
+        with pytest.raises(SettingsError, match="port must be a TCP port from 0 to 65535"):
+            build_server("127.0.0.1", bad, settings=settings)  # type: ignore[arg-type]
+    assert build_server("127.0.0.1", 0, settings=settings).config.port == 0  # 0: any free port

@@ -36,6 +36,16 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def check_port(port: object, name: str = "--port", *, any_free: bool = False) -> int:
+    """`port` as a TCP port number, or `SettingsError` naming `name` (the flag or variable it came
+    from). Ports are 1-65535; with `any_free`, 0 is allowed too (the system picks a free port).
+    Checked before binding: the OS would otherwise take the number modulo 65536 (70000 -> 4464)."""
+    low = 0 if any_free else 1
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= 65535:
+        raise SettingsError(f"{name} must be a TCP port from {low} to 65535, not {port!r}")
+    return port
+
+
 GC_THRESHOLDS = (20_000, 20, 20)
 """`gc.set_threshold` of a started server (Python's default: 700, 10, 10)."""
 
@@ -77,9 +87,12 @@ def build_server(
     `gc_tuning`: once started, call `tune_gc` (process-wide; pass False when the server runs
     inside a process that has other work, such as a test suite).
 
+    `port` 0 lets the system pick a free port (read it from the started server's sockets).
+
     Raises `SettingsError` when the settings must not start a server (weak or missing JWT secret),
-    or when auth is disabled and `host` is not a loopback address.
+    when `port` is not 0-65535, or when auth is disabled and `host` is not a loopback address.
     """
+    check_port(port, "port", any_free=True)
     settings = settings or Settings.from_env()
     if settings.auth_disabled and not is_loopback_host(host):
         raise SettingsError(
@@ -98,7 +111,8 @@ def build_server(
 def serve(host: str = "127.0.0.1", port: int = 8000, no_auth: bool = False, *, settings: Settings | None = None,
           log_level: str = "info") -> None:
     """Run the service until interrupted (``loomiq serve``). Raises `SettingsError` (print its
-    message and exit) when it must not start."""
+    message and exit) when it must not start, `port` outside 1-65535 included."""
+    check_port(port)
     settings = settings or Settings.from_env()
     if no_auth:
         settings = settings.with_(auth_disabled=True)
