@@ -333,3 +333,12 @@ async def test_context_dependencies_reach_every_agent_request() -> None:
     assert roles == ["system", "system", "user"]
     assert seen[0].messages[0].content == "You are a."
     assert "Result of task t1:\nforty-two" in seen[0].messages[1].content
+
+
+async def test_strategy_reason_says_the_caller_chose_a_named_strategy() -> None:
+    orch = Orchestrator(agents("a", "b"))
+    named = await orch.run(TASK, strategy="parallel", agents=["a", "b"])
+    assert named.strategy_reason == "chosen by the caller"
+    assert named.to_dict()["strategy_reason"] == "chosen by the caller"
+    auto = await orch.run(TASK, agents=["a", "b"])
+    assert auto.strategy_reason and auto.strategy_reason != "chosen by the caller"

@@ -112,7 +112,7 @@ def test_run_human_output_says_offline_and_shows_the_answer() -> None:
     assert "event sourcing" in output
     summary = "\n".join(lines[lines.index("output:"):])
     assert "status:   completed" in summary
-    assert "strategy: consensus (chosen with --strategy)" in summary
+    assert "strategy: consensus (chosen by the caller)" in summary
     assert "answered: analyst, critic, pragmatist, lead" in summary
     assert "failed:   none" in summary
     assert "tokens:" in summary and "cost:" in summary and "duration:" in summary

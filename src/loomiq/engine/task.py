@@ -144,7 +144,8 @@ class TaskRequest:
     idempotency_key: str | None = None
     tenant_id: TenantID = DEFAULT_TENANT
     reason: str = ""
-    """Why ``auto`` chose the strategy (empty when the caller named it)."""
+    """Why the strategy was chosen: ``auto``'s reason, or "chosen by the caller" (empty in tasks
+    stored before that was recorded)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,9 @@ from ._catalog import get_strategy
 from .auto import choose_strategy
 from .base import Strategy, StrategyError
 
+CALLER_CHOSE = "chosen by the caller"
+"""The `RunPlan.reason` (and so `RunResult.strategy_reason`) of a run whose strategy the caller named."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
@@ -92,7 +95,7 @@ class StrategyRunner:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise StrategyError("the prompt is empty")
-        name, reason, agents, capabilities = options.strategy, "", options.agents, options.capabilities
+        name, reason, agents, capabilities = options.strategy, CALLER_CHOSE, options.agents, options.capabilities
         if name == "auto":
             available = len(agents) if agents else len(self._registry.rank(capabilities))
             choice = choose_strategy(prompt, available)
