@@ -3,6 +3,7 @@ WebSocket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -118,6 +119,29 @@ async def test_websocket_sends_the_same_events_as_sse(live_server: LiveServer) -
     async with connect(f"{ws_url}?after=3&access_token={token('viewer')}") as ws:
         first = json.loads(await ws.recv())
     assert first["seq"] == 4
+
+
+async def test_websocket_resumed_at_or_past_the_end_of_a_finished_task_closes_at_once(
+    live_server: LiveServer,
+) -> None:
+    task_id = _submit(live_server, {"prompt": "Should we shard?", "strategy": "single"})
+    with _http(live_server) as http:
+        last = sum(1 for line in http.get(f"/api/tasks/{task_id}/events").text.splitlines()
+                   if line.startswith("data: "))
+    ws_url = live_server.url.replace("http", "ws") + f"/api/tasks/{task_id}/ws"
+    for after in (last, last + 7, 2**31 - 1):
+        async with connect(f"{ws_url}?after={after}&access_token={token('viewer')}") as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 3)  # no event: it closes normally at once
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    for bad in (-1, 2**31, 10**23, "x"):  # out of bounds: refused with a 422 problem naming the field
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{ws_url}?after={bad}&access_token={token('viewer')}"):
+                pass
+        assert refused.value.response.status_code == 422
+        problem = json.loads(refused.value.response.body)
+        assert problem["type"] == "urn:loomiq:problem:invalid-request"
+        assert problem["detail"].startswith("query field 'after'") and problem["errors"][0]["field"] == "after"
 
 
 async def test_websocket_cancel(live_server: LiveServer) -> None:

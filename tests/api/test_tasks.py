@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from itertools import groupby
@@ -79,6 +80,27 @@ async def test_replay_after_last_event_id_has_no_gap_and_no_duplicate(client: ht
     assert by_query[0]["data"]["seq"] == 4
     bad = await client.get(f"/api/tasks/{task_id}/events", headers={"Last-Event-ID": "abc"})
     assert assert_problem(bad, 422, "invalid-request")["detail"].startswith("header field 'Last-Event-ID'")
+
+
+async def test_resuming_a_finished_task_at_or_past_its_last_event_ends_at_once(client: httpx2.AsyncClient) -> None:
+    task_id = (await submit(client)).json()["id"]
+    last = len(parse_sse((await client.get(f"/api/tasks/{task_id}/events")).text))
+    for resume in ({"headers": {"Last-Event-ID": str(last)}}, {"headers": {"Last-Event-ID": str(last + 50)}},
+                   {"headers": {"Last-Event-ID": str(2**31 - 1)}}, {"params": {"after": last + 1}}):
+        async with asyncio.timeout(2):  # it used to stay open with heartbeats forever
+            response = await client.get(f"/api/tasks/{task_id}/events", **resume)  # type: ignore[arg-type]
+        assert response.status_code == 200 and parse_sse(response.text) == [], resume
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**31), str(2**63), str(10**23), "99999999999999999999999", "1.5", "x"])
+async def test_event_positions_out_of_bounds_are_422_naming_the_field(client: httpx2.AsyncClient, value: str) -> None:
+    task_id = (await submit(client)).json()["id"]
+    for where, name in (("headers", "Last-Event-ID"), ("params", "after")):
+        response = await client.get(f"/api/tasks/{task_id}/events", **{where: {name: value}})  # type: ignore[arg-type]
+        problem = assert_problem(response, 422, "invalid-request")
+        kind = "header" if where == "headers" else "query"
+        assert problem["detail"].startswith(f"{kind} field '{name}'"), problem
+        assert problem["errors"][0]["field"] == name
 
 
 async def test_submit_answers_at_once_without_waiting_for_a_model(

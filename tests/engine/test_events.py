@@ -97,3 +97,40 @@ async def test_postgres_listens_for_events_only_while_a_task_is_followed(
         finally:
             await runner.aclose()
             await follower.aclose()
+
+
+async def _all(events, within_s: float = 3.0) -> list[TaskEvent]:  # type: ignore[no-untyped-def]
+    """Every event of a follower, which must end by itself within `within_s`."""
+    async with asyncio.timeout(within_s):
+        return [e async for e in events]
+
+
+async def test_resuming_at_or_past_the_end_of_a_finished_task_ends_at_once(open_engine) -> None:  # type: ignore[no-untyped-def]
+    engine: TaskEngine = await open_engine()
+    elsewhere: TaskEngine = await open_engine()  # another process on the same database
+    result = await engine.orchestrator.run("q", strategy="single", agents=["a0"], durable=True)
+    log = await _all(engine.events(result.task_id))  # the whole log, once committed
+    end = log[-1].seq
+    assert log[-1].type == "task_finished"
+    for follower in (engine, elsewhere):
+        for after in (end, end + 1, end + 1000, 2**63 - 1):
+            started = asyncio.get_running_loop().time()
+            assert await _all(follower.events(result.task_id, after=after), within_s=1.0) == []
+            assert asyncio.get_running_loop().time() - started < 0.5  # at once, not after a poll
+        assert await _all(follower.events(result.task_id, after=end - 1)) == log[-1:]
+
+
+async def test_a_follower_past_the_end_of_a_running_task_ends_when_the_task_does(open_engine) -> None:  # type: ignore[no-untyped-def]
+    slow = [scripted(f"a{i}", ScriptedModel(replies=["done"], latency_s=0.3)) for i in range(2)]
+    engine: TaskEngine = await open_engine(slow)
+    elsewhere: TaskEngine = await open_engine(slow)  # follows only through the log (or NOTIFY)
+    tid = await engine.orchestrator.submit("q", strategy="single", agents=["a0"])
+    async with running(engine):
+        here = asyncio.create_task(_all(engine.events(tid, after=10**6), within_s=5.0))
+        there = asyncio.create_task(_all(elsewhere.events(tid, after=10**6), within_s=5.0))
+        # A client a few events ahead of the log (it saw them live from another server) gets the rest.
+        close = asyncio.create_task(_all(elsewhere.events(tid, after=3), within_s=5.0))
+        assert await here == [] and await there == []
+        log = await engine.store.read_events(tid)
+        assert [e.seq for e in await close] == [e.seq for e in log[3:]]
+    assert (await engine.get_task(tid)).status == "completed"

@@ -234,5 +234,16 @@ async def _on_ws_validation(websocket: Any, exc: Exception) -> None:
     from starlette.websockets import WebSocket
 
     assert isinstance(websocket, WebSocket) and isinstance(exc, WebSocketRequestValidationError)
-    # 1008: policy violation; the reason is limited to 123 bytes by the protocol.
-    await websocket.close(code=1008, reason=validation_problem(exc.errors()).detail[:120])
+    await refuse_websocket(websocket, validation_problem(exc.errors()))
+
+
+async def refuse_websocket(websocket: Any, problem: Problem) -> None:
+    """Refuse a WebSocket handshake: a problem response where the server can send one (most can;
+    browsers show only the status), else accept and close with 4000 + status (4401, 4404, 4422...)
+    and the detail as reason (cut to the protocol's 123 bytes)."""
+    response = problem_response(problem, websocket.url.path)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:
+        await websocket.accept()
+        await websocket.close(4000 + problem.status, problem.detail.encode()[:120].decode(errors="ignore"))

@@ -18,14 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from ..agents import NoAgentAvailable, UnknownAgent
-from ..engine import DependencyError, EngineClosed, InvalidTask, Priority, Submitted, Task, TaskNotFound, TaskStatus
+from ..engine import (
+    MAX_SEQ,
+    DependencyError,
+    EngineClosed,
+    InvalidTask,
+    Priority,
+    Submitted,
+    Task,
+    TaskNotFound,
+    TaskStatus,
+)
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
 from ._event_stream import event_json, sse_stream
 from ._pagination import Cursor, paginate
 from .auth import Principal
 from .deps import OperatorDep, PrincipalDep, StateDep, authenticate, get_state
-from .problems import Problem, planning_problem, problem_response
+from .problems import Problem, planning_problem, refuse_websocket
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -240,25 +250,21 @@ async def task_events(
     principal: PrincipalDep,
     state: StateDep,
     orch: EngineDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this seq")] = None,
+    last_event_id: Annotated[int | None, Header(
+        alias="Last-Event-ID", ge=0, le=MAX_SEQ,
+        description="The seq of the last event received (what a reconnecting EventSource sends).")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Replay events after this seq")] = None,
 ) -> EventSourceResponse:
     """The task's events as SSE (``id:`` is the event's seq): replayed from the log after
-    ``Last-Event-ID`` (or ``after``), then live, ending after ``task_finished``; heartbeats keep idle
-    connections open."""
+    ``Last-Event-ID`` (or ``after``), then live, ending after ``task_finished`` (at once when the
+    client already has it); heartbeats keep idle connections open."""
     await find_task(orch, task_id, principal)
-    start = after or 0
-    if last_event_id:
-        try:
-            start = int(last_event_id)
-        except ValueError:
-            raise Problem(422, "header field 'Last-Event-ID' must be the seq (an integer) of the last event received.",
-                          param="Last-Event-ID") from None
+    start = last_event_id if last_event_id is not None else after or 0
     return EventSourceResponse(sse_stream(orch, task_id, start), sep="\n", ping=state.settings.sse_ping_s or 0)
 
 
 @router.websocket("/{task_id}/ws")
-async def task_socket(websocket: WebSocket, task_id: str, after: Annotated[int, Query(ge=0)] = 0) -> None:
+async def task_socket(websocket: WebSocket, task_id: str, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0) -> None:
     """The task's events as JSON text frames (replayed after ``after``, then live); the client may
     send ``{"type": "cancel"}`` (operator) to cancel the task. Closes with 1000 after
     ``task_finished``. Credentials: headers, or ``?access_token=`` for browsers."""
@@ -268,7 +274,7 @@ async def task_socket(websocket: WebSocket, task_id: str, after: Annotated[int, 
         orch = await get_orch(state)
         await find_task(orch, task_id, principal)
     except Problem as problem:
-        await _refuse(websocket, problem)
+        await refuse_websocket(websocket, problem)
         return
     await websocket.accept()
     lock = anyio.Lock()
@@ -322,14 +328,3 @@ async def _command(
     # returns, and the cancellation must be recorded all the same. Its end arrives as events.
     with anyio.CancelScope(shield=True):
         await orch.cancel_task(task_id)
-
-
-async def _refuse(websocket: WebSocket, problem: Problem) -> None:
-    """Refuse the handshake: an HTTP problem response where the server can send one, else accept
-    and close with 4000 + status (4401, 4403, 4404...) and the detail as reason."""
-    response = problem_response(problem, websocket.url.path)
-    try:
-        await websocket.send_denial_response(response)
-    except RuntimeError:
-        await websocket.accept()
-        await websocket.close(4000 + problem.status, problem.detail.encode()[:120].decode(errors="ignore"))

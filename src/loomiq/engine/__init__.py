@@ -35,6 +35,7 @@ from .errors import (
     TaskNotFound,
 )
 from .events import (
+    MAX_SEQ,
     EventHub,
     LifecycleEvent,
     TaskFinished,
@@ -72,6 +73,7 @@ from .worker import Worker
 __all__ = [
     "DEFAULT_TENANT",
     "DEFAULT_URL",
+    "MAX_SEQ",
     "PRIORITY_LEVELS",
     "TASK_STATUSES",
     "TERMINAL_STATUSES",

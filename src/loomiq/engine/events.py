@@ -124,6 +124,10 @@ LifecycleEvent = TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetryi
 
 FINAL_EVENT = TaskFinished.type
 
+MAX_SEQ = 2**31 - 1
+"""The largest event sequence number a log can hold (``events.seq`` is a 32-bit INTEGER on
+PostgreSQL): a position past it is past every event."""
+
 _POKE = None  # a queue item meaning "the log changed elsewhere: read it again"
 
 
