@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -32,24 +32,41 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number is finite and bounded: a config (or an agent registered over the API) cannot
+    # carry 10^23 or Infinity into a semaphore, a sleep, a provider request or a stored row.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+DAY_S = 86_400.0
+"""The upper bound of every duration in the config, in seconds."""
+
+# The bounded numbers of an agent, shared with the API's agent PATCH body (one source of limits).
+TimeoutS = Annotated[float, Field(gt=0, le=DAY_S, description="Seconds one model call may take.")]
+MaxConcurrency = Annotated[int, Field(ge=1, le=10_000, description="Calls the agent runs at once.")]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+MaxTokens = Annotated[int, Field(ge=1, le=10_000_000)]
+BreakerThreshold = Annotated[int, Field(ge=1, le=10_000, description="Failures in a row that open the circuit.")]
+BreakerCooldownS = Annotated[float, Field(ge=0, le=DAY_S, description="Seconds an open circuit waits to probe.")]
 
 
 class RetrySection(_Strict):
     """`retry:` of an agent."""
 
     max_attempts: int = Field(3, ge=1, le=20)
-    base_delay_s: float = Field(0.25, ge=0)
-    max_delay_s: float = Field(8.0, ge=0)
-    max_retry_after_s: float = Field(30.0, ge=0)
+    base_delay_s: float = Field(0.25, ge=0, le=3600)
+    max_delay_s: float = Field(8.0, ge=0, le=3600)
+    max_retry_after_s: float = Field(30.0, ge=0, le=3600)
+
+
+CallIndex = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
 class ScriptedSection(_Strict):
     """`scripted:` options of a scripted agent: replies, latency, failures by call index."""
 
     replies: list[str] | None = None
-    latency_s: float = Field(0.0, ge=0)
-    failures: dict[int, Literal["timeout", "rate_limit", "server_error", "malformed_tool_call"]] = {}
+    latency_s: float = Field(0.0, ge=0, le=3600)
+    failures: dict[CallIndex, Literal["timeout", "rate_limit", "server_error", "malformed_tool_call"]] = {}
     persona: str = ""
 
 
@@ -63,16 +80,16 @@ class AgentSection(_Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     capabilities: list[str] = []
-    input_price_per_token: float | None = Field(None, ge=0)
-    output_price_per_token: float | None = Field(None, ge=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_concurrency: int = Field(4, ge=1)
+    input_price_per_token: float | None = Field(None, ge=0, le=1)
+    output_price_per_token: float | None = Field(None, ge=0, le=1)
+    timeout_s: TimeoutS = 60.0
+    max_concurrency: MaxConcurrency = 4
     system_prompt: str = ""
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
     retry: RetrySection = RetrySection()
-    breaker_threshold: int = Field(5, ge=1)
-    breaker_cooldown_s: float = Field(30.0, ge=0)
+    breaker_threshold: BreakerThreshold = 5
+    breaker_cooldown_s: BreakerCooldownS = 30.0
     scripted: ScriptedSection | None = None
     tools: list[str] = []
     max_tool_rounds: int = Field(8, ge=0, le=100)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loomiq.api._pagination import Cursor, paginate
+from loomiq.api._pagination import MAX_OFFSET, Cursor, paginate
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,24 @@ def test_cursor_round_trip_and_garbage() -> None:
     for garbage in ("", "nonsense", "W10", Cursor(1.0, "x", 1).encode()[:-3] + "!!!"):
         with pytest.raises(ValueError):
             Cursor.decode(garbage)
+
+
+def _raw(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        *(f'[1.5,"x",{n}]' for n in ("-1", str(2**31), str(2**63), str(10**23), "1.5", "true", "NaN")),
+        *(f'[{n},"x",0]' for n in ("-1", str(2**63), str(10**23), "1e400", "-1e400", "NaN", "true")),
+    ],
+)
+def test_cursor_numbers_out_of_bounds_are_refused(forged: str) -> None:
+    assert Cursor.decode(_raw('[1.5,"x",0]')) == Cursor(1.5, "x", 0)
+    assert Cursor.decode(_raw(f'[{2**31},"x",{MAX_OFFSET}]')) == Cursor(2**31, "x", MAX_OFFSET)
+    with pytest.raises(ValueError, match="not a cursor"):
+        Cursor.decode(_raw(forged))
 
 
 @given(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -28,6 +29,9 @@ class Ordered(Protocol):
 
 
 T = TypeVar("T", bound=Ordered)
+
+MAX_OFFSET = 2**31 - 1
+"""The largest offset a cursor may carry: far past any list, well inside what both databases take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,16 @@ class Cursor:
             created_at, item_id, offset = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         except (binascii.Error, ValueError, TypeError):
             raise ValueError("not a cursor from this API") from None
-        if not isinstance(created_at, int | float) or not isinstance(item_id, str) or not isinstance(offset, int):
+        # Bounded here, before any number reaches a query: an offset of 10^23 overflowed SQLite's
+        # integers and PostgreSQL's bigint (a 500), and a non-finite time breaks the ordering.
+        if (
+            isinstance(created_at, bool) or not isinstance(created_at, int | float)
+            or not math.isfinite(created_at) or not 0 <= created_at <= 2**53
+            or not isinstance(item_id, str)
+            or isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET
+        ):
             raise ValueError("not a cursor from this API")
-        return cls(float(created_at), item_id, max(0, offset))
+        return cls(float(created_at), item_id, offset)
 
     def precedes(self, item: Ordered) -> bool:
         """True when `item` comes after this position (newest first, ties by id)."""

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..engine import Worker
 from ..orchestrator import Orchestrator
-from . import routes_agents, routes_health, routes_keys, routes_openai, routes_stats, routes_tasks
+from . import _openapi, routes_agents, routes_health, routes_keys, routes_openai, routes_stats, routes_tasks
 from .auth import TokenVerifier
 from .deps import ApiState
 from .keys import KeyStore, KeyVerifier, open_key_store
@@ -23,11 +23,22 @@ from .settings import Settings
 
 _DESCRIPTION = """Coordinate many LLM agents behind one API.
 
-Authenticate with `Authorization: Bearer <JWT>` (`loomiq token`) or an API key (`X-API-Key`, or
-`Authorization: Bearer lq_...`). Errors are RFC 9457 problem documents (`application/problem+json`).
-`/v1` is OpenAI-compatible: `model` is an agent id or a strategy name.
-"""
+**Credentials**: `Authorization: Bearer <JWT>` (`loomiq token`) or an API key (`X-API-Key: lq_...`, or
+`Authorization: Bearer lq_...`; admins manage their tenant's keys at `/api/keys`). Roles: `viewer`
+reads, `operator` also submits and cancels, `admin` also manages agents and keys. Everything is scoped
+to the caller's tenant.
 
+**Errors** are RFC 9457 problem documents (`application/problem+json`): `type`, `title`, `status`,
+`detail` (what to do about it), `instance`, and for 422 `errors` naming every invalid field.
+
+**Task events**: `GET /api/tasks/{task_id}/events` streams them as server-sent events (resume with
+`Last-Event-ID`); the WebSocket `/api/tasks/{task_id}/ws?after=<seq>` sends the same events as JSON text
+frames and takes `{"type": "cancel"}` (operator). Browsers cannot set headers on a WebSocket: pass the
+JWT or API key as `?access_token=...`. A refused handshake gets an HTTP problem response (401, 403, 404,
+422). OpenAPI cannot describe WebSockets, so this route is not listed below.
+
+**OpenAI-compatible**: `/v1` takes OpenAI clients; `model` is an agent id or a strategy name.
+"""
 
 def create_app(
     settings: Settings | None = None,
@@ -84,6 +95,7 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        generate_unique_id_function=_openapi.operation_id,
     )
     app.state.loomiq = None
     app.state.settings = settings
@@ -98,6 +110,7 @@ def create_app(
     app.include_router(routes_openai.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_stats.router)
+    _openapi.install(app)
     return app
 
 

@@ -14,11 +14,24 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..agents import Agent, UnknownAgent
-from ..config import AgentSection, ConfigError, RetrySection, build_agent
+from ..config import (
+    AgentSection,
+    BreakerCooldownS,
+    BreakerThreshold,
+    ConfigError,
+    MaxConcurrency,
+    MaxTokens,
+    RetrySection,
+    Temperature,
+    TimeoutS,
+    build_agent,
+)
 from ..orchestrator import Orchestrator
+from ._openapi import AUTHENTICATED, header, links, problems
 from .auth import Principal
 from .deps import AdminDep, OrchestratorDep, PrincipalDep, StateDep
 from .problems import Problem, validation_problem
+from .schemas import AgentBody, AgentList
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -30,17 +43,17 @@ class AgentPatch(BaseModel):
     to change them, remove the agent and register it again.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str | None = None
     capabilities: list[str] | None = None
-    timeout_s: float | None = None
-    max_concurrency: int | None = None
+    timeout_s: TimeoutS | None = None
+    max_concurrency: MaxConcurrency | None = None
     system_prompt: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
     retry: RetrySection | None = None
-    breaker_threshold: int | None = None
-    breaker_cooldown_s: float | None = None
+    breaker_threshold: BreakerThreshold | None = None
+    breaker_cooldown_s: BreakerCooldownS | None = None
     enabled: bool | None = None
     """False keeps the agent registered but never picks it (its state reads ``offline``)."""
 
@@ -73,19 +86,28 @@ def _check_agent_admin(principal: Principal, allowed: tuple[str, ...]) -> None:
         )
 
 
-@router.get("")
+_ON_AGENT = links({"GetAgent": "get_agent", "UpdateAgent": "update_agent", "RemoveAgent": "remove_agent"},
+                   "agent_id")
+_NO_AGENT = "No agent with this id. List them with GET /api/agents."
+
+
+@router.get("", response_model=AgentList, responses=problems(*AUTHENTICATED))
 async def list_agents(_: PrincipalDep, orch: OrchestratorDep) -> dict[str, list[dict[str, Any]]]:
     """Every agent with its state, capabilities, success rate, latency, tokens and cost."""
     return {"agents": [describe(a) for a in orch.registry]}
 
 
-@router.get("/{agent_id}")
+@router.get("/{agent_id}", response_model=AgentBody, responses=problems(*AUTHENTICATED, 404, s404=_NO_AGENT))
 async def get_agent(agent_id: str, _: PrincipalDep, orch: OrchestratorDep) -> dict[str, Any]:
     """One agent."""
     return describe(_find(orch, agent_id))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentBody, responses={
+    201: {"description": "Registered; every tenant's runs may use it.",
+          "headers": {"Location": header("The agent: /api/agents/{id}.")}, "links": _ON_AGENT},
+    **problems(*AUTHENTICATED, 409, 413, 422, s409="An agent with this id exists."),
+})
 async def register_agent(
     body: AgentSection, principal: AdminDep, state: StateDep, response: Response
 ) -> dict[str, Any]:
@@ -108,7 +130,9 @@ async def register_agent(
     return describe(agent)
 
 
-@router.patch("/{agent_id}")
+@router.patch("/{agent_id}", response_model=AgentBody, responses={
+    200: {"links": _ON_AGENT}, **problems(*AUTHENTICATED, 404, 413, 422, s404=_NO_AGENT),
+})
 async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, state: StateDep) -> dict[str, Any]:
     """Change an agent's name, capabilities, limits or prompt, or disable it (admin). Its model,
     statistics and in-flight calls carry over."""
@@ -145,7 +169,8 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
     return describe(replacement)
 
 
-@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problems(*AUTHENTICATED, 404, s404=_NO_AGENT))
 async def remove_agent(agent_id: str, principal: AdminDep, state: StateDep) -> Response:
     """Remove an agent (admin). Calls it has in flight finish; it is never picked again."""
     _check_agent_admin(principal, state.settings.agent_admin_tenants)

@@ -8,13 +8,15 @@ import anyio
 from fastapi import APIRouter, Request, Response
 
 from ..agents import AgentState
+from ._openapi import problems
 from .deps import StateDep, authenticate
 from .problems import Problem
+from .schemas import Health, Ready
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/api/health")
+@router.get("/api/health", response_model=Health)
 async def health() -> dict[str, str]:
     """Liveness: the process answers. Needs no credentials."""
     return {"status": "ok"}
@@ -24,7 +26,9 @@ WORKER_STALE_S = 30.0
 """A worker whose heartbeat is older than this is not counted as live."""
 
 
-@router.get("/api/ready", responses={503: {"description": "Not ready (problem details)"}})
+@router.get("/api/ready", response_model=Ready, responses=problems(
+    503, s503="Not ready: the server is starting, no agent is usable, the task database does not answer, or no "
+              "worker is alive; `checks` says what was looked at."))
 async def ready(state: StateDep) -> dict[str, object]:
     """Readiness, without credentials: the orchestrator has a usable agent and, with tasks enabled,
     the task database answers and some worker (embedded or ``loomiq worker``) is alive."""

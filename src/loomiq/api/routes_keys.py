@@ -8,9 +8,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._openapi import AUTHENTICATED, header, links, problems
 from .auth import Role
 from .deps import AdminDep, StateDep
 from .problems import Problem
+from .schemas import ApiKeyList, NewApiKeyBody
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -23,7 +25,12 @@ class KeyRequest(BaseModel):
     name: str = Field("", max_length=200, description="A label to recognise the key by.")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=NewApiKeyBody, responses={
+    201: {"description": "Created; `key` is shown only this once.",
+          "headers": {"Location": header("The key: /api/keys/{key_id}.")},
+          "links": links({"RevokeKey": "revoke_key"}, "key_id", "$response.body#/key_id")},
+    **problems(*AUTHENTICATED, 413, 422),
+})
 async def create_key(body: KeyRequest, principal: AdminDep, state: StateDep, response: Response) -> dict[str, Any]:
     """Create a key in the caller's tenant (admin). The ``key`` in the answer is shown only this once."""
     created = await anyio.to_thread.run_sync(state.keys.create, principal.tenant, body.role, body.name)
@@ -31,14 +38,15 @@ async def create_key(body: KeyRequest, principal: AdminDep, state: StateDep, res
     return {**created.key.to_dict(), "key": created.secret}
 
 
-@router.get("")
+@router.get("", response_model=ApiKeyList, responses=problems(*AUTHENTICATED, 422))
 async def list_keys(principal: AdminDep, state: StateDep, include_revoked: bool = False) -> dict[str, Any]:
     """The caller's tenant's keys, without secrets (admin)."""
     keys = await anyio.to_thread.run_sync(state.keys.list_keys, principal.tenant, include_revoked)
     return {"keys": [k.to_dict() for k in keys]}
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(
+    *AUTHENTICATED, 404, s404="No active key with this id in the caller's tenant."))
 async def revoke_key(key_id: str, principal: AdminDep, state: StateDep) -> Response:
     """Revoke a key of the caller's tenant (admin); it stops working at once on this server."""
     revoked = await anyio.to_thread.run_sync(state.keys.revoke, key_id, principal.tenant)

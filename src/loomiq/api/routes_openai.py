@@ -26,9 +26,11 @@ from ..orchestrator import Orchestrator, RunHandle, RunPlan
 from ..runtime import RunFinished, RunResult, StepDelta, StepStarted
 from ..strategies import STRATEGY_NAMES, StrategyError
 from . import _openai_compat as wire
+from ._openapi import AUTHENTICATED, header, problems
 from .deps import OperatorDep, PrincipalDep, StateDep
 from .metrics import ApiMetrics
 from .problems import Problem, planning_problem
+from .schemas import ChatCompletion, ModelList
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -76,14 +78,31 @@ def _plan(orch: Orchestrator, body: wire.ChatCompletionRequest) -> RunPlan:
         raise planning_problem(exc, "model") from None
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList, responses=problems(*AUTHENTICATED, openai=True))
 async def list_models(_: PrincipalDep, state: StateDep) -> dict[str, Any]:
     """Every agent id and strategy name, each usable as ``model``."""
     agents = [(a.id, a.config.provider) for a in state.orchestrator.registry]
     return wire.models_body(agents, STRATEGY_NAMES, state.started_at)
 
 
-@router.post("/chat/completions", response_model=None)
+_STREAM = """With `"stream": true`: OpenAI's chunks as server-sent events, `data: <chat.completion.chunk JSON>`
+frames ending with `data: [DONE]`; a run that fails mid-stream sends `data: {"error": ...}` instead.
+A single agent's text streams as it is generated; a strategy's answer comes once the run ends, after
+comment lines (`: step ...`) that name each step."""
+
+
+@router.post("/chat/completions", response_model=None, responses={
+    200: {
+        "model": ChatCompletion,
+        "description": "The answer (a `chat.completion`), or with `stream` the chunks as server-sent events.",
+        "content": {"text/event-stream": {"schema": {"type": "string", "description": _STREAM}}},
+        "headers": {"X-Loomiq-Task-Id": header("The run's id."),
+                    "X-Loomiq-Offline": header("'true' when scripted (offline) agents answered.")},
+    },
+    **problems(*AUTHENTICATED, 404, 413, 422, 502, 503, 504, openai=True,
+               s404="`model` is neither an agent id nor a strategy (GET /v1/models lists them).",
+               s503="No healthy agent can run it now, or the server is starting: retry after Retry-After seconds."),
+})
 async def chat_completions(
     body: wire.ChatCompletionRequest, _: OperatorDep, state: StateDep
 ) -> JSONResponse | EventSourceResponse:

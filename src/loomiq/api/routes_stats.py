@@ -6,13 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ._openapi import AUTHENTICATED, problems
 from .deps import PrincipalDep
 from .routes_tasks import EngineDep
+from .schemas import TaskStats
 
 router = APIRouter(tags=["tasks"])
 
 
-@router.get("/api/stats")
+@router.get("/api/stats", response_model=TaskStats, responses=problems(*AUTHENTICATED))
 async def stats(principal: PrincipalDep, orch: EngineDep) -> dict[str, Any]:
     """Task counts by status and by strategy, mean run duration of finished tasks, tokens and cost,
     for the caller's tenant (any role)."""

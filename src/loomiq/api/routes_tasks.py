@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, status
@@ -32,10 +32,12 @@ from ..engine import (
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
 from ._event_stream import event_json, sse_stream
+from ._openapi import AUTHENTICATED, header, links, problems
 from ._pagination import Cursor, paginate
 from .auth import Principal
 from .deps import OperatorDep, PrincipalDep, StateDep, authenticate, get_state
 from .problems import Problem, planning_problem, refuse_websocket
+from .schemas import TaskBody, TaskDetail, TaskPage
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -43,6 +45,17 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="Repeat a submission safely: same key, same task."),
 ]
+
+
+class StrategyOptions(BaseModel):
+    """Options of the strategies, each bounded; a strategy given an option it does not take answers 422."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_agents: int | None = Field(None, ge=1, le=64, description="consensus: the fewest analysts it runs with.")
+    allow_fewer: bool | None = Field(None, description="consensus: run with fewer analysts than min_agents.")
+    lead: str | None = Field(None, min_length=1, max_length=200, description="consensus: the agent that synthesises.")
+    max_rounds: int | None = Field(None, ge=1, le=20, description="adaptive: the most routing rounds.")
+    aggregate: Literal["concat", "vote"] | None = Field(None, description="parallel: how the answers combine.")
 
 
 class TaskSubmission(BaseModel):
@@ -53,7 +66,7 @@ class TaskSubmission(BaseModel):
     strategy: str = Field("auto", description="single, sequential, parallel, consensus, adaptive or auto")
     agents: list[str] | None = Field(None, description="Agent ids to use, in order; default: the best ones.")
     capabilities: list[str] = Field([], description="Capabilities every agent must have.")
-    options: dict[str, Any] | None = Field(None, description="Strategy options.")
+    options: StrategyOptions | None = Field(None, description="Strategy options.")
     priority: Priority = "medium"
     after: list[str] = Field([], max_length=100, description="Ids of tasks that must complete first.")
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
@@ -73,15 +86,15 @@ class Collaboration(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
 
 
-def links(task_id: str) -> dict[str, str]:
+def task_links(task_id: str) -> dict[str, str]:
     """Where to read, follow and cancel a task."""
     base = f"/api/tasks/{task_id}"
     return {"self": base, "events": f"{base}/events", "ws": f"{base}/ws", "cancel": f"{base}/cancel"}
 
 
 def describe(task: Task, *, full: bool = False) -> dict[str, Any]:
-    """A task's JSON form (with the last run's full result when `full`)."""
-    body = {**task.to_dict(), "links": links(task.id)}
+    """A task's JSON form, `TaskBody` (`TaskDetail`, with the last run's full result, when `full`)."""
+    body = {**task.to_dict(), "links": task_links(task.id)}
     if full:
         body["result"] = dict(task.result) if task.result is not None else None
     return body
@@ -157,7 +170,26 @@ def _accepted(submitted: Submitted, response: Response) -> dict[str, Any]:
     return describe(submitted.task)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+_ON_TASK = links({"GetTask": "get_task", "TaskEvents": "task_events", "CancelTask": "cancel_task",
+                  "Collaborate": "collaborate"}, "task_id")
+"""Links from a task in a response to the operations on it."""
+
+_ACCEPTED = {
+    "description": "Stored and queued; workers run it. Follow it at `links.events`.",
+    "headers": {
+        "Location": header("The task: /api/tasks/{id}."),
+        "Idempotent-Replayed": header("'true' when the Idempotency-Key named an earlier task, which is answered."),
+    },
+    "links": _ON_TASK,
+}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskBody, responses={
+    202: _ACCEPTED,
+    **problems(*AUTHENTICATED, 404, 413, 422, 503, s404="A task named in `after` does not exist in this tenant.",
+               s503="No healthy agent can run it now, the server runs no tasks (LOOMIQ_TASKS=0), or the task "
+                    "database cannot be reached: retry after Retry-After seconds."),
+})
 async def submit_task(
     body: TaskSubmission,
     principal: OperatorDep,
@@ -168,13 +200,17 @@ async def submit_task(
     """Queue a task (operator). Answers 202 with its id and ``Location`` once it is stored."""
     submitted = await _submit(
         orch, principal, body.prompt, idempotency_key, strategy=body.strategy, agents=body.agents,
-        capabilities=body.capabilities, options=body.options, priority=body.priority, after=body.after,
+        capabilities=body.capabilities, priority=body.priority, after=body.after,
+        options=body.options.model_dump(exclude_none=True) if body.options else None,
         timeout_s=body.timeout_s, retry=body.retry, context=body.context,
     )
     return _accepted(submitted, response)
 
 
-@router.get("")
+@router.get("", response_model=TaskPage, responses={
+    200: {"headers": {"Link": header('The next page: <...?cursor=...>; rel="next" (absent on the last page).')}},
+    **problems(*AUTHENTICATED, 422),
+})
 async def list_tasks(
     principal: PrincipalDep,
     orch: EngineDep,
@@ -183,7 +219,7 @@ async def list_tasks(
     status_: Annotated[list[TaskStatus] | None, Query(alias="status", description="Any of these statuses")] = None,
     dead: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """The tenant's tasks, newest first, a page at a time: pass ``next_cursor`` back as ``cursor``."""
     try:
@@ -203,13 +239,19 @@ async def list_tasks(
     return {"tasks": [describe(t) for t in tasks], "next_cursor": next_cursor}
 
 
-@router.get("/{task_id}")
+@router.get("/{task_id}", response_model=TaskDetail, responses=problems(*AUTHENTICATED, 404))
 async def get_task(task_id: str, principal: PrincipalDep, orch: EngineDep) -> dict[str, Any]:
     """One task, with its last run's full result once it ended."""
     return describe(await find_task(orch, task_id, principal), full=True)
 
 
-@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=TaskBody, responses={
+    200: {"model": TaskBody, "description": "The task ended at once (it was not running).",
+          "links": links({"GetTask": "get_task"}, "task_id")},
+    202: {"description": "Cancellation requested: its worker aborts the run; `task_finished` follows.",
+          "links": links({"GetTask": "get_task", "TaskEvents": "task_events"}, "task_id")},
+    **problems(*AUTHENTICATED, 404, 409, s409="The task already ended: there is nothing to cancel."),
+})
 async def cancel_task(task_id: str, principal: OperatorDep, orch: EngineDep, response: Response) -> dict[str, Any]:
     """Cancel a task (operator): a waiting one ends now, a running one is aborted by its worker."""
     task = await find_task(orch, task_id, principal)
@@ -221,7 +263,12 @@ async def cancel_task(task_id: str, principal: OperatorDep, orch: EngineDep, res
     return describe(task)
 
 
-@router.post("/{task_id}/collaborate", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{task_id}/collaborate", status_code=status.HTTP_202_ACCEPTED, response_model=TaskBody, responses={
+    202: {**_ACCEPTED, "description": "The follow-up task, stored and queued (it runs after the task)."},
+    **problems(*AUTHENTICATED, 404, 409, 413, 422, 503,
+               s409="The task has not completed (or failed, or was cancelled): only a completed result can be "
+                    "worked on."),
+})
 async def collaborate(
     task_id: str, body: Collaboration, principal: OperatorDep, orch: EngineDep, response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -244,7 +291,27 @@ async def collaborate(
     return _accepted(submitted, response)
 
 
-@router.get("/{task_id}/events", response_class=EventSourceResponse)
+_SSE_FORMAT = """Server-sent events, one frame per task event:
+
+```
+id: <seq>
+event: <type>
+data: <the event as one line of JSON: its fields plus task_id and seq>
+```
+
+Types: task_queued, task_waiting, task_ready, task_started, run_started, step_started, text_delta,
+step_finished, agent_failed_over, run_finished, task_retrying, task_handed_back, task_finished (always
+the last). Lines starting with `:` are comments (a greeting, and `: ping` heartbeats); `retry:` tells
+browsers how long to wait before reconnecting. The stream ends after `task_finished`, at once when the
+client already has it. The same events come as JSON text frames from the WebSocket
+`/api/tasks/{task_id}/ws?after=<seq>` (credentials in headers, or `?access_token=<JWT or lq_ key>` for
+browsers); send `{"type": "cancel"}` on it to cancel (operator)."""
+
+
+@router.get("/{task_id}/events", response_class=EventSourceResponse, responses={
+    200: {"description": _SSE_FORMAT, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    **problems(*AUTHENTICATED, 404, 422),
+})
 async def task_events(
     task_id: str,
     principal: PrincipalDep,
