@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loomiq import Orchestrator
 from loomiq.agents import RetryPolicy
@@ -270,3 +271,14 @@ def test_the_session_is_offline() -> None:
 
     assert [name for name in PROVIDER_ENV if name in os.environ] == []
     assert model_requests_allowed() is False
+
+
+@pytest.mark.parametrize(
+    "url", ["\t\rhttp://x", "not a url", "ftp://host/v1", "http://", "http://host:70000/v1", "http://ho st/v1",
+            "//host/v1", "http://host\u0085/v1"],
+)
+def test_a_garbage_base_url_is_a_field_error(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "loomiq.yaml"
+    path.write_text(yaml.safe_dump({"agents": [{"id": "local", "provider": "ollama", "model": "m", "base_url": url}]}))
+    with pytest.raises(ConfigError, match=r"agent 'local': field 'base_url': (must be|is not a URL)"):
+        load_agents(path)

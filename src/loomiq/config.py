@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -73,9 +74,14 @@ class ScriptedSection(_Strict):
 class AgentSection(_Strict):
     """One entry of `agents:` in loomiq.yaml."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "fast", "provider": "groq", "model": "llama-3.1-8b-instant", "capabilities": ["analysis", "general"]},
+        {"id": "offline", "provider": "scripted", "model": "scripted", "capabilities": ["general"]},
+    ]})
+
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     name: str = ""
-    provider: str
+    provider: str = Field(json_schema_extra={"enum": list(PROVIDERS)})
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -100,6 +106,22 @@ class AgentSection(_Strict):
         for name in value:
             if not _TOOL_ENTRY.match(name):
                 raise ValueError(f"{name!r} is not a tool or provider name (letters, digits, '_' or '-', 1 to 64)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("must be an http:// or https:// URL without spaces or control characters")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError as exc:
+            raise ValueError(f"is not a URL ({exc}); use one like http://127.0.0.1:11434/v1") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, like http://127.0.0.1:11434/v1")
         return value
 
     @field_validator("provider")

@@ -61,6 +61,10 @@ async def test_malformed_json_is_a_422_problem(client: httpx2.AsyncClient) -> No
     response = await client.post("/api/agents", content=b'{"id": ', headers={"content-type": "application/json"})
     body = assert_problem(response, 422, "invalid-request")
     assert "not valid JSON" in body["detail"]
+    # Bytes that are not UTF-8 are the same problem (FastAPI alone answers them 400, undocumented).
+    response = await client.post("/api/agents", content=b'["\xff\xfe"]', headers={"content-type": "application/json"})
+    body = assert_problem(response, 422, "invalid-request")
+    assert "not valid JSON (not UTF-8 text" in body["detail"] and body["errors"][0]["field"] == "body"
 
 
 async def test_v1_problems_also_carry_an_openai_error_object(client: httpx2.AsyncClient) -> None:

@@ -60,8 +60,12 @@ class ChatCompletionRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``. Sampling parameters OpenAI clients send (temperature,
     max_tokens, ...) are accepted and ignored: each agent's own settings apply."""
 
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1)
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "consensus", "messages": [{"role": "user", "content": "Should we shard the database now?"}]},
+        {"model": "auto", "messages": [{"role": "system", "content": "Be brief."},
+                                       {"role": "user", "content": "Name one risk of sharding."}], "stream": True},
+    ]})
+    model: str = Field(min_length=1, description="An agent id or a strategy name (GET /v1/models lists them).")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None

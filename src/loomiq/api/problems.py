@@ -165,6 +165,11 @@ def planning_problem(exc: Exception, param: str) -> Problem:
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Problem:
     status = exc.status_code
+    if status == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers 400 for a body that is not UTF-8, and 422 for one that is not JSON: both are
+        # a body that cannot be read as JSON, answered alike.
+        return validation_problem([{"type": "json_invalid", "loc": ("body", exc.__cause__.start),
+                                    "ctx": {"error": "not UTF-8 text"}}])
     headers = dict(exc.headers or {})
     given = exc.detail if isinstance(exc.detail, str) else None
     generic = given is None or given.lower() in ("not found", "method not allowed", "content too large")

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/keys", tags=["keys"])
 class KeyRequest(BaseModel):
     """A key to create in the caller's tenant."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "viewer", "name": "dashboard"}]})
     role: Role = "operator"
     name: str = Field("", max_length=200, description="A label to recognise the key by.")
 

@@ -30,7 +30,7 @@ from ._openapi import AUTHENTICATED, header, problems
 from .deps import OperatorDep, PrincipalDep, StateDep
 from .metrics import ApiMetrics
 from .problems import Problem, planning_problem
-from .schemas import ChatCompletion, ModelList
+from .schemas import ChatCompletion, ModelList, sse_item
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -95,7 +95,7 @@ comment lines (`: step ...`) that name each step."""
     200: {
         "model": ChatCompletion,
         "description": "The answer (a `chat.completion`), or with `stream` the chunks as server-sent events.",
-        "content": {"text/event-stream": {"schema": {"type": "string", "description": _STREAM}}},
+        "content": {"text/event-stream": {"itemSchema": {**sse_item(), "description": _STREAM}}},
         "headers": {"X-Loomiq-Task-Id": header("The run's id."),
                     "X-Loomiq-Offline": header("'true' when scripted (offline) agents answered.")},
     },

@@ -37,7 +37,7 @@ from ._pagination import Cursor, paginate
 from .auth import Principal
 from .deps import OperatorDep, PrincipalDep, StateDep, authenticate, get_state
 from .problems import Problem, planning_problem, refuse_websocket
-from .schemas import TaskBody, TaskDetail, TaskPage
+from .schemas import EVENT_TYPES, TaskBody, TaskDetail, TaskEventData, TaskPage, sse_item
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -61,7 +61,10 @@ class StrategyOptions(BaseModel):
 class TaskSubmission(BaseModel):
     """A task to run durably."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
+        {"prompt": "Should we shard the database now?", "strategy": "consensus"},
+        {"prompt": "Write the migration plan", "strategy": "sequential", "priority": "high", "timeout_s": 300},
+    ]})
     prompt: str = Field(min_length=1, max_length=200_000)
     strategy: str = Field("auto", description="single, sequential, parallel, consensus, adaptive or auto")
     agents: list[str] | None = Field(None, description="Agent ids to use, in order; default: the best ones.")
@@ -77,7 +80,9 @@ class TaskSubmission(BaseModel):
 class Collaboration(BaseModel):
     """A follow-up on a completed task: more agents work on its result."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
+        {"instruction": "Check the numbers and tighten the argument.", "strategy": "consensus"},
+    ]})
     instruction: str = Field("", max_length=20_000, description="What to do with the result; default: improve it.")
     strategy: str = "consensus"
     agents: list[str] | None = None
@@ -309,7 +314,8 @@ browsers); send `{"type": "cancel"}` on it to cancel (operator)."""
 
 
 @router.get("/{task_id}/events", response_class=EventSourceResponse, responses={
-    200: {"description": _SSE_FORMAT, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    200: {"description": _SSE_FORMAT, "content": {"text/event-stream": {
+        "itemSchema": sse_item(TaskEventData.model_json_schema(), events=list(EVENT_TYPES))}}},
     **problems(*AUTHENTICATED, 404, 422),
 })
 async def task_events(

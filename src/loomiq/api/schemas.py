@@ -14,14 +14,14 @@ built by `problems`; request bodies are declared by the routes that take them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..agents import AgentState
-from ..engine import Priority
+from ..engine import LifecycleEvent, Priority
 from ..engine.task import TaskStatus
-from ..runtime import RunStatus
+from ..runtime import RunEvent, RunStatus
 from .auth import Role
 
 
@@ -172,6 +172,42 @@ class TaskStats(_Body):
     mean_duration_s: float | None = Field(description="Mean run duration of finished tasks; null when none.")
     usage: Usage
     cost_usd: float
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted({kind.type for kind in (*get_args(RunEvent), *get_args(LifecycleEvent))})
+)
+"""Every type of task event: a run's events and the engine's lifecycle events."""
+
+
+class TaskEventData(BaseModel):
+    """One task event as JSON: an SSE frame's ``data``, a WebSocket text frame. Its own fields
+    depend on its ``type``; every event also has ``task_id`` and ``seq``."""
+
+    model_config = ConfigDict(extra="allow", title="TaskEvent")
+    type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
+    task_id: str
+    seq: int = Field(ge=1, description="Its position in the task's log: 1, 2, 3... without gaps.")
+
+
+def sse_item(data: dict[str, Any] | None = None, *, events: list[str] | None = None) -> dict[str, Any]:
+    """The ``itemSchema`` of a ``text/event-stream`` response: one event, whose ``data`` is JSON
+    described by `data` (``[DONE]`` and other text where `data` is None)."""
+    data_schema: dict[str, Any] = {"type": "string"}
+    if data is not None:
+        data_schema.update(contentMediaType="application/json", contentSchema=data)
+    event: dict[str, Any] = {"type": "string"}
+    if events is not None:
+        event["enum"] = events
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": event,
+            "data": data_schema,
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
 
 
 # --- agents -------------------------------------------------------------------------------------
