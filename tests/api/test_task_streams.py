@@ -134,7 +134,7 @@ async def test_websocket_resumed_at_or_past_the_end_of_a_finished_task_closes_at
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 3)  # no event: it closes normally at once
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
-    for bad in (-1, 2**31, 10**23, "x"):  # out of bounds: refused with a 422 problem naming the field
+    for bad in (-1, 2**31, 2**63, 10**23, "x"):  # out of bounds: refused with a 422 problem naming the field
         with pytest.raises(InvalidStatus) as refused:
             async with connect(f"{ws_url}?after={bad}&access_token={token('viewer')}"):
                 pass

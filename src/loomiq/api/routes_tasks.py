@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
 from ..agents import NoAgentAvailable, UnknownAgent
@@ -36,7 +37,7 @@ from ._openapi import AUTHENTICATED, header, links, problems
 from ._pagination import Cursor, paginate
 from .auth import Principal
 from .deps import OperatorDep, PrincipalDep, StateDep, authenticate, get_state
-from .problems import Problem, planning_problem, refuse_websocket
+from .problems import Problem, planning_problem, refuse_websocket, validation_problem
 from .schemas import EVENT_TYPES, TaskBody, TaskDetail, TaskEventData, TaskPage, sse_item
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -74,7 +75,22 @@ class TaskSubmission(BaseModel):
     after: list[str] = Field([], max_length=100, description="Ids of tasks that must complete first.")
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
     retry: int | None = Field(None, ge=1, le=20, description="Runs allowed in all when a run fails.")
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | None = Field(None, description="Material for the agents, stored with the task.")
+
+    @field_validator("context")
+    @classmethod
+    def _finite(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Python's JSON parser reads NaN and Infinity, which no JSON column (nor JSON itself) can hold.
+        pending: list[Any] = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
+            if isinstance(item, dict):
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+        return value
 
 
 class Collaboration(BaseModel):
@@ -230,8 +246,8 @@ async def list_tasks(
     try:
         position = Cursor.decode(cursor) if cursor else None
     except ValueError:
-        raise Problem(422, "query field 'cursor' is not a cursor from this API: pass next_cursor back unchanged.",
-                      param="cursor") from None
+        raise validation_problem([{"loc": ("query", "cursor"), "msg": "not a cursor from this API: pass "
+                                   "next_cursor back unchanged"}]) from None
 
     async def fetch(offset: int, count: int) -> list[Task]:
         return await orch.list_tasks(tenant_id=principal.tenant, status=status_, dead=dead, limit=count,
