@@ -14,6 +14,7 @@ it on both databases); everything else of the document's input space is.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -224,3 +225,17 @@ def test_every_error_is_documented_as_a_problem_and_no_default_422_is_left(live_
     assert list(events["responses"]["200"]["content"]) == ["text/event-stream"]
     assert "access_token" in document["info"]["description"] and "/ws" in document["info"]["description"]
 
+
+
+async def test_docs_are_served_from_the_package_without_a_cdn(client: Any) -> None:
+    page = await client.get("/docs", headers={})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith("/docs/assets/") for s in sources), sources
+    assert "http" not in page.text.replace("window.location.origin", ""), page.text  # nothing from the internet
+    for source in sources:
+        asset = await client.get(source, headers={})
+        assert asset.status_code == 200 and len(asset.content) > 1000, source
+    bundle = (await client.get("/docs/assets/swagger-ui-bundle.js")).text
+    assert "SwaggerUIBundle" in bundle and "isOAS31" in bundle  # Swagger UI 5: renders the OpenAPI 3.1 document
+    assert "url: '/openapi.json'" in page.text

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..engine import Worker
@@ -20,6 +21,9 @@ from .limits import BodyLimitMiddleware, TenantRateLimiter
 from .metrics import ApiMetrics, MetricsMiddleware
 from .problems import install_problem_handlers
 from .settings import Settings
+
+DOCS_ASSETS = "/docs/assets"
+"""Where Swagger UI's script, stylesheet and icon are served (from the installed package)."""
 
 _DESCRIPTION = """Coordinate many LLM agents behind one API.
 
@@ -89,12 +93,16 @@ def create_app(
             finally:
                 app.state.loomiq = None
 
-    app = FastAPI(
+    # Swagger UI at /docs from assets shipped in the fastapi-offline package (not a CDN), so the
+    # docs work on a machine without internet access.
+    app = FastAPIOffline(
+        docs_url="/docs",
+        redoc_url=None,
+        static_url=DOCS_ASSETS,
         title="loomiq",
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
-        redoc_url=None,
         generate_unique_id_function=_openapi.operation_id,
     )
     app.state.loomiq = None
