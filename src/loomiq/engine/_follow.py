@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ._codec import event_from_row
 from ._ops import Stmt
 from .errors import EngineClosed
+from .events import FINAL_EVENT, MAX_SEQ
 from .store import Store
 from .task import TaskEvent
 
@@ -183,3 +184,87 @@ def follower_for(store: Store) -> LogFollower:
     if follower is None:
         follower = _followers[store] = LogFollower(store)
     return follower
+
+
+async def follow_task(store: Store, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+    """`TaskEngine.events`: the task's events with ``seq > after``, from the log, then live.
+
+    A follower whose `after` is past the end of the log (a client that claims events not logged yet,
+    or never to be) is "ahead": events up to `after` are skipped, a skipped ``task_finished`` ends
+    the stream, and while ahead it checks the task's status every ``follow_poll_s`` (at least 0.2 s;
+    the status commits with ``task_finished``), so it never waits for an event that cannot come.
+    `after` is taken within 0 and `MAX_SEQ` (a position past `MAX_SEQ` is past every event)."""
+    after = min(max(after, 0), MAX_SEQ)
+    hub = store.hub
+    q = hub.subscribe(task_id)
+    follower = follower_for(store)
+    watch = follower.watch(task_id, q, after)
+    page = 1000
+    try:
+        last = after
+        ahead = False
+        while True:
+            read = 0
+            while True:
+                batch = await store.read_events(task_id, last, page)
+                read += len(batch)
+                for event in batch:
+                    watch.last = last = event.seq
+                    ahead = False
+                    yield event
+                    if event.type == FINAL_EVENT:
+                        return
+                if len(batch) < page:
+                    break
+            if not read and last == after > 0 and not ahead:
+                # Nothing after `after` yet: is `after` itself logged (the usual reconnect)?
+                at = await store.read_events(task_id, after - 1, 1)
+                if at and at[0].type == FINAL_EVENT:
+                    return  # the client has the task's last event
+                ahead = not at
+            # Follow live until the log must be read again (a poke, or a gap to fill).
+            check = ahead
+            while True:
+                if check:
+                    check = False
+                    task = await store.get_task(task_id)
+                    if task is not None and task.terminal:
+                        # Its log is complete: whatever it holds after `last` is all there is.
+                        while batch := await store.read_events(task_id, last, page):
+                            for event in batch:
+                                last = event.seq
+                                yield event
+                        return
+                watch.waiting = True
+                try:
+                    if ahead:
+                        try:
+                            event = await asyncio.wait_for(q.get(), max(store.follow_poll_s, 0.2))
+                        except TimeoutError:
+                            check = True
+                            continue
+                    else:
+                        event = await q.get()
+                finally:
+                    watch.waiting = False
+                if event is None:
+                    break
+                if event.seq <= last:
+                    if event.type == FINAL_EVENT:
+                        return  # the task ended at or before `after`: the client has everything
+                    if event.seq == last:
+                        ahead = False
+                    continue
+                if event.seq != last + 1:
+                    # Its predecessors are queued in this process's writer: commit, then read them.
+                    await store.flush()
+                    q.put_nowait(event)
+                    break
+                watch.last = last = event.seq
+                ahead = False
+                yield event
+                if event.type == FINAL_EVENT:
+                    return
+    finally:
+        follower.unwatch(watch)
+        hub.unsubscribe(task_id, q)

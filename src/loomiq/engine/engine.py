@@ -30,7 +30,7 @@ from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
-from .events import FINAL_EVENT, MAX_SEQ, TaskWaiting
+from .events import FINAL_EVENT, TaskWaiting
 from .store import Store
 from .task import (
     DEFAULT_TENANT,
@@ -337,98 +337,18 @@ class TaskEngine:
             await asyncio.gather(asyncio.shield(held.runner), return_exceptions=True)
         return await self.get_task(task_id)
 
-    async def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+    def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
         """The task's events with ``seq > after``: first from the log, then live as they happen, with
         no gap and no duplicate; ends after the task's ``task_finished`` event, and at once when
         `after` is at or past it (a client resuming a finished task already has everything).
 
         Live events come through the store's hub: at once from this process, on NOTIFY from other
         PostgreSQL processes, and from the store's shared `_follow.LogFollower`, which polls the log
-        for every follower at once (the only way other SQLite processes' events arrive).
+        for every follower at once (the only way other SQLite processes' events arrive). See
+        `_follow.follow_task` for a follower whose `after` is past the end of the log."""
+        from ._follow import follow_task
 
-        A follower whose `after` is past the end of the log (a client that claims events not logged
-        yet, or never to be) is "ahead": events up to `after` are skipped, a skipped
-        ``task_finished`` ends the stream, and while ahead it checks the task's status every
-        ``follow_poll_s`` (at least 0.2 s; the status commits with ``task_finished``), so it never
-        waits for an event that cannot come. `after` is taken within 0 and `MAX_SEQ` (a position
-        past `MAX_SEQ` is past every event)."""
-        from ._follow import follower_for
-
-        after = min(max(after, 0), MAX_SEQ)
-        store = self.store
-        hub = store.hub
-        q = hub.subscribe(task_id)
-        follower = follower_for(store)
-        watch = follower.watch(task_id, q, after)
-        page = 1000
-        try:
-            last = after
-            ahead = False
-            while True:
-                read = 0
-                while True:
-                    batch = await store.read_events(task_id, last, page)
-                    read += len(batch)
-                    for event in batch:
-                        watch.last = last = event.seq
-                        ahead = False
-                        yield event
-                        if event.type == FINAL_EVENT:
-                            return
-                    if len(batch) < page:
-                        break
-                if not read and last == after > 0 and not ahead:
-                    # Nothing after `after` yet: is `after` itself logged (the usual reconnect)?
-                    at = await store.read_events(task_id, after - 1, 1)
-                    if at and at[0].type == FINAL_EVENT:
-                        return  # the client has the task's last event
-                    ahead = not at
-                # Follow live until the log must be read again (a poke, or a gap to fill).
-                check = ahead
-                while True:
-                    if check:
-                        check = False
-                        task = await store.get_task(task_id)
-                        if task is not None and task.terminal:
-                            # Its log is complete: whatever it holds after `last` is all there is.
-                            while batch := await store.read_events(task_id, last, page):
-                                for event in batch:
-                                    last = event.seq
-                                    yield event
-                            return
-                    watch.waiting = True
-                    try:
-                        if ahead:
-                            try:
-                                event = await asyncio.wait_for(q.get(), max(store.follow_poll_s, 0.2))
-                            except TimeoutError:
-                                check = True
-                                continue
-                        else:
-                            event = await q.get()
-                    finally:
-                        watch.waiting = False
-                    if event is None:
-                        break
-                    if event.seq <= last:
-                        if event.type == FINAL_EVENT:
-                            return  # the task ended at or before `after`: the client has everything
-                        if event.seq == last:
-                            ahead = False
-                        continue
-                    if event.seq != last + 1:
-                        # Its predecessors are queued in this process's writer: commit, then read them.
-                        await store.flush()
-                        q.put_nowait(event)
-                        break
-                    watch.last = last = event.seq
-                    ahead = False
-                    yield event
-                    if event.type == FINAL_EVENT:
-                        return
-        finally:
-            follower.unwatch(watch)
-            hub.unsubscribe(task_id, q)
+        return follow_task(self.store, task_id, after)
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
         """Wait for the task to end and return it. Raises `TaskNotFound`, or `TimeoutError`."""
