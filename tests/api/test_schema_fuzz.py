@@ -178,6 +178,7 @@ def test_the_task_server_answers_as_documented(db_url: str, tmp_path: Path) -> N
     headers = {"Authorization": f"Bearer {token('admin')}"}
     with _server(_settings(db_url, tmp_path, agent_admin_tenants=("operations",))) as url:
         schema = _load(url)
+        schema.validate()  # a valid OpenAPI 3.1 document
         assert {"GetTask", "TaskEvents", "CancelTask", "Collaborate"} <= _links(schema)
         task = {"prompt": "Should we shard the database now?", "strategy": "single"}
         assert _follow(schema, headers, "/api/tasks", "POST", task) == ["GetTask", "TaskEvents", "CancelTask",

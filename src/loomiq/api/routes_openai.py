@@ -95,7 +95,7 @@ comment lines (`: step ...`) that name each step."""
     200: {
         "model": ChatCompletion,
         "description": "The answer (a `chat.completion`), or with `stream` the chunks as server-sent events.",
-        "content": {"text/event-stream": {"itemSchema": {**sse_item(), "description": _STREAM}}},
+        "content": {"text/event-stream": {"schema": {**sse_item(), "description": _STREAM}}},
         "headers": {"X-Loomiq-Task-Id": header("The run's id."),
                     "X-Loomiq-Offline": header("'true' when scripted (offline) agents answered.")},
     },

@@ -331,7 +331,7 @@ browsers); send `{"type": "cancel"}` on it to cancel (operator)."""
 
 @router.get("/{task_id}/events", response_class=EventSourceResponse, responses={
     200: {"description": _SSE_FORMAT, "content": {"text/event-stream": {
-        "itemSchema": sse_item(TaskEventData.model_json_schema(), events=list(EVENT_TYPES))}}},
+        "schema": sse_item(TaskEventData.model_json_schema(), events=list(EVENT_TYPES))}}},
     **problems(*AUTHENTICATED, 404, 422),
 })
 async def task_events(

@@ -191,8 +191,9 @@ class TaskEventData(BaseModel):
 
 
 def sse_item(data: dict[str, Any] | None = None, *, events: list[str] | None = None) -> dict[str, Any]:
-    """The ``itemSchema`` of a ``text/event-stream`` response: one event, whose ``data`` is JSON
-    described by `data` (``[DONE]`` and other text where `data` is None)."""
+    """The schema of one event of a ``text/event-stream`` response (OpenAPI 3.1 has a streamed
+    media type's ``schema`` describe each event; 3.2 would call it ``itemSchema``), whose ``data``
+    is JSON described by `data` (``[DONE]`` and other text where `data` is None)."""
     data_schema: dict[str, Any] = {"type": "string"}
     if data is not None:
         data_schema.update(contentMediaType="application/json", contentSchema=data)
