@@ -108,7 +108,7 @@ async def _all(events, within_s: float = 3.0) -> list[TaskEvent]:  # type: ignor
 async def test_resuming_at_or_past_the_end_of_a_finished_task_ends_at_once(open_engine) -> None:  # type: ignore[no-untyped-def]
     engine: TaskEngine = await open_engine()
     elsewhere: TaskEngine = await open_engine()  # another process on the same database
-    result = await engine.orchestrator.run("q", strategy="single", agents=["a0"], durable=True)
+    result = await orch_of(engine).run("q", strategy="single", agents=["a0"], durable=True)
     log = await _all(engine.events(result.task_id))  # the whole log, once committed
     end = log[-1].seq
     assert log[-1].type == "task_finished"
@@ -124,7 +124,7 @@ async def test_a_follower_past_the_end_of_a_running_task_ends_when_the_task_does
     slow = [scripted(f"a{i}", ScriptedModel(replies=["done"], latency_s=0.3)) for i in range(2)]
     engine: TaskEngine = await open_engine(slow)
     elsewhere: TaskEngine = await open_engine(slow)  # follows only through the log (or NOTIFY)
-    tid = await engine.orchestrator.submit("q", strategy="single", agents=["a0"])
+    tid = (await orch_of(engine).submit("q", strategy="single", agents=["a0"])).id
     async with running(engine):
         here = asyncio.create_task(_all(engine.events(tid, after=10**6), within_s=5.0))
         there = asyncio.create_task(_all(elsewhere.events(tid, after=10**6), within_s=5.0))
