@@ -19,8 +19,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..agents import AgentState
-from ..engine import LifecycleEvent, Priority
-from ..engine.task import TaskStatus
+from ..engine import LifecycleEvent, Priority, TaskStatus
 from ..runtime import RunEvent, RunStatus
 from .auth import Role
 
