@@ -1,4 +1,5 @@
-"""`loomiq.yaml`: the agents a process runs with, and the settings of the built-in tools. Validated
+"""`loomiq.yaml`: the agents a process runs with, the settings of the built-in tools, and the MCP
+servers whose tools agents may use (``mcp_servers:``). Validated
 here, at the edge, with pydantic; the core only ever sees `AgentConfig` dataclasses, built `Agent`s
 and a `ToolRegistry`.
 
@@ -16,11 +17,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .agents import Agent, AgentConfig, RetryPolicy
 from .models import PROVIDERS, ModelSpec, Pricing, create_model
 from .tools import ToolRegistry, ToolSettingsError, check_settings
+from .tools.mcp import EnvValue, McpServerSpec, McpToolSource
+from .tools.registry import builtin_classes
 
 _TOOL_ENTRY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -132,12 +135,80 @@ class AgentSection(_Strict):
         return value
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|credential|auth)")
+
+
+class FromEnv(_Strict):
+    """A value read from an environment variable when the server starts: ``{env: NAME, prefix: "Bearer "}``."""
+
+    env: str = Field(pattern=_ENV_NAME)
+    prefix: str = ""
+
+
+class McpServerSection(_Strict):
+    """One entry of `mcp_servers:` in loomiq.yaml: a stdio command or a streamable-HTTP URL."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*$", max_length=40)
+    command: str | None = Field(None, min_length=1)
+    args: list[str] = []
+    env: dict[str, str | FromEnv] = {}
+    cwd: str | None = None
+    url: str | None = Field(None, pattern=r"^https?://")
+    headers: dict[str, FromEnv | str] = {}
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    start_timeout_s: float = Field(60.0, gt=0, le=3600)
+    required: bool = True
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_from_env(cls, value: dict[str, FromEnv | str]) -> dict[str, FromEnv | str]:
+        for key, item in value.items():
+            if not isinstance(item, FromEnv):
+                raise ValueError(
+                    f"header {key!r}: write {{env: VARIABLE, prefix: \"...\"}}; header values come from "
+                    "environment variables, never from this file"
+                )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_literal_secret(cls, value: dict[str, str | FromEnv]) -> dict[str, str | FromEnv]:
+        for key, item in value.items():
+            if isinstance(item, str) and _SECRET_KEY.search(key):
+                raise ValueError(
+                    f"env {key!r} looks like a secret: write {{env: VARIABLE}} to read it from the environment "
+                    "instead of this file"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSection:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either 'command' (a stdio server) or 'url' (a streamable-HTTP server)")
+        if self.url is not None and (self.args or self.env or self.cwd):
+            raise ValueError("'args', 'env' and 'cwd' are for stdio servers ('command'), not 'url'")
+        if self.command is not None and self.headers:
+            raise ValueError("'headers' are for HTTP servers ('url'), not 'command'")
+        return self
+
+    def spec(self, base: Path) -> McpServerSpec:
+        """The inert spec; a relative `cwd` is relative to the config file's folder (`base`)."""
+        env = {k: EnvValue(v.env, v.prefix) if isinstance(v, FromEnv) else v for k, v in self.env.items()}
+        headers = {k: EnvValue(v.env, v.prefix) for k, v in self.headers.items() if isinstance(v, FromEnv)}
+        cwd = (base / self.cwd) if self.cwd is not None else None
+        return McpServerSpec(self.name, self.command, tuple(self.args), env, cwd, self.url, headers, self.timeout_s,
+                             self.required, self.start_timeout_s)
+
+
 class ConfigFile(_Strict):
     """The whole loomiq.yaml."""
 
     agents: list[AgentSection] = Field(min_length=1)
     tools: dict[str, dict[str, Any] | None] = {}
     """Settings of the built-in tools by name (``enabled`` and the tool's own); checked by the tools."""
+    mcp_servers: list[McpServerSection] = []
+    """MCP servers whose tools join the registry as ``<name>__<tool>``."""
 
 
 def find_config(path: Path | None = None) -> Path | None:
@@ -183,6 +254,14 @@ def parse_config(path: Path) -> ConfigFile:
         if agent.id in seen:
             raise ConfigError(f"{path.name}: agent {agent.id!r}: field 'id': duplicate id")
         seen.add(agent.id)
+    names: set[str] = set()
+    builtins = builtin_classes()
+    for server in config.mcp_servers:
+        if server.name in names:
+            raise ConfigError(f"{path.name}: MCP server {server.name!r}: field 'name': duplicate name")
+        if server.name in builtins:
+            raise ConfigError(f"{path.name}: MCP server {server.name!r}: field 'name': a built-in tool has that name")
+        names.add(server.name)
     if config.tools:
         try:
             check_settings(tool_settings(config))
@@ -198,11 +277,23 @@ def tool_settings(config: ConfigFile) -> dict[str, dict[str, Any]]:
 
 
 def load_tools(path: Path | None = None) -> ToolRegistry:
-    """The `ToolRegistry` of the config file (built-ins configured by its ``tools:`` section), or of
-    the built-ins' defaults when there is no file."""
+    """The `ToolRegistry` of the config file (built-ins configured by its ``tools:`` section, its MCP
+    servers as sources, not started yet), or of the built-ins' defaults when there is no file.
+    Close it (`ToolRegistry.aclose`) to stop the MCP servers it started."""
     found = find_config(path)
-    settings = tool_settings(parse_config(found)) if found is not None else {}
-    return ToolRegistry(settings=settings)
+    if found is None:
+        return ToolRegistry()
+    config = parse_config(found)
+    registry = ToolRegistry(settings=tool_settings(config))
+    for spec in mcp_servers(config, found):
+        registry.add_source(McpToolSource(spec))
+    return registry
+
+
+def mcp_servers(config: ConfigFile, path: Path) -> list[McpServerSpec]:
+    """The MCP servers of a parsed config file."""
+    base = path.resolve().parent
+    return [server.spec(base) for server in config.mcp_servers]
 
 
 def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
@@ -215,6 +306,14 @@ def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
         ident = entry.get("id") if isinstance(entry, dict) else None
         where = f"agent {ident!r}: " if ident else f"agent #{loc[1] + 1}: "
         loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "mcp_servers" and isinstance(loc[1], int):
+        servers = data.get("mcp_servers") or []
+        entry = servers[loc[1]] if loc[1] < len(servers) else {}
+        ident = entry.get("name") if isinstance(entry, dict) else None
+        where = f"MCP server {ident!r}: " if ident else f"MCP server #{loc[1] + 1}: "
+        loc = [p for p in loc[2:] if p not in ("FromEnv", "str")][:2]
+        if not loc:
+            return f"{file}: {where}{err['msg'].removeprefix('Value error, ')}"
     elif len(loc) >= 2 and loc[0] == "tools":
         where = f"tool {loc[1]!r}: "
         loc = loc[2:]

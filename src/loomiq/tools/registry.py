@@ -11,13 +11,19 @@ a tool's own name may not contain: ``time__get_current_time``.
 
 Allow-lists (an agent's ``tools: [...]``, a run's ``--tools``): an entry is a tool's full name
 (``python``, ``time__get_current_time``) or a provider's name (``time``: every tool of that provider).
+
+A provider may also be a `ToolSource` whose tools are only known once it runs (an MCP server):
+`ToolRegistry.prepare(allow_list)` loads the sources an allow-list names (starting them), before
+`select`; a source that cannot load raises `ToolSourceError` when it is required, and is skipped
+(and reported) when it is not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from .base import Tool, ToolError
 from .function import TOOL_NAME
@@ -39,6 +45,35 @@ class ToolSettingsError(ValueError):
     def __init__(self, tool: str, message: str) -> None:
         super().__init__(message)
         self.tool = tool
+
+
+class ToolSourceError(ToolError):
+    """A required tool source (an MCP server) could not give its tools; the message names it."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class ToolSource(Protocol):
+    """A provider whose tools are known once it runs (an MCP server). Its tools carry their full
+    names (``<name>__<tool>``)."""
+
+    name: str
+    required: bool
+    """Whether a run must stop when the source cannot load (else it goes on without its tools)."""
+
+    async def load(self) -> Sequence[Tool]:
+        """Start the provider if needed and return its tools; raise with a message naming it."""
+        ...
+
+    def subscribe(self, listener: Any) -> None:
+        """Call `listener(tools)` whenever the provider's tools change."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop the provider."""
+        ...
 
 
 def builtin_classes() -> dict[str, type[Tool]]:
@@ -116,6 +151,9 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self._providers: dict[str, list[str]] = {}
         self._builtin_classes: dict[str, type[Tool]] | None = None if builtins else {}
+        self._sources: dict[str, ToolSource] = {}
+        self._loaded: set[str] = set()
+        self._loading: dict[str, asyncio.Future[None]] = {}
         for t in tools:
             self.add(t)
 
@@ -139,6 +177,84 @@ class ToolRegistry:
             names.append(t.name)
         self._providers.setdefault(namespace, []).extend(names)
         return names
+
+    def replace_provider(self, namespace: str, tools: Iterable[Tool]) -> list[str]:
+        """Replace a provider's tools with `tools` (its tool list changed); returns their names."""
+        for name in self._providers.pop(namespace, []):
+            self._tools.pop(name, None)
+        return self.add_provider(namespace, tools)
+
+    def add_source(self, source: ToolSource) -> None:
+        """Register a provider whose tools `prepare` loads on first use; `ValueError` if the name is
+        taken by a tool or another source."""
+        if source.name in self._sources or source.name in self._tools or source.name in self._builtins():
+            raise ValueError(f"a tool or provider named {source.name!r} is already registered")
+        if NAMESPACE_SEPARATOR in source.name:
+            raise ValueError(f"provider name {source.name!r} may not contain '__'")
+        self._sources[source.name] = source
+        source.subscribe(lambda tools, name=source.name: self.replace_provider(name, tools))
+
+    def sources(self) -> dict[str, ToolSource]:
+        """The registered sources by name."""
+        return dict(self._sources)
+
+    def loaded(self, name: str) -> bool:
+        """Whether source `name` has given its tools."""
+        return name in self._loaded
+
+    async def prepare(self, allow_list: Iterable[str] | None = None) -> dict[str, str]:
+        """Load the sources `allow_list` names (every source when None), starting them, so that
+        their tools are in `names` and `select`. Sources load concurrently, each once.
+
+        Returns the problems of the optional sources that could not load, by source name; raises
+        `ToolSourceError` when a required one could not.
+        """
+        if allow_list is None:
+            wanted = list(self._sources)
+        else:
+            entries = list(allow_list)
+            wanted = [n for n in self._sources if any(e == n or e.startswith(n + NAMESPACE_SEPARATOR) for e in entries)]
+        pending = [n for n in wanted if n not in self._loaded]
+        if not pending:
+            return {}
+        outcomes = await asyncio.gather(*(self._load(n) for n in pending), return_exceptions=True)
+        problems: dict[str, str] = {}
+        for name, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                message = str(outcome) or type(outcome).__name__
+                if self._sources[name].required:
+                    raise ToolSourceError(name, message)
+                problems[name] = message
+        return problems
+
+    async def _load(self, name: str) -> None:
+        running = self._loading.get(name)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loading[name] = future
+        try:
+            tools = await self._sources[name].load()
+            self.replace_provider(name, tools)
+            self._loaded.add(name)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a failure is reported to the caller, not as "never retrieved"
+            raise
+        finally:
+            del self._loading[name]
+
+    async def aclose(self) -> None:
+        """Stop every source (MCP servers end); their tools leave the registry."""
+        for name, source in list(self._sources.items()):
+            await source.aclose()
+            for tool_name in self._providers.pop(name, []):
+                self._tools.pop(tool_name, None)
+            self._loaded.discard(name)
 
     def _builtins(self) -> dict[str, type[Tool]]:
         if self._builtin_classes is None:
@@ -183,6 +299,12 @@ class ToolRegistry:
         return [self.get(n) for n in self.names() if allows(entries, n)]
 
     def unmatched(self, allow_list: Iterable[str]) -> list[str]:
-        """Allow-list entries that admit no available tool (a typo, a disabled built-in)."""
+        """Allow-list entries that admit no available tool (a typo, a disabled built-in). A source not
+        loaded yet counts as matching its name and ``<name>__...`` entries."""
         names = self.names()
-        return [e for e in allow_list if not any(allows([e], n) for n in names)]
+        pending = [n for n in self._sources if n not in self._loaded]
+        return [
+            e for e in allow_list
+            if not any(allows([e], n) for n in names)
+            and not any(e == p or e.startswith(p + NAMESPACE_SEPARATOR) for p in pending)
+        ]
