@@ -1,5 +1,5 @@
 """The layering of docs/architecture.md holds: import-linter's contracts in pyproject.toml pass, and the
-faces (api, cli) use only public names of the engine."""
+faces (api, cli, mcp) use only public names of the engine."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_the_layers_name_every_top_level_module() -> None:
     """`exhaustive` makes import-linter refuse a package that has no layer; this pins the order the
     architecture document describes, lowest last."""
     layers = [layer.strip("()") for layer in _contracts()["layers"]["layers"]]  # type: ignore[union-attr]
-    assert layers == ["cli", "api", "orchestrator", "engine", "config", "workflows", "strategies", "runtime",
+    assert layers == ["cli", "api", "mcp", "orchestrator", "engine", "config", "workflows", "strategies", "runtime",
                       "agents", "tools", "models"]
 
 
@@ -66,7 +66,7 @@ def _engine_imports(path: Path) -> list[tuple[str, str, int]]:
 def test_the_faces_import_no_private_name_of_the_engine() -> None:
     offending = [
         f"{path.relative_to(SRC)}:{line}: {name} from {module}"
-        for face in ("api", "cli")
+        for face in ("api", "cli", "mcp")
         for path in sorted((SRC / face).rglob("*.py"))
         for module, name, line in _engine_imports(path)
         if name.startswith("_") and path.name != "keys.py"  # api/keys.py: see the contract's ignore_imports

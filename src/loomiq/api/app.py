@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..engine import Worker
 from ..orchestrator import Orchestrator
-from . import _openapi, routes_agents, routes_health, routes_keys, routes_openai, routes_stats, routes_tasks
+from . import _openapi, routes_agents, routes_health, routes_keys, routes_mcp, routes_openai, routes_stats, routes_tasks
 from .auth import TokenVerifier
 from .deps import ApiState
 from .keys import KeyStore, KeyVerifier, open_key_store
@@ -49,6 +49,7 @@ def create_app(
     *,
     orchestrator: Orchestrator | None = None,
     key_store: KeyStore | None = None,
+    mcp_extension: routes_mcp.McpExtension | None = None,
 ) -> FastAPI:
     """The loomiq HTTP service.
 
@@ -58,6 +59,8 @@ def create_app(
         orchestrator: the agents to serve; by default loaded at start-up from loomiq.yaml (or the
             offline defaults) and closed at shutdown. One passed in is left open.
         key_store: the API-key store; by default the SQLite file at `settings.keys_path`.
+        mcp_extension: called with the MCP server of ``/mcp`` before it serves (the conformance tests
+            mount the suite's fixtures this way; production mounts nothing more).
     """
     settings = settings or Settings.from_env()
     settings.check()
@@ -88,6 +91,8 @@ def create_app(
                 started_at=int(time.time()),
                 worker=worker,
             )
+            if settings.mcp_enabled:
+                await routes_mcp.start(app, orch, settings, stack, mcp_extension)
             try:
                 yield
             finally:
@@ -118,6 +123,8 @@ def create_app(
     app.include_router(routes_openai.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_stats.router)
+    if settings.mcp_enabled:
+        routes_mcp.mount(app)
     _openapi.install(app)
     return app
 

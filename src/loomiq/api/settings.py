@@ -107,6 +107,11 @@ class Settings:
             ``loomiq worker`` processes.
         worker_drain_s: at shutdown, how long the embedded worker lets its runs finish before handing
             them back to other workers.
+        mcp_enabled: serve loomiq's MCP server at ``/mcp``.
+        public_host: the host name (``name`` or ``name:port``) clients reach the server by; ``/mcp``
+            accepts it in Host and Origin besides loopback (DNS-rebinding protection).
+        mcp_allowed_hosts: more Host values ``/mcp`` accepts (``host:*`` for any port).
+        mcp_allowed_origins: more Origin values ``/mcp`` accepts (``https://host:*`` for any port).
     """
 
     jwt_secret: str | None = None
@@ -129,6 +134,10 @@ class Settings:
     tasks_enabled: bool = True
     embedded_workers: int = 2
     worker_drain_s: float = 10.0
+    mcp_enabled: bool = True
+    public_host: str | None = None
+    mcp_allowed_hosts: tuple[str, ...] = ()
+    mcp_allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -139,7 +148,10 @@ class Settings:
         LOOMIQ_RATE_PER_S, LOOMIQ_RATE_BURST, LOOMIQ_KEYS_PATH, LOOMIQ_CONFIG, LOOMIQ_RUN_TIMEOUT_S,
         LOOMIQ_METRICS_PUBLIC, LOOMIQ_AGENT_ADMIN_TENANTS (comma list), LOOMIQ_DATABASE_URL (the task
         database; the key store sits next to it), LOOMIQ_TASKS (0 turns the task routes off),
-        LOOMIQ_API_WORKERS (the embedded worker's concurrency; 0 for none).
+        LOOMIQ_API_WORKERS (the embedded worker's concurrency; 0 for none), LOOMIQ_MCP (0 turns ``/mcp``
+        off), LOOMIQ_PUBLIC_HOST (the host name clients use; allowed in ``/mcp``'s Host and Origin
+        checks besides loopback), LOOMIQ_MCP_ALLOWED_HOSTS and LOOMIQ_MCP_ALLOWED_ORIGINS (comma lists;
+        ``host:*`` matches any port).
         """
         env = os.environ if environ is None else environ
 
@@ -174,6 +186,12 @@ class Settings:
             "database_url": env.get("LOOMIQ_DATABASE_URL") or None,
             "tasks_enabled": env.get("LOOMIQ_TASKS", "1").strip().lower() not in ("0", "false", "no"),
             "embedded_workers": number("LOOMIQ_API_WORKERS", 2, int),
+            "mcp_enabled": env.get("LOOMIQ_MCP", "1").strip().lower() not in ("0", "false", "no"),
+            "public_host": env.get("LOOMIQ_PUBLIC_HOST", "").strip() or None,
+            "mcp_allowed_hosts": tuple(h.strip() for h in env.get("LOOMIQ_MCP_ALLOWED_HOSTS", "").split(",")
+                                       if h.strip()),
+            "mcp_allowed_origins": tuple(o.strip() for o in env.get("LOOMIQ_MCP_ALLOWED_ORIGINS", "").split(",")
+                                         if o.strip()),
             "metrics_public": env.get("LOOMIQ_METRICS_PUBLIC", "1").strip().lower() not in ("0", "false", "no"),
         }
         values.update(overrides)

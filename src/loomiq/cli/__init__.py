@@ -1,6 +1,7 @@
 """The `loomiq` command line: `loomiq run` (in-process, or `--durable`), the durable tasks (`loomiq submit`,
 `status`, `wait`, `cancel`, `tasks`, `worker`), the service (`loomiq serve`, `token`, `keys`), `loomiq agents`,
 `loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq workflow` (validate, graph, templates),
+`loomiq kb`, `loomiq mcp check`, `loomiq mcp login`, `loomiq mcp serve`,
 `loomiq --version`.
 
 Every problem the user can fix (config, strategy, agent names) ends as one line on stderr,
@@ -16,6 +17,7 @@ import typer
 from .. import __version__
 from ._agents import agents_app
 from ._kb import kb_app
+from ._mcp import mcp_app
 from ._run import run_command
 from ._service import register as register_service_commands
 from ._tasks import register as register_task_commands
@@ -40,6 +42,7 @@ app.command("tools")(tools_command)
 app.add_typer(tool_app, name="tool")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(kb_app, name="kb")
+app.add_typer(mcp_app, name="mcp")
 
 
 def _show_version(value: bool) -> None:

@@ -48,9 +48,23 @@ def _describe(tool: Tool, agents: list[Agent]) -> dict[str, Any]:
 
 
 def tools_command(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """List the tools: description, argument schema, and which agents may use each."""
+    """List the tools (MCP servers' too: they are started once to list theirs): description, argument
+    schema, and which agents may use each."""
     registry, agents = _load(config)
-    described = [_describe(registry.get(name), agents) for name in registry.names()]
+
+    async def collect() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        from ._mcp import load_sources
+
+        try:
+            servers = await load_sources(registry)
+            return [_describe(registry.get(name), agents) for name in registry.names()], servers
+        finally:
+            await registry.aclose()
+
+    described, servers = asyncio.run(collect())
+    failed = [s for s in servers.values() if not s["ok"]]
+    for server in failed:
+        sys.stderr.write(f"loomiq: warning: {server['error']}\n")
     if json_output:
         sys.stdout.write(json.dumps(described, indent=2, ensure_ascii=False) + "\n")
         return

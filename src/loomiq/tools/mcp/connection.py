@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import mcp_types
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-
-from mcp import Client, StdioServerParameters
 
 from .spec import McpConfigError, McpServerSpec
 
@@ -136,23 +136,30 @@ class McpConnection:
         self.server_name = f"{info.name} {info.version}".strip() if info is not None else None
         return client
 
-    def _target(self) -> StdioServerParameters | Any:
+    def _target(self) -> StdioServerParameters | tuple[str, dict[str, str]]:
+        """What to connect to: stdio parameters, or the URL and its headers (read now)."""
         spec = self.spec
         if spec.command is not None:
             return StdioServerParameters(
                 command=spec.command, args=list(spec.args), env=spec.resolved_env() or None, cwd=spec.cwd
             )
-        return streamable_http_client(str(spec.url), headers=spec.resolved_headers() or None)
+        return str(spec.url), spec.resolved_headers()
 
     async def _serve(self, target: Any, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
         """The session's task: enter the client, publish it, wait until told to stop, leave it."""
         try:
-            async with Client(
-                target,
-                mode="legacy",
-                cache=None,
-                message_handler=self._on_message,
-            ) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                if isinstance(target, tuple):
+                    url, headers = target
+                    # No read timeout on the HTTP client: a call's limit is the server's timeout_s
+                    # (see _request), and the server's event stream may stay quiet for long.
+                    http = await stack.enter_async_context(
+                        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.spec.timeout_s, read=None))
+                    )
+                    target = streamable_http_client(url, http_client=http)
+                client = await stack.enter_async_context(
+                    Client(target, mode="legacy", cache=None, message_handler=self._on_message)
+                )
                 if not ready.done():
                     ready.set_result(client)
                 await stop.wait()
