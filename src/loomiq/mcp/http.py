@@ -12,6 +12,7 @@ loopback names on any port, plus the configured public host and any extra hosts 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
@@ -84,9 +85,29 @@ class McpHttpEndpoint:
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Serve sessions while inside; they end when it exits."""
-        async with self.manager.run():
+        """Serve sessions while inside; they end when it exits.
+
+        The session manager runs in a task of its own: its task group must be left by the task that
+        entered it, and an app's lifespan may be entered and left by different tasks (test fixtures)."""
+        started = asyncio.Event()
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            async with self.manager.run():
+                started.set()
+                await stop.wait()
+
+        task = asyncio.get_running_loop().create_task(run(), name="loomiq-mcp-sessions")
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiter.cancel()
+            task.result()  # it failed to start: raise that
+        try:
             yield
+        finally:
+            stop.set()
+            await task
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -10,12 +10,17 @@ transport reports an unreadable message) the call gets a `McpCallError`, the ses
 doubles with each consecutive failure (`RESTART_BASE_S` up to `RESTART_MAX_S`) and resets once a
 call succeeds. ``notifications/tools/list_changed`` makes the connection list the tools again and
 hand them to its `on_tools_changed` callback.
+
+Nobody is at the keyboard while an agent calls a tool, so a server's elicitation request (a form
+asking the user for values) is answered by `answer_elicitation`: accepted with the defaults the
+form gives (SEP-1034) when every required field has one, declined otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +46,16 @@ _CLOSE_TIMEOUT_S = 5.0
 """How long closing may take before the session's task is cancelled (stdio: the process killed)."""
 
 ToolsListener = Callable[[list[mcp_types.Tool]], None]
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("loomiq")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+CLIENT_INFO = mcp_types.Implementation(name="loomiq", version=_version())
+"""How loomiq introduces itself in the handshake."""
 
 
 class McpStartError(Exception):
@@ -157,9 +172,10 @@ class McpConnection:
                         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.spec.timeout_s, read=None))
                     )
                     target = streamable_http_client(url, http_client=http)
-                client = await stack.enter_async_context(
-                    Client(target, mode="legacy", cache=None, message_handler=self._on_message)
-                )
+                client = await stack.enter_async_context(Client(
+                    target, mode="legacy", cache=None, message_handler=self._on_message,
+                    elicitation_callback=_elicit, client_info=CLIENT_INFO,
+                ))
                 if not ready.done():
                     ready.set_result(client)
                 await stop.wait()
@@ -303,6 +319,25 @@ class McpConnection:
                 self._refresh.cancel()
                 await _quietly(self._refresh)
             await self._teardown()
+
+
+async def _elicit(context: Any, params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
+    return answer_elicitation(params)
+
+
+def answer_elicitation(params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
+    """loomiq's answer to a server's elicitation: accept a form with its defaults when every required
+    field has one; decline a form that needs a value nobody gave, and every URL request."""
+    if not isinstance(params, mcp_types.ElicitRequestFormParams):
+        return mcp_types.ElicitResult(action="decline")
+    schema = params.requested_schema or {}
+    properties = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    content = {name: spec["default"] for name, spec in properties.items()
+               if isinstance(spec, dict) and "default" in spec}
+    if not required <= content.keys():
+        return mcp_types.ElicitResult(action="decline")
+    return mcp_types.ElicitResult(action="accept", content=content)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
