@@ -18,6 +18,7 @@ as tool errors (``isError``) with a message naming the problem.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -108,7 +109,9 @@ def build_server(
             where the transport puts one on every request.
         name: the server's name in the handshake.
     """
-    server: MCPServer = MCPServer(name, version=__version__, instructions=_INSTRUCTIONS)
+    # log_level: the SDK configures the root logger (basicConfig) when none is; WARNING keeps its
+    # per-request INFO lines out of the service's log.
+    server: MCPServer = MCPServer(name, version=__version__, instructions=_INSTRUCTIONS, log_level="WARNING")
 
     def orch() -> Orchestrator:
         found = orchestrator()
@@ -224,8 +227,6 @@ def build_server(
     @server.resource(TASK_URI, name="task", title="A loomiq task", mime_type="application/json")
     async def task_resource(task_id: str, ctx: Context) -> str:
         """A task of your tenant as JSON, with its full result once it ended."""
-        import json
-
         caller = caller_of(ctx, default_caller)
         try:
             task = await find(task_id, caller)
