@@ -47,7 +47,8 @@ def test_check_exits_1_naming_a_server_that_failed(config: Path) -> None:
     done = cli("mcp", "check", timeout=120)
     assert done.returncode == 1
     assert "ok    time" in done.stdout and "time__get_current_time" in done.stdout
-    assert "FAIL  ghost" in done.stdout and "MCP server 'ghost' (/nonexistent/mcp-server) failed to start" in done.stdout
+    assert "FAIL  ghost" in done.stdout
+    assert "MCP server 'ghost' (/nonexistent/mcp-server) failed to start" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "loomiq: error: MCP server(s) failed to start: ghost"
 
 

@@ -201,3 +201,12 @@ async def test_loomiq_uses_loomiq_over_http(live_server: LiveServer, monkeypatch
         await registry.aclose()
     assert record.error is None, record.content
     assert record.data["status"] == "completed" and len(record.data["agents_summary"]) == 4
+
+
+async def test_search_knowledge_says_why_it_is_unavailable(live_server: LiveServer) -> None:
+    async with connect(live_server.mcp_url, auth("viewer")) as client:
+        result = await client.call_tool("search_knowledge", {"query": "ledger"})
+    if result.is_error:  # a build without the knowledge built-in: the reason, never a crash
+        assert "search_knowledge is unavailable here" in error_text(result)
+    else:
+        assert payload(result)["query"] == "ledger" and payload(result)["hits"] == []

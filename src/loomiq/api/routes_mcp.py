@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ..config import load_tools
 from ..mcp import McpCaller, McpHttpEndpoint, build_server, security_settings
 from ..orchestrator import Orchestrator
 from .deps import authenticate, get_state
@@ -63,7 +64,7 @@ def mount(app: FastAPI) -> None:
 async def start(app: FastAPI, orch: Orchestrator, settings: Settings, stack: AsyncExitStack,
                 extend: McpExtension | None = None) -> None:
     """Build the MCP server and endpoint and serve sessions until `stack` closes."""
-    server = build_server(lambda: orch)
+    server = build_server(lambda: orch, tools=load_tools(settings.config_path))
     if extend is not None:
         extend(server)
     security = security_settings(settings.public_host, settings.mcp_allowed_hosts, settings.mcp_allowed_origins)

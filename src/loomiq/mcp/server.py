@@ -31,6 +31,7 @@ from ..agents import NoAgentAvailable, UnknownAgent
 from ..engine import EngineClosed, InvalidTask, Task, TaskNotFound
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
+from ..tools import ToolContext, ToolLoop, ToolRegistry, UnknownTool
 from .caller import SCOPE_KEY, Forbidden, McpCaller
 
 TASK_URI = "loomiq://tasks/{task_id}"
@@ -100,6 +101,7 @@ def build_server(
     *,
     default_caller: McpCaller | None = None,
     name: str = "loomiq",
+    tools: ToolRegistry | None = None,
 ) -> MCPServer:
     """loomiq's MCP server (tools and resources above).
 
@@ -108,7 +110,10 @@ def build_server(
         default_caller: who requests without an authenticated caller act as (stdio); None for HTTP,
             where the transport puts one on every request.
         name: the server's name in the handshake.
+        tools: the deployment's tools (``tools:`` of loomiq.yaml); ``search_knowledge`` runs its
+            ``knowledge`` tool. Default: the built-ins with their default settings.
     """
+    registry = tools if tools is not None else ToolRegistry()
     # log_level: the SDK configures the root logger (basicConfig) when none is; WARNING keeps its
     # per-request INFO lines out of the service's log.
     server: MCPServer = MCPServer(name, version=__version__, instructions=_INSTRUCTIONS, log_level="WARNING")
@@ -222,7 +227,7 @@ def build_server(
     ) -> dict[str, Any]:
         """Search your tenant's knowledge base; each hit has its source, chunk id and text."""
         caller = caller_of(ctx, default_caller)
-        return await _search_knowledge(caller.tenant, query, limit)
+        return await _search_knowledge(registry, caller.tenant, query, limit)
 
     @server.resource(TASK_URI, name="task", title="A loomiq task", mime_type="application/json")
     async def task_resource(task_id: str, ctx: Context) -> str:
@@ -237,18 +242,19 @@ def build_server(
     return server
 
 
-async def _search_knowledge(tenant: str, query: str, limit: int) -> dict[str, Any]:
-    """The knowledge base's hits, through the ``knowledge`` built-in tool when this build has it."""
-    from ..tools import ToolContext, ToolLoop, ToolRegistry, UnknownTool
-
-    registry = ToolRegistry()
+async def _search_knowledge(registry: ToolRegistry, tenant: str, query: str, limit: int) -> dict[str, Any]:
+    """The knowledge base's hits for `tenant`, through the ``knowledge`` built-in tool (its settings,
+    its database), exactly as an agent's search."""
     try:
         tool = registry.get("knowledge")
-    except UnknownTool:
-        raise ToolError("this loomiq has no knowledge base (the 'knowledge' tool is not installed or is disabled)") \
-            from None
-    record = await ToolLoop([tool]).call("knowledge", {"action": "search", "query": query, "limit": limit},
-                                          ToolContext(tenant_id=tenant))
+    except UnknownTool as exc:
+        raise ToolError(f"search_knowledge is unavailable here: {exc}") from None
+    reason = tool.unavailable_reason()
+    if reason is not None:
+        raise ToolError(f"search_knowledge is unavailable here: {reason}")
+    record = await ToolLoop([tool]).call("knowledge", {"op": "search", "query": query, "limit": limit},
+                                          ToolContext(tenant_id=tenant, settings=registry.settings))
     if record.error is not None:
         raise ToolError(record.error)
-    return {"query": query, "hits": record.data if record.data is not None else record.content}
+    data = record.data if isinstance(record.data, dict) else {}
+    return {"query": query, "hits": data.get("hits", []), "text": record.content}

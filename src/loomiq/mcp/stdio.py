@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from ..config import load_tools
 from ..engine import Worker
 from ..orchestrator import Orchestrator
 from .caller import McpCaller
@@ -32,7 +33,8 @@ async def serve_stdio(
         worker = Worker(orch.engine, concurrency=workers) if workers > 0 else None
         runner = asyncio.get_running_loop().create_task(worker.run()) if worker is not None else None
         try:
-            await build_server(lambda: orch, default_caller=caller).run_stdio_async()
+            server = build_server(lambda: orch, default_caller=caller, tools=load_tools(config))
+            await server.run_stdio_async()
         finally:
             if worker is not None and runner is not None:
                 await worker.stop()
