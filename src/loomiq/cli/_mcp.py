@@ -1,5 +1,6 @@
 """``loomiq mcp check`` (start each configured MCP server once and list what it offers; exit 1 naming
-any that failed) and ``loomiq mcp serve`` (loomiq's own MCP server over stdio, for desktop clients)."""
+any that failed), ``loomiq mcp login NAME`` (OAuth consent for a server that requires it, once) and
+``loomiq mcp serve`` (loomiq's own MCP server over stdio, for desktop clients)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from rich.text import Text
 from ..config import ConfigError, load_tools
 from ..mcp import McpCaller, serve_stdio
 from ..tools import ToolRegistry, ToolSourceError
+from ..tools.mcp import BrowserConsent, McpCallError, McpStartError, McpToolSource
 from ._common import fail
 from ._options import ConfigOption
 
 mcp_app = typer.Typer(name="mcp", no_args_is_help=True,
-                      help="MCP: check the configured MCP servers; serve loomiq over stdio.")
+                      help="MCP: check the configured MCP servers, log in to one, serve loomiq over stdio.")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -85,6 +87,45 @@ def check_command(config: ConfigOption = None, json_output: JsonOption = False) 
     if failed:
         names = ", ".join(e["name"] for e in failed)
         fail(f"MCP server(s) failed to start: {names}", code=1)
+
+
+@mcp_app.command("login")
+def login_command(
+    name: Annotated[str, typer.Argument(help="The MCP server (its name in mcp_servers:).", show_default=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Authorize loomiq with an MCP server that requires OAuth: open (or print) the authorization URL,
+    wait for the browser to come back, and keep the tokens (in $LOOMIQ_MCP_TOKEN_DIR, default
+    ~/.local/share/loomiq/mcp-oauth) so that runs refresh them without asking again."""
+    try:
+        registry = load_tools(config)
+    except ConfigError as exc:
+        fail(str(exc))
+    source = registry.sources().get(name)
+    spec = getattr(source, "spec", None)
+    if spec is None:
+        known = ", ".join(registry.sources()) or "none"
+        fail(f"no MCP server named {name!r} in mcp_servers: (configured: {known})")
+    if spec.oauth is None:
+        fail(f"MCP server {name!r} has no 'oauth:' settings; only HTTP servers that require OAuth need a login")
+
+    def show(url: str) -> None:
+        sys.stderr.write(f"Open this URL to authorize loomiq with {name}:\n{url}\n")
+        sys.stderr.flush()
+
+    login = McpToolSource(spec, authorizer=BrowserConsent(spec.oauth.redirect_uri, show))
+
+    async def run() -> int:
+        try:
+            return len(await login.load())
+        finally:
+            await login.aclose()
+
+    try:
+        count = asyncio.run(run())
+    except (McpStartError, McpCallError) as exc:
+        fail(str(exc), code=1)
+    sys.stdout.write(f"authorized with {name}: {count} tools\n")
 
 
 @mcp_app.command("serve")

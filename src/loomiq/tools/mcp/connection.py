@@ -24,6 +24,7 @@ import importlib.metadata
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -32,6 +33,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from .oauth import Authorizer, NoConsent
+from .oauth import provider as oauth_provider
 from .spec import McpConfigError, McpServerSpec
 
 logger = logging.getLogger(__name__)
@@ -73,10 +76,16 @@ class McpConnection:
     Args:
         spec: the server.
         on_tools_changed: called with the new tool list after ``notifications/tools/list_changed``.
+        authorizer: the interactive OAuth step (``loomiq mcp login``); runs have none.
+        token_dir: where OAuth tokens are kept (default `oauth.token_dir()`).
     """
 
-    def __init__(self, spec: McpServerSpec, on_tools_changed: ToolsListener | None = None) -> None:
+    def __init__(self, spec: McpServerSpec, on_tools_changed: ToolsListener | None = None, *,
+                 authorizer: Authorizer | None = None, token_dir: Path | None = None) -> None:
         self.spec = spec
+        self.authorizer: Authorizer = authorizer or NoConsent(spec.name)
+        """Who gives consent when an OAuth server needs it (in runs: nobody, see `NoConsent`)."""
+        self.token_dir = token_dir
         self.on_tools_changed = on_tools_changed
         self.restarts = 0
         """Sessions started after the first (after a failure)."""
@@ -151,25 +160,30 @@ class McpConnection:
         self.server_name = f"{info.name} {info.version}".strip() if info is not None else None
         return client
 
-    def _target(self) -> StdioServerParameters | tuple[str, dict[str, str]]:
-        """What to connect to: stdio parameters, or the URL and its headers (read now)."""
+    def _target(self) -> StdioServerParameters | tuple[str, dict[str, str], httpx2.Auth | None]:
+        """What to connect to: stdio parameters, or the URL, its headers (read now) and its OAuth."""
         spec = self.spec
         if spec.command is not None:
             return StdioServerParameters(
                 command=spec.command, args=list(spec.args), env=spec.resolved_env() or None, cwd=spec.cwd
             )
-        return str(spec.url), spec.resolved_headers()
+        url = str(spec.url)
+        auth = None
+        if spec.oauth is not None:
+            auth = oauth_provider(spec.name, url, spec.oauth, self.authorizer, self.token_dir)
+        return url, spec.resolved_headers(), auth
 
     async def _serve(self, target: Any, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
         """The session's task: enter the client, publish it, wait until told to stop, leave it."""
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if isinstance(target, tuple):
-                    url, headers = target
+                    url, headers, auth = target
                     # No read timeout on the HTTP client: a call's limit is the server's timeout_s
                     # (see _request), and the server's event stream may stay quiet for long.
                     http = await stack.enter_async_context(
-                        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.spec.timeout_s, read=None))
+                        httpx2.AsyncClient(headers=headers, auth=auth,
+                                           timeout=httpx2.Timeout(self.spec.timeout_s, read=None))
                     )
                     target = streamable_http_client(url, http_client=http)
                 client = await stack.enter_async_context(Client(

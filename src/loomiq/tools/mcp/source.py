@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import mcp_types
 
 from ..base import Tool
 from .connection import McpConnection
+from .oauth import Authorizer
 from .spec import McpServerSpec
 from .tool import McpTool
 
@@ -25,13 +27,17 @@ class McpToolSource:
 
     Args:
         spec: the server.
+        authorizer: the interactive OAuth step (``loomiq mcp login``); runs have none.
+        token_dir: where OAuth tokens are kept.
     """
 
-    def __init__(self, spec: McpServerSpec) -> None:
+    def __init__(self, spec: McpServerSpec, *, authorizer: Authorizer | None = None,
+                 token_dir: Path | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.required = spec.required
-        self.connection = McpConnection(spec, on_tools_changed=self._changed)
+        self.connection = McpConnection(spec, on_tools_changed=self._changed, authorizer=authorizer,
+                                        token_dir=token_dir)
         self._listeners: list[Callable[[Sequence[Tool]], None]] = []
 
     def _build(self, remote: list[mcp_types.Tool]) -> list[Tool]:

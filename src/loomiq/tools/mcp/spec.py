@@ -19,6 +19,10 @@ DEFAULT_START_TIMEOUT_S = 60.0
 """Seconds a server may take to start and complete its handshake, by default."""
 
 
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:33418/callback"
+"""Where ``loomiq mcp login`` waits for the browser to come back with the authorization code."""
+
+
 class McpConfigError(ValueError):
     """A server's settings cannot be used as they are (a variable they name is not set)."""
 
@@ -36,6 +40,27 @@ class EnvValue:
         if not value:
             raise McpConfigError(f"MCP server {server!r}: {where}: environment variable {self.env} is not set")
         return self.prefix + value
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSpec:
+    """How loomiq authorizes with one MCP server.
+
+    Attributes:
+        client_id: a client registered with the authorization server beforehand (else loomiq
+            registers itself, or uses `client_metadata_url` where the server supports it).
+        client_secret: that client's secret, read from the environment.
+        scope: the scope to ask for (default: what the server's metadata advertises).
+        redirect_uri: where the browser comes back with the code (``loomiq mcp login`` listens there).
+        client_metadata_url: an HTTPS URL of loomiq's client metadata document, used as the client id
+            by servers that support client-ID metadata documents.
+    """
+
+    client_id: str | None = None
+    client_secret: EnvValue | None = None
+    scope: str | None = None
+    redirect_uri: str = DEFAULT_REDIRECT_URI
+    client_metadata_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +86,14 @@ class McpServerSpec:
     timeout_s: float = DEFAULT_TIMEOUT_S
     required: bool = True
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    oauth: OAuthSpec | None = None
+    """OAuth for an HTTP server that requires it (see `loomiq.tools.mcp.oauth`)."""
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.url is None):
             raise ValueError(f"MCP server {self.name!r}: give either 'command' (stdio) or 'url' (streamable HTTP)")
+        if self.oauth is not None and self.url is None:
+            raise ValueError(f"MCP server {self.name!r}: 'oauth' is for HTTP servers ('url')")
 
     @property
     def transport(self) -> str:
