@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 PACKAGES = ["loomiq", "loomiq.models", "loomiq.agents", "loomiq.strategies", "loomiq.runtime", "loomiq.tools",
-            "loomiq.workflows", "loomiq.tools.builtin"]
+            "loomiq.workflows", "loomiq.tools.builtin", "loomiq.tools.mcp", "loomiq.mcp"]
 
 
 def loomiq_names(module: ModuleType) -> set[str]:

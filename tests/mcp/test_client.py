@@ -198,3 +198,22 @@ def test_duplicate_server_names_are_refused(tmp_path: Path) -> None:
                                   "  - {name: t, command: x}\n  - {name: t, command: y}\n")
     with pytest.raises(ConfigError, match="MCP server 't': field 'name': duplicate name"):
         parse_config(path)
+
+
+async def test_restarts_back_off_after_consecutive_failures() -> None:
+    from loomiq.tools.mcp import RESTART_BASE_S, McpConnection, McpStartError
+
+    connection = McpConnection(McpServerSpec("dies", sys.executable, ("-c", "import sys; sys.exit(1)"),
+                                             start_timeout_s=30))
+    waits = []
+    try:
+        for _ in range(3):
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(McpStartError, match="MCP server 'dies'"):
+                await connection.start()
+            waits.append(asyncio.get_running_loop().time() - started)
+    finally:
+        await connection.aclose()
+    # The first start is at once; then each waits the backoff before trying: 0.25 s, then 0.5 s.
+    # (Lower bounds only: each attempt also spends a process start, which a loaded machine stretches.)
+    assert waits[1] >= RESTART_BASE_S * 0.95 and waits[2] >= 2 * RESTART_BASE_S * 0.95
