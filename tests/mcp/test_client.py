@@ -200,8 +200,12 @@ def test_duplicate_server_names_are_refused(tmp_path: Path) -> None:
         parse_config(path)
 
 
-async def test_restarts_back_off_after_consecutive_failures() -> None:
-    from loomiq.tools.mcp import RESTART_BASE_S, McpConnection, McpStartError
+async def test_restarts_back_off_after_consecutive_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loomiq.tools.mcp import McpConnection, McpStartError
+    from loomiq.tools.mcp import connection as connection_module
+
+    base = 1.0  # long enough that a process start alone cannot pass for the wait
+    monkeypatch.setattr(connection_module, "RESTART_BASE_S", base)
 
     connection = McpConnection(McpServerSpec("dies", sys.executable, ("-c", "import sys; sys.exit(1)"),
                                              start_timeout_s=30))
@@ -214,6 +218,6 @@ async def test_restarts_back_off_after_consecutive_failures() -> None:
             waits.append(asyncio.get_running_loop().time() - started)
     finally:
         await connection.aclose()
-    # The first start is at once; then each waits the backoff before trying: 0.25 s, then 0.5 s.
-    # (Lower bounds only: each attempt also spends a process start, which a loaded machine stretches.)
-    assert waits[1] >= RESTART_BASE_S * 0.95 and waits[2] >= 2 * RESTART_BASE_S * 0.95
+    # The first start is at once; then each waits the backoff before trying: 1 s, then 2 s.
+    assert waits[0] < base
+    assert waits[1] >= base * 0.95 and waits[2] >= 2 * base * 0.95
