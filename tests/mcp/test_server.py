@@ -203,10 +203,15 @@ async def test_loomiq_uses_loomiq_over_http(live_server: LiveServer, monkeypatch
     assert record.data["status"] == "completed" and len(record.data["agents_summary"]) == 4
 
 
-async def test_search_knowledge_says_why_it_is_unavailable(live_server: LiveServer) -> None:
-    async with connect(live_server.mcp_url, auth("viewer")) as client:
-        result = await client.call_tool("search_knowledge", {"query": "ledger"})
-    if result.is_error:  # a build without the knowledge built-in: the reason, never a crash
-        assert "search_knowledge is unavailable here" in error_text(result)
-    else:
-        assert payload(result)["query"] == "ledger" and payload(result)["hits"] == []
+async def test_search_knowledge_searches_the_callers_knowledge_base(live_server: LiveServer) -> None:
+    from loomiq.tools.builtin import KnowledgeBase
+
+    async with await KnowledgeBase.open(live_server.settings.database_url) as kb:
+        await kb.add("acme", "runbook.md", "# Keys\n\nRotate the signing keys every ninety days.", kind="markdown")
+    async with connect(live_server.mcp_url, auth("viewer", "acme")) as client:
+        found = payload(await client.call_tool("search_knowledge", {"query": "rotate signing keys"}))
+    assert found["query"] == "rotate signing keys"
+    (hit,) = found["hits"]
+    assert hit["source"] == "runbook.md" and "ninety days" in hit["text"] and hit["chunk_id"]
+    async with connect(live_server.mcp_url, auth("viewer", "globex")) as other:
+        assert payload(await other.call_tool("search_knowledge", {"query": "rotate signing keys"}))["hits"] == []

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from ..config import load_tools
 from ..mcp import McpCaller, McpHttpEndpoint, build_server, security_settings
 from ..orchestrator import Orchestrator
+from ..tools import ToolRegistry
 from .deps import authenticate, get_state
 from .problems import Problem, problem_response
 from .settings import Settings
@@ -54,6 +55,16 @@ class _Endpoint:
         await endpoint(scope, receive, send)
 
 
+def _tools(settings: Settings) -> ToolRegistry:
+    """The deployment's tools; the knowledge base is the service's database unless ``tools:`` names one."""
+    registry = load_tools(settings.config_path)
+    if settings.database_url:
+        entry = dict(registry.settings.get("knowledge") or {})
+        entry.setdefault("database_url", settings.database_url)
+        registry.settings["knowledge"] = entry
+    return registry
+
+
 def mount(app: FastAPI) -> None:
     """Route ``/mcp`` (GET, POST, DELETE) to the endpoint `start` builds."""
     app.state.loomiq_mcp = None
@@ -64,7 +75,7 @@ def mount(app: FastAPI) -> None:
 async def start(app: FastAPI, orch: Orchestrator, settings: Settings, stack: AsyncExitStack,
                 extend: McpExtension | None = None) -> None:
     """Build the MCP server and endpoint and serve sessions until `stack` closes."""
-    server = build_server(lambda: orch, tools=load_tools(settings.config_path))
+    server = build_server(lambda: orch, tools=_tools(settings))
     if extend is not None:
         extend(server)
     security = security_settings(settings.public_host, settings.mcp_allowed_hosts, settings.mcp_allowed_origins)
