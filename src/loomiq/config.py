@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .agents import Agent, AgentConfig, RetryPolicy
 from .models import PROVIDERS, ModelSpec, Pricing, create_model
 from .tools import ToolRegistry, ToolSettingsError, check_settings
-from .tools.mcp import DEFAULT_REDIRECT_URI, EnvValue, McpServerSpec, McpToolSource, OAuthSpec
+from .tools.mcp import DEFAULT_REDIRECT_URI, EnvValue, McpServerSpec, OAuthSpec
 from .tools.registry import builtin_classes
 
 _TOOL_ENTRY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -301,8 +301,11 @@ def load_tools(path: Path | None = None) -> ToolRegistry:
         return ToolRegistry()
     config = parse_config(found)
     registry = ToolRegistry(settings=tool_settings(config))
-    for spec in mcp_servers(config, found):
-        registry.add_source(McpToolSource(spec))
+    if config.mcp_servers:
+        from .tools.mcp.source import McpToolSource  # the mcp SDK: only where a server is configured
+
+        for spec in mcp_servers(config, found):
+            registry.add_source(McpToolSource(spec))
     return registry
 
 

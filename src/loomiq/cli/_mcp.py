@@ -16,9 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..config import ConfigError, load_tools
-from ..mcp import McpCaller, serve_stdio
 from ..tools import ToolRegistry, ToolSourceError
-from ..tools.mcp import BrowserConsent, McpCallError, McpStartError, McpToolSource
 from ._common import fail
 from ._options import ConfigOption
 
@@ -108,6 +106,7 @@ def login_command(
         fail(f"no MCP server named {name!r} in mcp_servers: (configured: {known})")
     if spec.oauth is None:
         fail(f"MCP server {name!r} has no 'oauth:' settings; only HTTP servers that require OAuth need a login")
+    from ..tools.mcp import BrowserConsent, McpCallError, McpStartError, McpToolSource  # the SDK: on use
 
     def show(url: str) -> None:
         sys.stderr.write(f"Open this URL to authorize loomiq with {name}:\n{url}\n")
@@ -141,6 +140,7 @@ def serve_command(
     clients that start a command). Every request acts as --role in --tenant; tasks are stored in
     LOOMIQ_DATABASE_URL (default sqlite:///loomiq.db in the working directory)."""
     from ..api.auth import ROLES, TENANT_RE
+    from ..mcp import McpCaller, serve_stdio  # the SDK, and the server: on use
 
     if role not in ROLES:
         fail(f"--role: expected one of {', '.join(ROLES)}, not {role!r}")
