@@ -10,29 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from mcp.server.mcpserver import MCPServer
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..config import load_tools
-from ..mcp import McpCaller, McpHttpEndpoint, build_server, security_settings
 from ..orchestrator import Orchestrator
 from ..tools import ToolRegistry
 from .deps import authenticate, get_state
 from .problems import Problem, problem_response
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from ..mcp import McpCaller, McpHttpEndpoint
+
 PATH = "/mcp"
 
-McpExtension = Callable[[MCPServer], None]
+McpExtension = Callable[["MCPServer"], None]
 """Adds to the MCP server before it serves (tests mount the conformance suite's fixtures this way)."""
 
 
 async def _authenticate(connection: HTTPConnection) -> McpCaller | Response:
+    from ..mcp import McpCaller
+
     try:
         state = await get_state(connection)
         principal = await authenticate(connection, state)
@@ -74,7 +80,11 @@ def mount(app: FastAPI) -> None:
 
 async def start(app: FastAPI, orch: Orchestrator, settings: Settings, stack: AsyncExitStack,
                 extend: McpExtension | None = None) -> None:
-    """Build the MCP server and endpoint and serve sessions until `stack` closes."""
+    """Build the MCP server and endpoint and serve sessions until `stack` closes. (The MCP face and the
+    SDK are imported here, at start-up: commands that only import the API, `loomiq token` or `keys`,
+    never load them.)"""
+    from ..mcp import McpHttpEndpoint, build_server, security_settings
+
     server = build_server(lambda: orch, tools=_tools(settings))
     if extend is not None:
         extend(server)
