@@ -126,7 +126,8 @@ def test_submit_returns_an_id_at_once_and_a_worker_runs_it(worker: Any, cwd: Pat
     assert [t["id"] for t in listed] == [task_id]
     assert json.loads(ok("tasks", "--status", "queued", "--json")) == []
     table = ok("tasks").splitlines()
-    assert table[0].split()[:3] == ["id", "status", "priority"] and table[1].split()[:2] == [task_id, "completed"]
+    assert table[0] == "tenant default: 1 task, newest first"
+    assert table[1].split()[:3] == ["id", "status", "priority"] and table[2].split()[:2] == [task_id, "completed"]
 
     rc, out, err = w.stop()
     assert rc == 0, err
@@ -163,8 +164,17 @@ def test_after_runs_a_task_once_its_dependency_completed(worker: Any) -> None:
 
 def test_idempotency_key_returns_the_first_task() -> None:
     one = submit(PROMPT, "--idempotency-key", "order-42")
-    two = submit("another prompt entirely", "--idempotency-key", "order-42")
+    two = submit(PROMPT, "--idempotency-key", "order-42")
     assert one["id"] == two["id"] and two["prompt"] == PROMPT
+    assert len(json.loads(ok("tasks", "--json"))) == 1
+
+
+@pytest.mark.parametrize("change", [["another prompt entirely"], [PROMPT, "--priority", "high"],
+                                    [PROMPT, "--strategy", "parallel"], [PROMPT, "--timeout", "30"]])
+def test_idempotency_key_with_another_request_is_an_error(change: list[str]) -> None:
+    one = submit(PROMPT, "--idempotency-key", "order-42")
+    assert_one_line_error(cli("submit", *change, "--idempotency-key", "order-42"),
+                          f"the idempotency key 'order-42' was already used for task {one['id']}", "use a new key")
     assert len(json.loads(ok("tasks", "--json"))) == 1
 
 
@@ -264,3 +274,33 @@ def test_run_without_durable_stores_nothing(cwd: Path) -> None:
     proc = cli("run", PROMPT, "--strategy", "single", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "completed"
     assert not (cwd / "loomiq.db").exists()
+
+
+# --- tenants -------------------------------------------------------------------------------------
+
+
+def test_task_commands_work_on_the_tenant_given_and_say_which() -> None:
+    mine = submit(PROMPT, "--tenant", "acme")
+    assert mine["tenant_id"] == "acme"
+    submit("another", "--tenant", "acme")
+    submit("globex's own", "--tenant", "globex")
+    empty = ok("tasks")
+    assert empty.strip() == "no tasks in tenant default (other tenants hold tasks: acme (2), globex (1); " \
+                            "add --tenant NAME)"
+    listed = ok("tasks", "--tenant", "acme").splitlines()
+    assert listed[0] == "tenant acme: 2 tasks, newest first" and len(listed) == 4
+    assert [t["id"] for t in json.loads(ok("tasks", "--tenant", "globex", "--json"))] != [mine["id"]]
+    assert "tenant:   acme" in ok("status", mine["id"], "--tenant", "acme")
+    # Another tenant's task is not found, and the message says whose it is and what to add.
+    for command in (["status"], ["wait", "--timeout", "0.1"], ["cancel"]):
+        assert_one_line_error(cli(*command, mine["id"]), f"task {mine['id']} is not in tenant default",
+                              "belongs to tenant acme", "add --tenant acme")
+    assert_one_line_error(cli("submit", "follow-up", "--after", mine["id"]), "belongs to tenant acme")
+    assert ok("cancel", mine["id"], "--tenant", "acme").startswith(f"task {mine['id']} cancelled")
+    assert_one_line_error(cli("tasks", "--tenant", " "), "--tenant is empty")
+
+
+def test_the_same_idempotency_key_in_two_tenants_is_two_tasks() -> None:
+    one = submit(PROMPT, "--idempotency-key", "k", "--tenant", "acme")
+    two = submit("something else", "--idempotency-key", "k", "--tenant", "globex")
+    assert one["id"] != two["id"]

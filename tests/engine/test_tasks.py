@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loomiq import Orchestrator, StrategyError
-from loomiq.engine import EngineConfig, InvalidTask, TaskEngine, TaskNotFound, TaskRetry, _ops, open_store
+from loomiq.engine import (
+    EngineConfig,
+    IdempotencyConflict,
+    InvalidTask,
+    TaskEngine,
+    TaskNotFound,
+    TaskRetry,
+    _ops,
+    open_store,
+)
 from loomiq.engine._queue import QueuedItem, claim_order
 from loomiq.engine.task import WorkerID
 
@@ -69,8 +78,8 @@ async def test_idempotency_key(engine: TaskEngine) -> None:
     assert len(set(ids)) == 1
     assert [a.replayed for a in answers].count(False) == 1  # one insert; the seven others are replays
     assert all(a.task == answers[0].task for a in answers if a.replayed)
-    again = await orch.submit("once again", idempotency_key="k1")
-    assert again.id == ids[0] and again.replayed and again.task.request.prompt == "once"
+    with pytest.raises(IdempotencyConflict, match=f"'k1' was already used for task {ids[0]} with a different prompt"):
+        await orch.submit("once again", idempotency_key="k1")
     other_tenant = (await orch.submit("once", idempotency_key="k1", tenant_id="acme")).id
     assert other_tenant != ids[0]
     assert len(await orch.list_tasks(tenant_id=None)) == 2
@@ -78,6 +87,27 @@ async def test_idempotency_key(engine: TaskEngine) -> None:
         assert (await orch.wait(ids[0], 10)).status == "completed"
     assert (await orch.submit("once", idempotency_key="k1")).id == ids[0]  # never a second run
     assert (await engine.attempts(ids[0]))[0].status == "completed" and len(await engine.attempts(ids[0])) == 1
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"prompt": "another prompt"}, "prompt"),
+    ({"strategy": "parallel"}, "strategy"),
+    ({"agents": ["a1"]}, "agents"),
+    ({"context": {"ticket": 7}}, "context"),
+    ({"priority": "high"}, "priority"),
+    ({"timeout_s": 30.0}, "timeout_s"),
+    ({"retry": 5}, "retry"),
+])
+async def test_an_idempotency_key_with_any_other_request_is_refused(engine: TaskEngine, change: dict,
+                                                                     field: str) -> None:
+    orch = orch_of(engine)
+    first = {"prompt": "plan", "strategy": "single", "agents": ["a0"]}
+    task = (await orch.submit(**first, idempotency_key="k")).task
+    with pytest.raises(IdempotencyConflict, match=f"task {task.id} with a different {field}") as refused:
+        await orch.submit(**{**first, **change}, idempotency_key="k")
+    assert isinstance(refused.value, InvalidTask) and refused.value.task_id == task.id
+    assert (await orch.submit(**first, idempotency_key="k")).replayed  # the same request is still a replay
+    assert len(await orch.list_tasks()) == 1
 
 
 async def _claim_all(engine: TaskEngine) -> list[str]:

@@ -23,6 +23,7 @@ from ..engine import (
     MAX_SEQ,
     DependencyError,
     EngineClosed,
+    IdempotencyConflict,
     InvalidTask,
     Priority,
     Submitted,
@@ -175,6 +176,9 @@ async def _submit(
         raise planning_problem(exc, "agents" if isinstance(exc, UnknownAgent) else "strategy") from None
     except DependencyError as exc:
         raise Problem(422, f"{exc}. Fix the 'after' list.", param="after") from None
+    except IdempotencyConflict as exc:
+        raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {exc.task_id}): "
+                      f"{exc}.", slug="idempotency-key-reused") from None
     except InvalidTask as exc:
         raise Problem(422, f"{exc}.") from None
     task = submitted.task

@@ -28,6 +28,34 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
+def read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    """The task text: the PROMPT argument, stdin when it is ``-``, or the file of ``--prompt-file``
+    (argv cannot carry a large prompt). A missing, empty or unreadable prompt is a one-line error."""
+    if prompt is not None and prompt_file is not None:
+        fail("give the prompt either as the PROMPT argument or with --prompt-file, not both")
+    if prompt_file is not None:
+        source = f"--prompt-file {prompt_file}"
+        try:
+            text = prompt_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            fail(f"{source}: the file is not UTF-8 text")
+        except OSError as exc:
+            fail(f"{source}: cannot read it: {exc.strerror or exc}")
+    elif prompt == "-":
+        source = "stdin"
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            fail("the prompt read from stdin is not UTF-8 text")
+    elif prompt is None:
+        fail("no prompt: give it as the PROMPT argument, '-' to read it from stdin, or --prompt-file PATH")
+    else:
+        return prompt
+    if not text.strip():
+        fail(f"the prompt from {source} is empty: write the task for the agents there")
+    return text
+
+
 def split_list(value: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or blank -> ``[]``."""
     if not value:

@@ -10,7 +10,14 @@ import typer
 
 from ..strategies import STRATEGY_NAMES
 
-PromptArgument = Annotated[str, typer.Argument(help="The task for the agents, in plain words.", show_default=False)]
+PromptArgument = Annotated[str | None, typer.Argument(
+    help="The task for the agents, in plain words; '-' reads it from stdin (or use --prompt-file).",
+    show_default=False,
+)]
+PromptFileOption = Annotated[Path | None, typer.Option(
+    "--prompt-file", help="Read the task from this file (UTF-8) instead of the PROMPT argument.",
+    show_default=False, dir_okay=False,
+)]
 StrategyOption = Annotated[str, typer.Option(
     "--strategy", "-s", help=f"How the agents work together: {', '.join(STRATEGY_NAMES)}.",
 )]

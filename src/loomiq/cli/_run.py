@@ -21,9 +21,16 @@ from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator, RunHandle
 from ..runtime import InvalidOptions, RunOptions, RunResult
 from ..strategies import StrategyError
-from ._common import fail, offline_notice, split_list
+from ._common import fail, offline_notice, read_prompt, split_list
 from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay
-from ._options import AgentsOption, CapabilitiesOption, ConfigOption, PromptArgument, StrategyOption
+from ._options import (
+    AgentsOption,
+    CapabilitiesOption,
+    ConfigOption,
+    PromptArgument,
+    PromptFileOption,
+    StrategyOption,
+)
 
 EXIT_CODES = {"completed": 0, "failed": 1, "timed_out": 1, "cancelled": 130}
 """Process exit code by run status (130 is the shell's code for Ctrl-C)."""
@@ -127,7 +134,7 @@ async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_ou
 
 
 def run_command(
-    prompt: PromptArgument,
+    prompt: PromptArgument = None,
     strategy: StrategyOption = "auto",
     agents: AgentsOption = None,
     capabilities: CapabilitiesOption = None,
@@ -146,11 +153,13 @@ def run_command(
         "--database", help="With --durable: database URL (default: $LOOMIQ_DATABASE_URL, else "
                            "sqlite:///loomiq.db here).", show_default=False,
     )] = None,
+    prompt_file: PromptFileOption = None,
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
     Exit codes: 0 completed, 1 failed or timed out, 2 bad usage or config, 130 cancelled (Ctrl-C).
     """
+    text = read_prompt(prompt, prompt_file)
     if timeout is not None and not timeout > 0:
         fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
     try:
@@ -166,9 +175,9 @@ def run_command(
         fail("--database only applies to --durable runs")
     try:
         if durable:
-            result = asyncio.run(_execute_durable(orch, prompt, options, json_output, database))
+            result = asyncio.run(_execute_durable(orch, text, options, json_output, database))
         else:
-            result = asyncio.run(_execute(orch, prompt, options, json_output, config))
+            result = asyncio.run(_execute(orch, text, options, json_output, config))
     except _PLAN_ERRORS as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -31,9 +31,16 @@ from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
-from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, split_list
+from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, read_prompt, split_list
 from ._display import EventPrinter
-from ._options import AgentsOption, CapabilitiesOption, ConfigOption, PromptArgument, StrategyOption
+from ._options import (
+    AgentsOption,
+    CapabilitiesOption,
+    ConfigOption,
+    PromptArgument,
+    PromptFileOption,
+    StrategyOption,
+)
 
 if TYPE_CHECKING:
     from ..engine import EngineConfig, Priority
@@ -49,6 +56,10 @@ DatabaseOption = Annotated[str | None, typer.Option(
     show_default=False,
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+TenantOption = Annotated[str, typer.Option(
+    "--tenant", help="The tenant whose tasks to submit, show or change (the API files each task under its "
+                     "caller's tenant).",
+)]
 TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq submit` printed it).",
                                                show_default=False)]
 
@@ -137,6 +148,36 @@ def _run(coro: Awaitable[T]) -> T:
         raise typer.Exit(130) from None
 
 
+def check_tenant(tenant: str) -> str:
+    """The tenant, or a one-line error for a blank one."""
+    if not tenant.strip():
+        fail("--tenant is empty: name a tenant (the default one is 'default')")
+    return tenant
+
+
+async def _tenant_task(o: Orchestrator, task_id: str, tenant: str) -> Any:
+    """The task, when it belongs to `tenant`; else TaskNotFound saying whose it is and what to add."""
+    from ..engine import TaskNotFound
+
+    task = await o.get_task(task_id)
+    if task.tenant_id != tenant:
+        raise TaskNotFound(f"task {task_id} is not in tenant {tenant} (it belongs to tenant {task.tenant_id}): "
+                           f"add --tenant {task.tenant_id}")
+    return task
+
+
+async def _same_tenant_dependencies(o: Orchestrator, deps: list[str], tenant: str) -> None:
+    """A task may only wait on tasks of its own tenant (unknown ids are the engine's to report)."""
+    from ..engine import TaskNotFound
+
+    for dep in deps:
+        try:
+            await _tenant_task(o, dep, tenant)
+        except TaskNotFound as exc:
+            if "belongs to tenant" in str(exc):
+                fail(f"--after {dep}: {exc.args[0]}")
+
+
 def _load(config: Path | None) -> Orchestrator:
     try:
         return Orchestrator.from_config(config)
@@ -174,7 +215,7 @@ def summary_lines(task: Any) -> list[str]:
 
 
 def submit_command(
-    prompt: PromptArgument,
+    prompt: PromptArgument = None,
     strategy: StrategyOption = "auto",
     agents: AgentsOption = None,
     capabilities: CapabilitiesOption = None,
@@ -197,11 +238,15 @@ def submit_command(
     database: DatabaseOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
+    prompt_file: PromptFileOption = None,
+    tenant: TenantOption = "default",
 ) -> None:
     """Queue a durable task and print its id at once; a `loomiq worker` runs it.
 
     Exit codes: 0 queued, 2 bad usage (unknown dependency, cycle, bad option, config or database).
     """
+    text = read_prompt(prompt, prompt_file)
+    check_tenant(tenant)
     if priority not in PRIORITIES:
         fail(f"unknown priority {priority!r} (choose from {', '.join(PRIORITIES)})")
     if timeout is not None and not timeout > 0:
@@ -225,10 +270,11 @@ def submit_command(
                 pass
             else:
                 fail(f"a task with id {task_id} already exists")
+        await _same_tenant_dependencies(o, deps, tenant)
         submitted = await o.submit(
-            prompt, strategy=strategy, agents=split_list(agents) or None, capabilities=split_list(capabilities),
+            text, strategy=strategy, agents=split_list(agents) or None, capabilities=split_list(capabilities),
             priority=cast("Priority", priority),  # checked against PRIORITIES above
-            after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id,
+            after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id, tenant_id=tenant,
         )
         return submitted.task
 
@@ -251,12 +297,14 @@ def submit_command(
 # -- loomiq status --------------------------------------------------------------------------------
 
 
-def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False) -> None:
+def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False,
+                   tenant: TenantOption = "default") -> None:
     """Show a task: its status, attempts, and its output once it has one."""
     check_id(task_id)
+    check_tenant(tenant)
 
     async def body(o: Orchestrator) -> tuple[Any, list[Any]]:
-        task = await o.get_task(task_id)
+        task = await _tenant_task(o, task_id, tenant)
         return task, await o.engine.attempts(task_id)
 
     task, attempts = _run(_with_engine(database, Orchestrator(), body, create=False))
@@ -271,7 +319,8 @@ def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
         return
     r = task.request
     rows: list[tuple[str, str]] = [
-        ("task", task.id), ("status", task.status + (" (dead letter)" if task.dead else "")),
+        ("task", task.id), ("tenant", task.tenant_id),
+        ("status", task.status + (" (dead letter)" if task.dead else "")),
         ("prompt", " ".join(r.prompt.split())[:200]),
         ("strategy", f"{r.strategy} ({r.reason or 'chosen with --strategy'})"),
         ("agents", ", ".join(r.agents)), ("priority", r.priority),
@@ -320,18 +369,20 @@ def wait_command(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Stop waiting after this many seconds (the task goes on).", show_default=False,
     )] = None,
+    tenant: TenantOption = "default",
 ) -> None:
     """Follow a task's events (replayed from its log, then live) until it ends.
 
     Exit codes: 0 completed, 1 failed, timed out, cancelled, or still running at --timeout.
     """
     check_id(task_id)
+    check_tenant(tenant)
     if timeout is not None and not timeout > 0:
         fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
     printer = EventPrinter()
 
     async def body(o: Orchestrator) -> Any:
-        await o.get_task(task_id)  # TaskNotFound before following anything
+        await _tenant_task(o, task_id, tenant)  # TaskNotFound before following anything
         try:
             async with asyncio.timeout(timeout):
                 async for event in o.events(task_id):
@@ -356,16 +407,18 @@ def wait_command(
 # -- loomiq cancel --------------------------------------------------------------------------------
 
 
-def cancel_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False) -> None:
+def cancel_command(task_id: TaskIdArgument, database: DatabaseOption = None, json_output: JsonOption = False,
+                   tenant: TenantOption = "default") -> None:
     """Cancel a task: a queued or waiting one ends now (with the tasks waiting on it), a running one is
     stopped by its worker within a second or so.
 
     Exit codes: 0 cancelled or cancel requested, 1 the task had already ended.
     """
     check_id(task_id)
+    check_tenant(tenant)
 
     async def body(o: Orchestrator) -> tuple[str, Any]:
-        before = await o.get_task(task_id)
+        before = await _tenant_task(o, task_id, tenant)
         if before.terminal:
             return before.status, before
         return before.status, await o.cancel_task(task_id)
@@ -399,25 +452,31 @@ def tasks_command(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most this many, newest first.")] = 50,
     database: DatabaseOption = None,
     json_output: JsonOption = False,
+    tenant: TenantOption = "default",
 ) -> None:
-    """List tasks, newest first."""
+    """List a tenant's tasks, newest first (the output names the tenant)."""
     wanted = [s for value in status or () for s in split_list(value)]
     for s in wanted:
         if s not in STATUSES:
             fail(f"unknown status {s!r} (choose from {', '.join(STATUSES)})")
     if limit < 1:
         fail(f"--limit must be at least 1, not {limit}")
+    check_tenant(tenant)
 
-    async def body(o: Orchestrator) -> list[Any]:
-        return await o.list_tasks(status=wanted or None, limit=limit)
+    async def body(o: Orchestrator) -> tuple[list[Any], str]:
+        tasks = await o.list_tasks(tenant_id=tenant, status=wanted or None, limit=limit)
+        return tasks, ("" if tasks or json_output else await _other_tenants(o, tenant))
 
-    tasks = _run(_with_engine(database, Orchestrator(), body, create=False))
+    tasks, others = _run(_with_engine(database, Orchestrator(), body, create=False))
     if json_output:
         _print_json([_task_json(t) for t in tasks])
         return
     if not tasks:
-        typer.echo("no tasks" + (f" with status {', '.join(wanted)}" if wanted else ""))
+        typer.echo(f"no tasks in tenant {tenant}" + (f" with status {', '.join(wanted)}" if wanted else "")
+                   + (f" (other tenants hold tasks: {others}; add --tenant NAME)" if others else ""))
         return
+    typer.echo(f"tenant {tenant}: {len(tasks)} task{'s' if len(tasks) != 1 else ''}"
+               + (f" with status {', '.join(wanted)}" if wanted else "") + ", newest first")
     header = ("id", "status", "priority", "strategy", "attempts", "created", "prompt")
     rows = [
         (t.id, t.status, t.request.priority, t.request.strategy, str(t.attempts),
@@ -427,6 +486,17 @@ def tasks_command(
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
     for row in (header, *rows):
         typer.echo("  ".join(f"{v:<{w}}" for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+
+
+async def _other_tenants(o: Orchestrator, tenant: str, sample: int = 1000) -> str:
+    """``acme (2), globex (1)``: the other tenants among the latest `sample` tasks, for a hint."""
+    counts: dict[str, int] = {}
+    for task in await o.list_tasks(tenant_id=None, limit=sample):
+        if task.tenant_id != tenant:
+            counts[task.tenant_id] = counts.get(task.tenant_id, 0) + 1
+    shown = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    more = f", and {len(counts) - 5} more" if len(counts) > 5 else ""
+    return ", ".join(f"{name} ({n})" for name, n in shown) + more
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -29,7 +29,7 @@ from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
-from .errors import EngineClosed, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
+from .errors import EngineClosed, IdempotencyConflict, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT, TaskWaiting
 from .store import Store
 from .task import (
@@ -137,6 +137,27 @@ def _submitted_task(task_id: TaskID, request: TaskRequest, now: float, first: Ta
         return Task(task_id, status, request, now, finished_at=now, error=first.data["error"])
     return Task(task_id, "waiting" if first.type == TaskWaiting.type else "queued", request, now)
 
+
+
+def _request_differences(earlier: TaskRequest, new: TaskRequest, opts: SubmitOptions) -> list[str]:
+    """What a new submission under an idempotency key asks differently from the task that key names.
+    The strategy and agents count only when the caller named them (an ``auto`` plan may choose
+    differently on another day without being another request)."""
+    differs = [name for name, a, b in (
+        ("prompt", earlier.prompt, new.prompt),
+        ("capabilities", tuple(earlier.capabilities), tuple(new.capabilities)),
+        ("options", dict(earlier.options), dict(new.options)),
+        ("context", dict(earlier.context), dict(new.context)),
+        ("priority", earlier.priority, new.priority),
+        ("after", tuple(earlier.after), tuple(new.after)),
+        ("timeout_s", earlier.timeout_s, new.timeout_s),
+        ("retry", earlier.retry, new.retry),
+    ) if a != b]
+    if opts.strategy != "auto" and earlier.strategy != new.strategy:
+        differs.insert(1, "strategy")
+    if opts.agents is not None and tuple(earlier.agents) != tuple(new.agents):
+        differs.insert(1, "agents")
+    return differs
 
 class TaskEngine:
     """Durable tasks run by `runner`, stored in `store` (see the module docstring)."""
@@ -277,8 +298,15 @@ class TaskEngine:
         )
         out = await self.store.run_op(op)
         if not out.events:
-            # Nothing was inserted: the idempotency key names an earlier task, which is the answer.
-            return Submitted(task=await self.get_task(out.value), replayed=True)
+            # Nothing was inserted: the idempotency key names an earlier task, which is the answer,
+            # unless this is another request under the same key.
+            earlier = await self.get_task(out.value)
+            differs = _request_differences(earlier.request, request, opts)
+            if differs:
+                raise IdempotencyConflict(
+                    f"the idempotency key {opts.idempotency_key!r} was already used for task {earlier.id} with a "
+                    f"different {', '.join(differs)}; use a new key for a new request", earlier.id)
+            return Submitted(task=earlier, replayed=True)
         return Submitted(task=_submitted_task(out.value, request, now, out.events[0]), replayed=False)
 
     async def get_task(self, task_id: str) -> Task:

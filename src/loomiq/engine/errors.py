@@ -22,6 +22,15 @@ class DependencyError(InvalidTask):
     """A submission whose dependencies cannot work: an unknown task id, or a cycle."""
 
 
+class IdempotencyConflict(InvalidTask):
+    """An idempotency key that names an earlier task of the tenant, sent with a different request
+    (another prompt, strategy, agents, options...): the message names the task and what differs."""
+
+    def __init__(self, message: str, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
 class LeaseLost(EngineError):
     """This holder's lease on a task was taken over (its epoch is stale): the write was refused and
     the holder must abandon the task. Never seen by library users; workers handle it."""
