@@ -10,7 +10,6 @@ import openai
 import pytest
 
 from loomiq import Agent, AgentConfig, Orchestrator, RetryPolicy, ScriptedModel
-from loomiq.models import ModelRequest
 from loomiq.strategies import STRATEGY_NAMES
 
 from .conftest import LiveServer
@@ -93,35 +92,11 @@ async def test_stream_of_a_strategy_names_steps_then_sends_the_answer(client: ht
     assert events[-1] == "[DONE]"
 
 
-async def test_earlier_messages_are_context_and_the_last_user_message_is_the_task(
-    client: httpx2.AsyncClient, orchestrator: Orchestrator
-) -> None:
-    seen: list[str] = []
-
-    def echo(request: ModelRequest, index: int) -> str:
-        seen.append(request.messages[-1].content)
-        return "ok"
-
-    orchestrator.add_agent(Agent(AgentConfig("echo", "scripted", "scripted"), ScriptedModel(replies=echo)))
-    messages = [
-        {"role": "system", "content": "Answer briefly."},
-        {"role": "user", "content": "What is sharding?"},
-        {"role": "assistant", "content": "Splitting data across databases."},
-        {"role": "user", "content": [{"type": "text", "text": "Should we "}, {"type": "text", "text": "do it?"}]},
-    ]
-    response = await client.post("/v1/chat/completions", json={"model": "echo", "messages": messages})
-    assert response.status_code == 200, response.text
-    (prompt,) = seen
-    task, _, context = prompt.partition("\n\n")
-    assert task == "Should we do it?"
-    assert context.splitlines()[1:] == ["[system] Answer briefly.", "[user] What is sharding?",
-                                        "[assistant] Splitting data across databases."]
-
-
 @pytest.mark.parametrize(("body", "field"), [
-    ({"model": "analyst", "messages": [{"role": "system", "content": "only a system message"}]}, "messages"),
+    ({"model": "consensus", "messages": [{"role": "system", "content": "only a system message"}]}, "messages"),
     ({"model": "analyst", "messages": ASK, "n": 2}, "n"),
-    ({"model": "analyst", "messages": ASK, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"model": "analyst", "messages": ASK, "tools": [{"type": "function", "function": {"name": "no spaces"}}]},
+     "tools[0].function.name"),
     ({"model": "analyst", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
      "messages[0].content"),
 ])

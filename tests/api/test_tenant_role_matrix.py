@@ -77,6 +77,7 @@ MATRIX: dict[tuple[str, str], Route] = {
     ("POST", "/api/tasks/{task_id}/cancel"): Route("operator", True, running_task, ok=(200, 202)),
     ("POST", "/api/tasks/{task_id}/collaborate"): Route("operator", True, completed_task, {}, ok=(202,)),
     ("GET", "/api/tasks/{task_id}/events"): Route("viewer", True, completed_task),
+    ("GET", "/v1/models/{model_id}"): Route("viewer", False, existing_agent),
 }
 
 

@@ -19,6 +19,7 @@ from loomiq.models import (
     RateLimited,
     ToolCall,
     allow_model_requests,
+    unsupported_settings,
 )
 from loomiq.models.anthropic import DEFAULT_MAX_TOKENS, AnthropicChatModel, to_anthropic_messages
 
@@ -264,3 +265,17 @@ async def test_guard_refuses_remote_url_without_sending(
     finally:
         await remote.aclose()
         await local.aclose()
+
+
+@pytest.mark.parametrize(("choice", "sent"), [
+    ("auto", {"type": "auto"}), ("required", {"type": "any"}), ("none", {"type": "none"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+])
+async def test_settings_map_to_the_messages_api(model: AnthropicChatModel, wire_server: WireServer,
+                                                choice: object, sent: dict) -> None:
+    settings = ModelSettings(temperature=0.1, top_p=0.4, stop=("END", "STOP"), tool_choice=choice)  # type: ignore
+    await model.complete(ask(tools=(WEATHER,), settings=settings))
+    body = wire_server.requests[-1].body
+    assert body["top_p"] == 0.4 and body["stop_sequences"] == ["END", "STOP"] and body["tool_choice"] == sent
+    assert unsupported_settings(model, ModelSettings(seed=1, response_format={"type": "json_object"},
+                                                     temperature=1)) == ("seed", "response_format")

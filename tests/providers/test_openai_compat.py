@@ -344,3 +344,18 @@ async def test_guard_refuses_remote_url_without_sending(
     finally:
         await remote.aclose()
         await local.aclose()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_every_setting_reaches_the_wire(model: OpenAIChatModel, wire_server: WireServer,
+                                              streaming: bool) -> None:
+    settings = ModelSettings(temperature=0.1, max_tokens=5, top_p=0.4, stop=("END",), seed=3,
+                             response_format={"type": "json_object"}, tool_choice={"type": "function",
+                                                                                  "function": {"name": "get_weather"}})
+    request = ask(tools=(WEATHER,), settings=settings)
+    await (collect(model, request) if streaming else model.complete(request))
+    body = wire_server.requests[-1].body
+    assert {k: body[k] for k in ("temperature", "top_p", "stop", "seed", "response_format", "tool_choice")} == {
+        "temperature": 0.1, "top_p": 0.4, "stop": ["END"], "seed": 3, "response_format": {"type": "json_object"},
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    assert body["max_completion_tokens"] == 5

@@ -1,13 +1,17 @@
-"""OpenAI Chat Completions wire format: request bodies, and pure functions from loomiq's runs to
-OpenAI's response objects and stream chunks. No I/O here; `routes_openai` does the running.
+"""OpenAI Chat Completions wire format: request bodies, their validation, and pure functions from
+loomiq's runs to OpenAI's response objects and stream chunks. No I/O here; `routes_openai` does the
+running.
 
-Decisions:
-- ``model`` names an agent id (that agent answers alone, strategy ``single``) or a strategy name
-  (``single``, ``sequential``, ``parallel``, ``consensus``, ``adaptive``, ``auto``); agent ids win a clash.
-- The last ``user`` message is the task. Every other message (system and developer instructions,
-  earlier turns, tool results) is the conversation's context: it is kept in the task's context, and
-  appended to the prompt after a blank line, where the strategies expect material that follows the
-  task, so the agents see it too.
+Decisions (docs/openai.md is the user's account of them):
+- ``model`` names an agent id or a strategy name (``single``, ``sequential``, ``parallel``,
+  ``consensus``, ``adaptive``, ``auto``); agent ids win a clash.
+- An agent as the model: the messages (system and developer, user, assistant with its
+  ``tool_calls``, ``tool`` results), the sampling parameters and the client's ``tools`` and
+  ``tool_choice`` reach the agent's model as sent (after the agent's own system prompt, if it has
+  one), in one model turn; the answer comes back whole, tool calls included, for the client to run.
+- A strategy as the model: the last message is the user's request (the task); the messages before
+  it are the conversation every agent of the run gets before its step's prompt, and the sampling
+  parameters apply to every agent call. Tools, and a conversation holding tool calls, need an agent.
 - Usage is summed over every agent step of the run; loomiq's details (strategy, agents, cost,
   offline) ride along in a ``loomiq`` member, which OpenAI SDKs keep as an extra field.
 """
@@ -20,8 +24,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import Usage
+from ..models import Message, ModelRequest, ModelResponse, ModelSettings, ToolCall, ToolSpec, Usage
 from ..runtime import RunResult
+
+_FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class WireError(ValueError):
+    """A request the schema accepts but that cannot be served as sent; `param` names the field."""
+
+    def __init__(self, message: str, param: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
 
 
 class TextPart(BaseModel):
@@ -32,13 +47,34 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    """The function of an assistant's tool call: its name and its arguments as JSON text."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=_FUNCTION_NAME)
+    arguments: str = Field(max_length=1_000_000)
+
+
+class AssistantToolCall(BaseModel):
+    """A tool call the assistant made earlier in the conversation."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     """One message of the conversation."""
 
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="The deprecated `function` role is not accepted: send `tool` messages.")
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[AssistantToolCall] | None = Field(None, max_length=128,
+                                                       description="On assistant messages only.")
+    tool_call_id: str | None = Field(None, max_length=256, description="On tool messages only: the call answered.")
 
     def text(self) -> str:
         """The message's text (text parts joined)."""
@@ -49,6 +85,45 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class FunctionDefinition(BaseModel):
+    """A client-side function the model may call."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=_FUNCTION_NAME, description="a-z, A-Z, 0-9, _ and -, at most 64 characters.")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="A JSON Schema for the arguments.")
+    strict: bool | None = None
+
+
+class ToolDefinition(BaseModel):
+    """One entry of ``tools``: only ``function`` tools exist in Chat Completions."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    """The function a named ``tool_choice`` forces."""
+
+    name: str = Field(pattern=_FUNCTION_NAME)
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` that forces one function."""
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: plain text, any JSON object, or JSON matching a schema."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = Field(None, description="Required with type `json_schema`.")
+
+
 class StreamOptions(BaseModel):
     """``stream_options``: only ``include_usage`` changes anything."""
 
@@ -57,8 +132,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The body of ``POST /v1/chat/completions``. Sampling parameters OpenAI clients send (temperature,
-    max_tokens, ...) are accepted and ignored: each agent's own settings apply."""
+    """The body of ``POST /v1/chat/completions``, validated as OpenAI validates it. Fields not listed
+    here are accepted and ignored (docs/openai.md lists what is supported)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"model": "consensus", "messages": [{"role": "user", "content": "Should we shard the database now?"}]},
@@ -66,11 +141,26 @@ class ChatCompletionRequest(BaseModel):
                                        {"role": "user", "content": "Name one risk of sharding."}], "stream": True},
     ]})
     model: str = Field(min_length=1, description="An agent id or a strategy name (GET /v1/models lists them).")
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, ge=1, le=1, description="Only one choice is produced.")
-    tools: list[dict[str, Any]] | None = Field(None, max_length=0, description="Tool calling is not offered here.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Deprecated by OpenAI; as "
+                                   "max_completion_tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    stop: str | list[str] | None = Field(None, description="Up to 4 sequences where the model stops.")
+    seed: int | None = Field(None, ge=-(2**53 - 1), le=2**53 - 1, description="An integer JSON numbers "
+                             "carry exactly (at most 2^53 - 1 either way).")
+    response_format: ResponseFormat | None = None
+    tools: list[ToolDefinition] | None = Field(None, max_length=128, description="Client-side functions: "
+                                               "the model's calls come back for the client to run. Needs an "
+                                               "agent as the model.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    logprobs: bool | None = Field(None, description="Not offered: only false.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted and ignored.")
     user: str | None = None
 
     @property
@@ -78,26 +168,118 @@ class ChatCompletionRequest(BaseModel):
         """Whether the stream ends with a usage chunk."""
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
+    def settings(self) -> dict[str, Any]:
+        """The generation settings the request sets, by `ModelSettings` name."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        choice = self.tool_choice
+        out: dict[str, Any] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens,
+            "top_p": self.top_p,
+            "stop": tuple(stop) if stop else None,
+            "seed": self.seed,
+            "response_format": self.response_format.model_dump(exclude_none=True) if self.response_format else None,
+            "tool_choice": choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
+        }
+        return {k: v for k, v in out.items() if v is not None}
 
-def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, str]]] | None:
-    """(the last user message's text, every other message as {role, content}), or None when there is
-    no user message with text."""
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if message.role == "user" and message.text().strip():
-            context = [
-                {"role": m.role, "content": m.text()} for i, m in enumerate(messages) if i != index and m.text()
-            ]
-            return message.text(), context
+
+def check_request(body: ChatCompletionRequest) -> None:
+    """What the schema cannot say: raises `WireError` naming the field."""
+    if body.logprobs:
+        raise WireError("logprobs are not offered by loomiq: send logprobs false or leave it out.", "logprobs")
+    if isinstance(body.stop, list) and len(body.stop) > 4:
+        raise WireError(f"stop holds {len(body.stop)} sequences; at most 4 are allowed.", "stop")
+    if body.response_format is not None and body.response_format.type == "json_schema" \
+            and not body.response_format.json_schema:
+        raise WireError("response_format of type json_schema needs a json_schema object.", "response_format")
+    names = [t.function.name for t in body.tools or ()]
+    if len(set(names)) != len(names):
+        raise WireError("tools names a function twice: each function name must be unique.", "tools")
+    if body.tool_choice is not None and not body.tools:
+        raise WireError("tool_choice is only allowed when tools are given.", "tool_choice")
+    if isinstance(body.tool_choice, NamedToolChoice) and body.tool_choice.function.name not in names:
+        raise WireError(f"tool_choice names the function {body.tool_choice.function.name!r}, which is not in "
+                        "tools.", "tool_choice")
+    pending: set[str] = set()
+    for i, m in enumerate(body.messages):
+        if m.tool_calls and m.role != "assistant":
+            raise WireError(f"messages[{i}] has tool_calls, which only assistant messages may have.",
+                            f"messages[{i}].tool_calls")
+        if m.role == "assistant":
+            pending = {c.id for c in m.tool_calls or ()}
+        elif m.role == "tool":
+            if not m.tool_call_id:
+                raise WireError(f"messages[{i}] is a tool message without tool_call_id: name the call it answers.",
+                                f"messages[{i}].tool_call_id")
+            if m.tool_call_id not in pending:
+                raise WireError(f"messages[{i}] answers tool call {m.tool_call_id!r}, which the assistant message "
+                                "before it did not make.", f"messages[{i}].tool_call_id")
+        elif m.role in ("user", "system", "developer"):
+            pending = set()
+
+
+def uses_tools(body: ChatCompletionRequest) -> str | None:
+    """The field that makes the request need an agent model (tools, or tool calls in the
+    conversation), or None."""
+    if body.tools:
+        return "tools"
+    if body.tool_choice is not None:
+        return "tool_choice"
+    for i, m in enumerate(body.messages):
+        if m.tool_calls:
+            return f"messages[{i}].tool_calls"
+        if m.role == "tool":
+            return f"messages[{i}]"
     return None
 
 
-def compose_prompt(task: str, context: Sequence[dict[str, str]]) -> str:
-    """The prompt the agents get: the task first, then the conversation, after a blank line."""
-    if not context:
-        return task
-    lines = "\n".join(f"[{m['role']}] {m['content']}" for m in context)
-    return f"{task}\n\nConversation so far, for context (the request above is the latest user message):\n{lines}"
+def model_request(body: ChatCompletionRequest, system_prompt: str, defaults: ModelSettings) -> ModelRequest:
+    """The request an agent's model gets: the agent's system prompt, then the messages as sent; the
+    client's tools; its settings over the agent's `defaults`."""
+    messages: list[Message] = [Message("system", system_prompt)] if system_prompt else []
+    for m in body.messages:
+        if m.role == "tool":
+            messages.append(Message("tool", m.text(), tool_call_id=m.tool_call_id))
+        elif m.role == "assistant":
+            calls = tuple(_tool_call(c) for c in m.tool_calls or ())
+            messages.append(Message("assistant", m.text(), tool_calls=calls))
+        else:
+            role = "system" if m.role == "developer" else m.role
+            messages.append(Message(role, m.text(), name=m.name if role == "user" else None))
+    tools = tuple(
+        ToolSpec(t.function.name, t.function.description or "",
+                 t.function.parameters or {"type": "object", "properties": {}})
+        for t in body.tools or ()
+    )
+    settings = {"temperature": defaults.temperature, "max_tokens": defaults.max_tokens, **body.settings()}
+    return ModelRequest(tuple(messages), tools, ModelSettings(**settings))
+
+
+def _tool_call(call: AssistantToolCall) -> ToolCall:
+    try:
+        arguments = json.loads(call.function.arguments) if call.function.arguments.strip() else {}
+    except json.JSONDecodeError:
+        arguments = None
+    if isinstance(arguments, dict):
+        return ToolCall(call.id, call.function.name, arguments)
+    # Sent back to the model as the client had it.
+    return ToolCall(call.id, call.function.name, {}, call.function.arguments, "arguments are not a JSON object")
+
+
+def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
+    """For a strategy: (the task: the last message, a user message with text; the messages before it
+    as ``{role, content}``, developer as system). Raises `WireError` otherwise."""
+    last = messages[-1]
+    if last.role != "user" or not last.text().strip():
+        raise WireError("With a strategy as the model, the last message must be the user's request, with text "
+                        f"(it is a {last.role} message{' without text' if last.role == 'user' else ''}).",
+                        f"messages[{len(messages) - 1}]")
+    context = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in messages[:-1] if m.text()
+    ]
+    return last.text(), context
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
@@ -125,22 +307,40 @@ def loomiq_details(result: RunResult) -> dict[str, Any]:
     }
 
 
-def completion_body(result: RunResult, model: str, created: int) -> dict[str, Any]:
-    """A ``chat.completion`` object for a finished run."""
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+
+
+def finish_reason(response: ModelResponse | None) -> str:
+    """OpenAI's ``finish_reason`` for a turn (a strategy's answer, with no response, is ``stop``)."""
+    return _FINISH.get(response.finish_reason, "stop") if response is not None else "stop"
+
+
+def tool_calls_body(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[dict[str, Any]]:
+    """OpenAI's ``tool_calls`` (with ``index`` for stream deltas); arguments as the model wrote them."""
+    out = []
+    for i, c in enumerate(calls):
+        arguments = c.raw_arguments if c.error is not None and c.raw_arguments is not None else json.dumps(
+            c.arguments, ensure_ascii=False)
+        call = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments}}
+        out.append({"index": i, **call} if indexed else call)
+    return out
+
+
+def completion_body(result: RunResult, model: str, created: int, response: ModelResponse | None = None) -> dict[
+        str, Any]:
+    """A ``chat.completion`` object for a finished run; `response` is the agent's, when an agent was
+    the model (its tool calls and finish reason come back as they are)."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.output, "refusal": None}
+    if response is not None and response.tool_calls:
+        message["content"] = response.text or None
+        message["tool_calls"] = tool_calls_body(response.tool_calls)
     return {
         "id": f"chatcmpl-{result.task_id}",
         "object": "chat.completion",
         "created": created,
         "model": model,
         "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.output, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(response)}],
         "usage": usage_body(result.usage),
         "loomiq": loomiq_details(result),
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -21,16 +21,17 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..agents import NoAgentAvailable, UnknownAgent
+from ..agents import Agent, NoAgentAvailable, UnknownAgent
+from ..models import ModelRequest, ModelResponse, ModelSettings, unsupported_settings
 from ..orchestrator import Orchestrator, RunHandle, RunPlan
-from ..runtime import RunFinished, RunResult, StepDelta, StepStarted
+from ..runtime import ChatHandle, RunFinished, RunResult, StepDelta, StepStarted, chat_turn, new_run_id
 from ..strategies import STRATEGY_NAMES, StrategyError
 from . import _openai_compat as wire
 from ._openapi import AUTHENTICATED, header, problems
 from .deps import OperatorDep, PrincipalDep, StateDep
 from .metrics import ApiMetrics
 from .problems import Problem, planning_problem
-from .schemas import ChatCompletion, ModelList, sse_item
+from .schemas import ChatCompletion, ModelInfo, ModelList, sse_item
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -64,18 +65,55 @@ def failed_run_problem(result: RunResult) -> Problem:
                    "model.", loomiq=details)
 
 
-def _plan(orch: Orchestrator, body: wire.ChatCompletionRequest) -> RunPlan:
-    split = wire.split_messages(body.messages)
-    if split is None:
-        raise Problem(422, "messages has no user message with text: the last user message is the request.",
-                      param="messages")
-    task, context = split
-    strategy, agents = resolve_model(body.model, orch)
+def _problem(exc: wire.WireError) -> Problem:
+    return Problem(exc.status, str(exc), param=exc.param)
+
+
+def _refuse_unsupported(agent: Agent, settings: ModelSettings) -> None:
+    refused = unsupported_settings(agent.model, settings)
+    if refused:
+        raise Problem(422, f"{refused[0]} is not supported by agent {agent.id!r} (provider {agent.config.provider}"
+                      f", which has no such parameter): leave {refused[0]} out, or use another agent as the model.",
+                      param=refused[0])
+
+
+def _agent_request(agent: Agent, body: wire.ChatCompletionRequest) -> ModelRequest:
+    """The agent model's request: the conversation, tools and settings as the client sent them."""
+    if not agent.enabled:
+        raise Problem(503, f"The agent {agent.id!r} is disabled: retry later, or use another model.",
+                      headers={"Retry-After": "5"}, param="model")
+    cfg = agent.config
+    request = wire.model_request(body, cfg.system_prompt, ModelSettings(cfg.temperature, cfg.max_tokens))
+    _refuse_unsupported(agent, request.settings)
+    return request
+
+
+def _plan(orch: Orchestrator, strategy: str, body: wire.ChatCompletionRequest) -> RunPlan:
+    """A strategy's run: the last user message is the task, the messages before it the conversation
+    every agent gets, the settings those of every agent call."""
+    field = wire.uses_tools(body)
+    if field is not None:
+        agents = ", ".join(a.id for a in orch.registry) or "none"
+        raise Problem(400, f"{field}: tools need an agent as the model, and {body.model!r} is a strategy. Use an "
+                      f"agent id as model ({agents}) to pass tools through, or leave them out.", param=field)
     try:
-        return orch.plan(wire.compose_prompt(task, context), strategy=strategy, agents=agents,
-                         context={"messages": context} if context else None)
+        task, conversation = wire.split_messages(body.messages)
+    except wire.WireError as exc:
+        raise _problem(exc) from None
+    settings = body.settings()
+    context: dict[str, Any] = {}
+    if conversation:
+        context["messages"] = conversation
+    if settings:
+        context["model_settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+    try:
+        plan = orch.plan(task, strategy=strategy, context=context or None)
     except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
         raise planning_problem(exc, "model") from None
+    if settings:
+        for agent in plan.agents:
+            _refuse_unsupported(agent, ModelSettings(**settings))
+    return plan
 
 
 @router.get("/models", response_model=ModelList, responses=problems(*AUTHENTICATED, openai=True))
@@ -83,6 +121,17 @@ async def list_models(_: PrincipalDep, state: StateDep) -> dict[str, Any]:
     """Every agent id and strategy name, each usable as ``model``."""
     agents = [(a.id, a.config.provider) for a in state.orchestrator.registry]
     return wire.models_body(agents, STRATEGY_NAMES, state.started_at)
+
+
+@router.get("/models/{model_id}", response_model=ModelInfo, responses=problems(
+    *AUTHENTICATED, 404, openai=True, s404="No agent or strategy has this id (GET /v1/models lists them)."))
+async def get_model(model_id: str, _: PrincipalDep, state: StateDep) -> dict[str, Any]:
+    """One agent or strategy, as an OpenAI model object."""
+    orch = state.orchestrator
+    resolve_model(model_id, orch)  # 404 naming what exists
+    agents = [(a.id, a.config.provider) for a in orch.registry if a.id == model_id]
+    body = wire.models_body(agents, [] if agents else [model_id], state.started_at)
+    return body["data"][0]  # type: ignore[no-any-return]
 
 
 _STREAM = """With `"stream": true`: OpenAI's chunks as server-sent events, `data: <chat.completion.chunk JSON>`
@@ -106,23 +155,47 @@ comment lines (`: step ...`) that name each step."""
 async def chat_completions(
     body: wire.ChatCompletionRequest, _: OperatorDep, state: StateDep
 ) -> JSONResponse | EventSourceResponse:
-    """Run the conversation's last user message with the agent or strategy named by ``model``."""
+    """Answer the conversation with the agent or strategy named by ``model`` (docs/openai.md)."""
     orch = state.orchestrator
-    plan = _plan(orch, body)
+    try:
+        wire.check_request(body)
+    except wire.WireError as exc:
+        raise _problem(exc) from None
+    strategy, agents = resolve_model(body.model, orch)
     created = int(time.time())
-    if body.stream:
-        stream = _stream(orch, plan, state.settings.run_timeout_s, body, created, state.metrics)
-        headers = {"X-Loomiq-Task-Id": plan.task_id}
-        if any(a.offline for a in plan.agents):
-            headers["X-Loomiq-Offline"] = "true"
-        return EventSourceResponse(stream, sep="\n", ping=state.settings.sse_ping_s, headers=headers)
-    result = await orch.execute(plan, sink=state.metrics.observe, timeout_s=state.settings.run_timeout_s)
+    timeout_s = state.settings.run_timeout_s
+    if agents is not None:
+        agent = orch.registry.get(agents[0])
+        request = _agent_request(agent, body)
+        if body.stream:
+            run_id = new_run_id()
+            return _event_source(lambda: ChatHandle(agent, request, run_id=run_id, timeout_s=timeout_s), run_id,
+                                 True, agent.offline, body, created, state)
+        turn = await chat_turn(agent, request, sink=state.metrics.observe, timeout_s=timeout_s)
+        result, response = turn.result, turn.response
+    else:
+        plan = _plan(orch, strategy, body)
+        if body.stream:
+            return _event_source(lambda: RunHandle(orch, plan, timeout_s), plan.task_id,
+                                 plan.strategy.name == "single", any(a.offline for a in plan.agents), body, created,
+                                 state)
+        result = await orch.execute(plan, sink=state.metrics.observe, timeout_s=timeout_s)
+        response = None
     if result.status != "completed":
         raise failed_run_problem(result)
     headers = {"X-Loomiq-Task-Id": result.task_id}
     if result.offline:
         headers["X-Loomiq-Offline"] = "true"
-    return JSONResponse(wire.completion_body(result, body.model, created), headers=headers)
+    return JSONResponse(wire.completion_body(result, body.model, created, response), headers=headers)
+
+
+def _event_source(start: Callable[[], RunHandle | ChatHandle], task_id: str, live: bool, offline: bool,
+                  body: wire.ChatCompletionRequest, created: int, state: Any) -> EventSourceResponse:
+    headers = {"X-Loomiq-Task-Id": task_id}
+    if offline:
+        headers["X-Loomiq-Offline"] = "true"
+    stream = _stream(start, task_id, live, body, created, state.metrics)
+    return EventSourceResponse(stream, sep="\n", ping=state.settings.sse_ping_s, headers=headers)
 
 
 def _event(body: dict[str, Any]) -> ServerSentEvent:
@@ -130,26 +203,27 @@ def _event(body: dict[str, Any]) -> ServerSentEvent:
 
 
 async def _stream(
-    orch: Orchestrator,
-    plan: RunPlan,
-    timeout_s: float,
+    start: Callable[[], RunHandle | ChatHandle],
+    task_id: str,
+    live: bool,
     body: wire.ChatCompletionRequest,
     created: int,
     metrics: ApiMetrics,
 ) -> AsyncIterator[ServerSentEvent]:
     """The run as OpenAI chunks, ending with ``data: [DONE]``; cancels the run if the client leaves.
+    `live`: text is streamed as generated (one agent answers); else steps are named in comments.
 
-    The run starts when the stream does, so a response that is never sent starts nothing.
+    The run starts when the stream does (`start`), so a response that is never sent starts nothing.
     """
-    handle = RunHandle(orch, plan, timeout_s)
-    cid, model, with_usage = f"chatcmpl-{handle.task_id}", body.model, body.include_usage
-    live = handle.plan.strategy.name == "single"
+    cid, model, with_usage = f"chatcmpl-{task_id}", body.model, body.include_usage
     result: RunResult | None = None
+    response: ModelResponse | None = None
     sent = ""
 
     def chunk(delta: dict[str, Any] | None, **kw: Any) -> ServerSentEvent:
         return _event(wire.chunk_body(cid, model, created, delta, with_usage_field=with_usage, **kw))
 
+    handle = start()
     events = handle.__aiter__()
     try:
         async with contextlib.aclosing(events):
@@ -164,6 +238,8 @@ async def _stream(
                 elif isinstance(event, RunFinished):
                     result = event.result
         assert result is not None
+        if isinstance(handle, ChatHandle):
+            response = (await handle.turn()).response
         if result.status != "completed":
             problem = failed_run_problem(result)
             error = {"message": problem.detail, "type": "api_error", "param": None, "code": problem.slug}
@@ -174,7 +250,9 @@ async def _stream(
         rest = result.output[len(sent):] if result.output.startswith(sent) else ""
         if rest:
             yield chunk({"content": rest})
-        yield chunk({}, finish_reason="stop", extra={"loomiq": wire.loomiq_details(result)})
+        if response is not None and response.tool_calls:
+            yield chunk({"tool_calls": wire.tool_calls_body(response.tool_calls, indexed=True)})
+        yield chunk({}, finish_reason=wire.finish_reason(response), extra={"loomiq": wire.loomiq_details(result)})
         if with_usage:
             yield _event(wire.chunk_body(cid, model, created, None, usage=result.usage))
         yield ServerSentEvent("[DONE]", sep="\n")
@@ -183,7 +261,7 @@ async def _stream(
             # The client went away (or the stream failed): stop the run and let it finish cleanly.
             handle.cancel()
             with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
-                await handle.result()
+                await (handle.turn() if isinstance(handle, ChatHandle) else handle.result())
                 # Everything the run emitted is queued by now, RunFinished last: count it.
                 async with contextlib.aclosing(handle.__aiter__()) as remaining:
                     async for event in remaining:

@@ -376,12 +376,31 @@ class CompletionUsage(_Body):
     total_tokens: int
 
 
+class FunctionCallOut(_Body):
+    """The function a tool call asks for, with its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallOut(_Body):
+    """A tool call the agent's model asks the client to run."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCallOut
+
+
 class AssistantMessage(_Body):
     """The answer."""
 
+    # `tool_calls` is present only when the model asked for some, as in OpenAI's answers.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=False)
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(description="Null when the model only asks for tool calls.")
     refusal: None
+    tool_calls: list[ToolCallOut] | None = Field(None, description="With an agent as the model and `tools`: the "
+                                                 "calls for the client to run, answered in `tool` messages.")
 
 
 class Choice(_Body):
@@ -390,7 +409,7 @@ class Choice(_Body):
     index: int
     message: AssistantMessage
     logprobs: None
-    finish_reason: Literal["stop"]
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 class LoomiqDetails(_Body):

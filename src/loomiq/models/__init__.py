@@ -17,7 +17,7 @@ from ._types import (
     ToolSpec,
     Usage,
 )
-from .base import ChatModel
+from .base import ChatModel, unsupported_settings
 from .errors import (
     AuthenticationFailed,
     BadRequest,
@@ -61,4 +61,5 @@ __all__ = [
     "create_model",
     "model_requests_allowed",
     "set_model_requests_allowed",
+    "unsupported_settings",
 ]

@@ -6,6 +6,7 @@ next to nothing (no validation here; validation happens at the edges, in config 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,10 +58,28 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
-    """Per-request generation settings; `None` leaves the provider's default."""
+    """Per-request generation settings; `None` (or empty) leaves the provider's default.
+
+    `stop` holds up to four stop sequences; `response_format` and `tool_choice` are in OpenAI's
+    Chat Completions form (``{"type": "json_object"}``; ``"auto"``, ``"none"``, ``"required"`` or
+    ``{"type": "function", "function": {"name": ...}}``): each adapter maps them to its provider,
+    and a provider without the setting lists it in its model's `unsupported_settings`.
+    """
 
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+
+    def given(self) -> tuple[str, ...]:
+        """The names of the settings that are set (not left to the provider)."""
+        return tuple(name for name in _SETTING_NAMES if getattr(self, name) not in (None, ()))
+
+
+_SETTING_NAMES = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format", "tool_choice")
 
 
 @dataclass(frozen=True, slots=True)

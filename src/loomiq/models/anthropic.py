@@ -8,7 +8,7 @@ SDK's exceptions to `loomiq.models.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anthropic
@@ -56,6 +56,9 @@ class AnthropicChatModel:
     """
 
     offline = False
+    unsupported_settings: tuple[str, ...] = ("seed", "response_format")
+    """`ModelSettings` the Messages API has no parameter for: a request that sets one is refused
+    before it is sent (`loomiq.models.unsupported_settings`)."""
 
     def __init__(
         self,
@@ -175,9 +178,18 @@ class AnthropicChatModel:
             params["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
             ]
+        extra: dict[str, Any] = {}
         if settings.temperature is not None:
             # This SDK version has no `temperature` argument; the API still takes the field.
-            params["extra_body"] = {"temperature": settings.temperature}
+            extra["temperature"] = settings.temperature
+        if settings.top_p is not None:
+            extra["top_p"] = settings.top_p
+        if settings.stop:
+            extra["stop_sequences"] = list(settings.stop)
+        if settings.tool_choice is not None and request.tools:
+            extra["tool_choice"] = anthropic_tool_choice(settings.tool_choice)
+        if extra:
+            params["extra_body"] = extra
         return params
 
     def _final(
@@ -220,6 +232,15 @@ class AnthropicChatModel:
         if isinstance(exc, anthropic.APIResponseValidationError):
             return MalformedResponse(f"anthropic sent an unexpected response: {self._scrub(str(exc))}")
         return ModelError(f"anthropic client error: {self._scrub(str(exc))}")
+
+
+def anthropic_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``tool_choice`` in the Messages API's form (``none``, ``auto``, ``any``, or one tool)."""
+    if isinstance(choice, str):
+        return {"type": {"required": "any"}.get(choice, choice)}
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, Mapping) else None
+    return {"type": "tool", "name": name} if name else {"type": "auto"}
 
 
 def to_anthropic_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:

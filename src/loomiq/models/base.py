@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from ._types import ModelRequest, ModelResponse, StreamPart
+from ._types import ModelRequest, ModelResponse, ModelSettings, StreamPart
 
 
 @runtime_checkable
@@ -34,3 +34,10 @@ class ChatModel(Protocol):
     async def aclose(self) -> None:
         """Release connections held by the model."""
         ...
+
+
+def unsupported_settings(model: ChatModel, settings: ModelSettings) -> tuple[str, ...]:
+    """The settings `settings` sets that `model`'s provider has no parameter for (a model lists them
+    in an optional ``unsupported_settings`` attribute), so a caller can refuse instead of dropping them."""
+    refused = getattr(model, "unsupported_settings", ())
+    return tuple(name for name in settings.given() if name in refused)

@@ -147,6 +147,16 @@ class OpenAIChatModel:
             # mostly know only `max_tokens`.
             key = "max_completion_tokens" if self.provider == "openai" else "max_tokens"
             params[key] = settings.max_tokens
+        if settings.top_p is not None:
+            params["top_p"] = settings.top_p
+        if settings.stop:
+            params["stop"] = list(settings.stop)
+        if settings.seed is not None:
+            params["seed"] = settings.seed
+        if settings.response_format is not None:
+            params["response_format"] = dict(settings.response_format)
+        if settings.tool_choice is not None and request.tools:
+            params["tool_choice"] = settings.tool_choice
         return params
 
     def _response(self, completion: Any) -> ModelResponse:

@@ -54,6 +54,8 @@ class ScriptedCall:
     started_at: float
     finished: bool = False
     outcome: str = "in_flight"
+    request: ModelRequest | None = None
+    """The request as the model received it (messages, tools, settings), for tests to inspect."""
 
 
 Replies = Sequence[str | ScriptedReply] | Callable[[ModelRequest, int], str | ScriptedReply] | None
@@ -123,7 +125,7 @@ class ScriptedModel:
 
     def _next(self, request: ModelRequest) -> tuple[ScriptedCall, ScriptedReply]:
         index = next(self._counter)
-        call = ScriptedCall(index, "", time.monotonic())
+        call = ScriptedCall(index, "", time.monotonic(), request=request)
         self.calls.append(call)
         failure = self.failures.get(index)
         if failure is not None:

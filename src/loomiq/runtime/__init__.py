@@ -1,6 +1,7 @@
 """The run-time core: execution contexts, typed events, results, run options, and the `Runner`
 protocol the durable engine executes."""
 
+from .chat import ChatHandle, ChatTurn, chat_turn
 from .context import EventSink, ExecutionContext, TaskSpec
 from .events import (
     AgentFailedOver,
@@ -17,6 +18,8 @@ from .runner import PlannedRun, Runner, StoredPlan, new_run_id
 
 __all__ = [
     "AgentFailedOver",
+    "ChatHandle",
+    "ChatTurn",
     "EventSink",
     "ExecutionContext",
     "InvalidOptions",
@@ -34,5 +37,6 @@ __all__ = [
     "StepStarted",
     "StoredPlan",
     "TaskSpec",
+    "chat_turn",
     "new_run_id",
 ]

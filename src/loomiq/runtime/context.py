@@ -40,6 +40,28 @@ def background_message(context: dict[str, Any]) -> Message | None:
     return Message("system", f"This task builds on earlier tasks.\n\n{parts}")
 
 
+_TURN_ROLES = ("system", "user", "assistant")
+_SETTING_KEYS = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
+
+
+def conversation_of(context: dict[str, Any]) -> tuple[tuple[Message, ...], dict[str, Any]]:
+    """What a run continues: the earlier turns of a conversation (``context["messages"]``, a list of
+    ``{"role": "system" | "user" | "assistant", "content": str}``), which every agent of the run gets
+    before its step's prompt, and generation settings for every agent call (``context["model_settings"]``:
+    ``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed``, ``response_format``; they take
+    precedence over each agent's own). The OpenAI-compatible ``/v1`` API fills both."""
+    turns = context.get("messages") or ()
+    history = tuple(
+        Message(t["role"], t["content"]) for t in turns
+        if isinstance(t, dict) and t.get("role") in _TURN_ROLES and isinstance(t.get("content"), str)
+    )
+    given = context.get("model_settings") or {}
+    settings = {k: given[k] for k in _SETTING_KEYS if isinstance(given, dict) and given.get(k) is not None}
+    if "stop" in settings:
+        settings["stop"] = tuple(settings["stop"])
+    return history, settings
+
+
 class ExecutionContext:
     """Runs agent steps for one strategy run, in this process, with failover and events.
 
@@ -70,6 +92,7 @@ class ExecutionContext:
         """Agents the strategy picked for this run; failover prefers agents outside it."""
         self._sink = sink
         self._background = background_message(task.context)
+        self._history, self._settings = conversation_of(task.context) if task.context else ((), {})
 
     def emit(self, event: RunEvent) -> None:
         """Deliver an event to whoever listens (nothing is built when nobody does)."""
@@ -99,8 +122,13 @@ class ExecutionContext:
         cfg = agent.config
         user = Message("user", prompt)
         messages = (Message("system", cfg.system_prompt), user) if cfg.system_prompt else (user,)
+        if self._history:
+            messages = (*messages[:-1], *self._history, user)
         if self._background is not None:
             messages = (*messages[:-1], self._background, user)
+        if self._settings:
+            return ModelRequest(messages, settings=ModelSettings(
+                **{"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, **self._settings}))
         if cfg.temperature is None and cfg.max_tokens is None:
             return ModelRequest(messages)
         return ModelRequest(messages, settings=ModelSettings(cfg.temperature, cfg.max_tokens))
