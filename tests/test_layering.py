@@ -36,7 +36,7 @@ def test_the_layers_name_every_top_level_module() -> None:
     architecture document describes, lowest last."""
     layers = [layer.strip("()") for layer in _contracts()["layers"]["layers"]]  # type: ignore[union-attr]
     assert layers == ["cli", "api", "mcp", "orchestrator", "engine", "config", "workflows", "strategies", "runtime",
-                      "agents", "tools", "models"]
+                      "agents", "tools", "models", "observe"]
 
 
 def test_the_faces_contract_forbids_every_private_engine_module() -> None:

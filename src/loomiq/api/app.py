@@ -64,7 +64,8 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     settings.check()
-    metrics = ApiMetrics()
+    serving: dict[str, Orchestrator] = {}
+    metrics = ApiMetrics(lambda: serving["orch"].registry if "orch" in serving else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +74,8 @@ def create_app(
             if orch is None:
                 orch = Orchestrator.from_config(settings.config_path)
                 stack.push_async_callback(orch.aclose)
+            serving["orch"] = orch
+            stack.callback(serving.clear)
             keys = key_store
             if keys is None:
                 keys = open_key_store(settings.key_store_location)

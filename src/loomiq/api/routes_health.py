@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import anyio
@@ -69,5 +70,10 @@ async def metrics(request: Request, state: StateDep) -> Response:
     """Prometheus exposition. Public unless LOOMIQ_METRICS_PUBLIC=0, then any authenticated role."""
     if not state.settings.metrics_public:
         await authenticate(request, state)
+    if state.settings.tasks_enabled and state.orchestrator.has_engine:
+        # The queue, worker and approval gauges are read from the database at each scrape (bounded: a slow
+        # database leaves them at their last values rather than stalling the scrape).
+        with anyio.move_on_after(1.0), contextlib.suppress(Exception):
+            await state.metrics.sample(state.orchestrator.engine, stale_s=WORKER_STALE_S)
     body, content_type = state.metrics.render(request.headers.get("accept"))
     return Response(body, media_type=content_type)

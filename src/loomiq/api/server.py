@@ -102,7 +102,9 @@ def build_server(
     settings.check()
     application = app or create_app(settings)
     config = uvicorn.Config(
-        application, host=host, port=port, log_level=log_level, lifespan="on", server_header=False,
+        # log_config None: uvicorn's loggers go through the root logger, as `loomiq.observe.configure_logging`
+        # set it up (JSON or text lines), instead of uvicorn's own formatters.
+        application, host=host, port=port, log_level=log_level, log_config=None, lifespan="on", server_header=False,
         timeout_graceful_shutdown=10,
     )
     return LoomiqServer(config, gc_tuning=gc_tuning)

@@ -97,3 +97,20 @@ def fmt_ms(ms: float) -> str:
 def fmt_tokens(n: int) -> str:
     """A token count with thousands separators."""
     return f"{n:,}"
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def setup_observability(log_format: str, log_level: str | None, service: str) -> None:
+    """Logs (`--log-format`, `--log-level` or ``$LOOMIQ_LOG_LEVEL``) and traces (on when
+    ``$OTEL_EXPORTER_OTLP_ENDPOINT`` is set) of a long-running command (serve, worker)."""
+    from ..observe import configure_logging, tracing
+
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format must be text or json, not {log_format!r}")
+    try:
+        configure_logging(log_format, log_level)  # type: ignore[arg-type]  # checked just above
+    except ValueError as exc:
+        fail(str(exc))
+    tracing(service)

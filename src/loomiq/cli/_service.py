@@ -7,11 +7,12 @@ options and turn the service's errors into the CLI's one-line exits.
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
 
-from ._common import fail
+from ._common import fail, setup_observability
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys (stored hashed, beside the task database).",
@@ -24,13 +25,19 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Turn authentication off (local use only: binds to loopback).")] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", help="debug, info, warning or error (default: $LOOMIQ_LOG_LEVEL, else info).",
+        show_default=False)] = None,
+    log_format: Annotated[str, typer.Option(
+        "--log-format", help="Log lines as text or json (JSON lines with tenant, task, run and trace ids).")] = "text",
 ) -> None:
     """Start the whole service: API and a worker in one process, on LOOMIQ_DATABASE_URL (SQLite default)."""
     from ..api import SettingsError, serve
 
+    setup_observability(log_format, log_level, "loomiq-api")
+    level = (log_level or os.environ.get("LOOMIQ_LOG_LEVEL") or "info").lower()
     try:
-        serve(host, port, no_auth, log_level=log_level)
+        serve(host, port, no_auth, log_level=level)
     except SettingsError as exc:
         fail(str(exc))
 

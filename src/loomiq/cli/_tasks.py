@@ -31,7 +31,7 @@ from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
-from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, read_prompt, split_list
+from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, read_prompt, setup_observability, split_list
 from ._display import EventPrinter
 from ._options import (
     AgentsOption,
@@ -525,6 +525,14 @@ def worker_command(
         "--max-running", help="The most tasks running at once across every worker on the database "
                               "(default: $LOOMIQ_MAX_RUNNING, else no limit).", show_default=False,
     )] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", help="Serve Prometheus metrics of this worker on this port (127.0.0.1; "
+                               "--metrics-host to change).", show_default=False)] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Interface of --metrics-port.")] = "127.0.0.1",
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", help="debug, info, warning or error (default: $LOOMIQ_LOG_LEVEL, else info).",
+        show_default=False)] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="Log lines as text or json.")] = "text",
 ) -> None:
     """Run durable tasks until SIGTERM or Ctrl-C; tasks in hand then finish or are handed back.
 
@@ -536,6 +544,9 @@ def worker_command(
         fail(f"--concurrency must be at least 1, not {concurrency}")
     if drain < 0:
         fail(f"--drain must not be negative, not {drain:g}")
+    if metrics_port is not None and not 1 <= metrics_port <= 65535:
+        fail(f"--metrics-port must be a TCP port (1-65535), not {metrics_port}")
+    setup_observability(log_format, log_level, "loomiq-worker")
     try:
         if max_running is None:  # $LOOMIQ_MAX_RUNNING, or no limit
             engine_config = EngineConfig(lease_s=lease, renew_s=renew)
@@ -551,6 +562,9 @@ def worker_command(
 
         worker = Worker(o.engine, concurrency=concurrency, worker_id=worker_id, drain_s=drain)
         loop = asyncio.get_running_loop()
+        sampler = None
+        if metrics_port is not None:
+            sampler = _serve_metrics(o, metrics_host, metrics_port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
         try:
@@ -566,6 +580,8 @@ def worker_command(
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if sampler is not None:
+                sampler.cancel()
         sys.stdout.write(json.dumps({"event": "worker_stopped", "worker_id": worker.id,
                                      "claimed": worker.claimed}) + "\n")
         sys.stdout.flush()
@@ -574,6 +590,22 @@ def worker_command(
     started = time.monotonic()
     claimed = _run(_with_engine(database, orch, body, config=engine_config))
     sys.stderr.write(f"loomiq worker stopped after {time.monotonic() - started:.1f}s; ran {claimed} task(s)\n")
+
+
+def _serve_metrics(orch: Orchestrator, host: str, port: int) -> asyncio.Task[None]:
+    """Expose this worker's metrics at http://host:port/metrics (a thread of prometheus_client's) and keep
+    the queue and worker gauges sampled from the database; returns the sampling task."""
+    from prometheus_client import start_http_server
+
+    from ..api.metrics import ApiMetrics
+
+    metrics = ApiMetrics(orch.registry)
+    orch.engine.run_observers.append(metrics.observe)
+    try:
+        start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        fail(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})")
+    return asyncio.get_running_loop().create_task(metrics.sample_forever(orch.engine), name="loomiq-metrics")
 
 
 def register(app: typer.Typer) -> None:

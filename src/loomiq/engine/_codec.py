@@ -219,6 +219,7 @@ def request_to_json(r: TaskRequest) -> str:
         "priority": r.priority, "after": list(r.after), "timeout_s": r.timeout_s,
         "retry": [r.retry.max_attempts, r.retry.backoff_s, r.retry.backoff_factor, r.retry.max_backoff_s],
         "idempotency_key": r.idempotency_key, "tenant_id": r.tenant_id, "reason": r.reason,
+        **({"trace": dict(r.trace)} if r.trace else {}),
     })
 
 
@@ -230,6 +231,7 @@ def request_from_json(text: str) -> TaskRequest:
         options=d["options"], context=d["context"], priority=d["priority"],
         after=tuple(TaskID(a) for a in d["after"]), timeout_s=d["timeout_s"], retry=TaskRetry(*d["retry"]),
         idempotency_key=d["idempotency_key"], tenant_id=TenantID(d["tenant_id"]), reason=d["reason"],
+        trace=d.get("trace") or {},
     )
 
 

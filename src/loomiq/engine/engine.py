@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..observe import bind_ids, span, trace_carrier
 from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
@@ -252,6 +253,7 @@ class TaskEngine:
             options=dict(stored.options), context=dict(stored.context), priority=opts.priority,
             after=tuple(TaskID(a) for a in opts.after), timeout_s=opts.timeout_s, retry=opts.retry,
             idempotency_key=opts.idempotency_key, tenant_id=TenantID(opts.tenant_id), reason=stored.reason,
+            trace=trace_carrier(),
         )
         return request, plan
 
@@ -337,6 +339,11 @@ class TaskEngine:
         ``output_tokens`` and ``cost_usd``."""
         await self._settled()
         return await self.store.task_stats(tenant_id)
+
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Tasks of every tenant not yet ended, by (status, priority), statuses ``queued`` (ready to
+        run), ``waiting`` (for dependencies) and ``running`` (for metrics and dashboards)."""
+        return await self.store.queue_depth()
 
     async def schema_version(self) -> int:
         """The schema version of the database (what its migrations reached)."""
@@ -503,7 +510,12 @@ class TaskEngine:
                         observe=self._observe if self.run_observers else None,
                     )
                     timeout = None if claim.deadline_at is None else max(0.0, claim.deadline_at - time.time())
-                    result = await self.runner.execute(plan, ctx, timeout_s=timeout, cancellable=True)
+                    with bind_ids(tenant=task.tenant_id, task_id=task.id, run_id=task.id), \
+                            span(f"run_task {r.strategy}", {"loomiq.task_id": task.id, "loomiq.tenant": task.tenant_id,
+                                                            "loomiq.strategy": r.strategy,
+                                                            "loomiq.attempt": claim.task.attempts},
+                                 kind="consumer", parent=r.trace or None):
+                        result = await self.runner.execute(plan, ctx, timeout_s=timeout, cancellable=True)
         except asyncio.CancelledError:
             if held.stop is None:
                 raise
@@ -539,6 +551,10 @@ class TaskEngine:
             end = RunEnd(result.status, error, result.output, u.input_tokens, u.output_tokens, result.cost_usd,
                          ctx.result_json(result) if ctx is not None else result_to_json(result))
         assert end is not None
+        if end.status != "completed" or logger.isEnabledFor(logging.DEBUG):
+            with bind_ids(tenant=task.tenant_id, task_id=task.id, run_id=task.id):
+                logger.log(logging.DEBUG if end.status == "completed" else logging.INFO, "task %s %s%s", task.id,
+                           end.status, f": {end.error}" if end.error else "")
         op, fast = _ops.finish_op(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
                                   self.config.aging_s, task.request.retry)
         ending = store.start_op(op, fence=task.id, fast=fast)

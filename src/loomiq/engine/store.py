@@ -302,6 +302,14 @@ class Store(ABC):
         ), blocking=True)
         return {s: n for s, n in rows}
 
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Tasks not yet ended, every tenant's, by (status, priority): queued, waiting and running."""
+        rows = await self.fetch(Stmt(
+            "SELECT status, priority, COUNT(*) FROM tasks WHERE status IN ('queued', 'waiting', 'running') "
+            "GROUP BY status, priority", (), "all",
+        ), blocking=True)
+        return {(st, pr): int(n) for st, pr, n in rows}
+
     async def task_stats(self, tenant_id: str | None = "default") -> list[dict[str, Any]]:
         """Per (status, strategy): task count, mean run duration of finished tasks, tokens and cost."""
         strategy = (

@@ -146,6 +146,9 @@ class TaskRequest:
     reason: str = ""
     """Why the strategy was chosen: ``auto``'s reason, or "chosen by the caller" (empty in tasks
     stored before that was recorded)."""
+    trace: Mapping[str, str] = field(default_factory=dict)
+    """The submitter's trace context (W3C ``traceparent``/``tracestate``) when tracing is on, so that the
+    worker's spans join the submitter's trace; empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
