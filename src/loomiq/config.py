@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -404,6 +405,9 @@ _TEAM = (
      "You are the lead. Weigh the analyses you are given and decide."),
 )
 
+DEFAULT_AGENT_TOOLS = ("python", "shell", "javascript", "files", "knowledge", "web_search", "http_fetch")
+"""The default agents' allow-list: the built-ins (named, not imported: they load on first use)."""
+
 # Provider chosen when no config file exists, first match wins: (provider, key variable, model).
 _DEFAULT_PROVIDERS = (
     ("openai", "OPENAI_API_KEY", "gpt-4o-mini"),
@@ -431,5 +435,8 @@ def default_agents() -> list[Agent]:
             id=ident, name=name, provider=provider, model=model, capabilities=list(caps), system_prompt=system,
             scripted=ScriptedSection(persona=name) if provider == "scripted" else None,
         )
-        agents.append(build_agent(section, "default agents"))
+        agent = build_agent(section, "default agents")
+        # Offered only to runs that name tools (`--tools python`): a plain run stays tool-free.
+        config = replace(agent.config, tools=DEFAULT_AGENT_TOOLS, tools_on_request=True)
+        agents.append(Agent(config, agent.model))
     return agents

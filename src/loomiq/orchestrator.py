@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .agents import Agent, AgentRegistry
 from .runtime import EventSink, ExecutionContext, RunEvent, RunFinished, RunOptions, RunResult, new_run_id
 from .strategies import RunPlan, StrategyRunner
+from .tools import Tool, ToolRegistry
 
 if TYPE_CHECKING:
     from .engine import (
@@ -41,18 +42,28 @@ class Orchestrator:
     _engine: TaskEngine | None = None
     """The durable engine, once `open_engine` was called."""
 
-    def __init__(self, agents: AgentRegistry | Iterable[Agent] = ()) -> None:
+    def __init__(
+        self, agents: AgentRegistry | Iterable[Agent] = (), *, tools: ToolRegistry | Iterable[Tool] | None = None
+    ) -> None:
         self.registry = agents if isinstance(agents, AgentRegistry) else AgentRegistry(agents)
-        self.runner = StrategyRunner(self.registry)
+        if tools is None or isinstance(tools, ToolRegistry):
+            tool_registry = tools if tools is not None else ToolRegistry()
+        else:
+            tool_registry = ToolRegistry(tools)
+        self.tools = tool_registry
+        """The tools agents may call, each agent choosing from them with its allow-list (``tools:``):
+        `@loomiq.tool` functions and `Tool`s given here, the built-ins, MCP servers' tools."""
+        self.runner = StrategyRunner(self.registry, tool_registry)
         """Plans and executes the runs (in process, and for the durable engine)."""
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> Orchestrator:
         """Load agents from `path`, `$LOOMIQ_CONFIG`, or `./loomiq.yaml`; the offline defaults if
         none exists. Raises `loomiq.config.ConfigError` with one line naming file, agent and field."""
-        from .config import load_agents
+        from .config import load_agents, load_tools
 
-        return cls(load_agents(Path(path) if path else None))
+        where = Path(path) if path else None
+        return cls(load_agents(where), tools=load_tools(where))
 
     @property
     def agents(self) -> list[Agent]:
@@ -76,6 +87,7 @@ class Orchestrator:
         capabilities: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
+        tools: Sequence[str] | None = None,
         task_id: str | None = None,
     ) -> RunPlan:
         """Decide the strategy and agents for a run without starting it (see `RunOptions` for the
@@ -86,7 +98,7 @@ class Orchestrator:
         and `InvalidOptions` for an argument of the wrong kind.
         """
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context)
+                          context=context, tools=tools)
         return self.runner.plan(prompt, opts, run_id=task_id)
 
     async def run(
@@ -99,12 +111,13 @@ class Orchestrator:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: Sequence[str] | None = None,
         task_id: str | None = None,
         durable: bool = False,
     ) -> RunResult:
         """Run a task to the end and return its result. The arguments are those of `RunOptions`
         (`strategy`, `agents`, `capabilities`, `options`, `context`, `timeout_s`); `task_id` chooses
-        the run's id.
+        the run's id. `tools` narrows each agent's tool allow-list to these tool (or provider) names.
 
         Provider failures never raise: they are in the result's steps and status. Cancelling the
         awaiting task cancels the run (in-flight provider requests are aborted). Planning errors
@@ -116,10 +129,10 @@ class Orchestrator:
         if durable:
             return await self.engine.run(
                 prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                context=context, timeout_s=timeout_s, task_id=task_id,
+                context=context, timeout_s=timeout_s, tools=tools, task_id=task_id,
             )
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context, timeout_s=timeout_s)
+                          context=context, timeout_s=timeout_s, tools=tools)
         runner = self.runner
         return await runner.execute(runner.plan(prompt, opts, run_id=task_id), timeout_s=opts.timeout_s)
 
@@ -133,6 +146,7 @@ class Orchestrator:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: Sequence[str] | None = None,
         task_id: str | None = None,
     ) -> RunHandle:
         """Start a run in the background and return a handle that yields its events (the arguments
@@ -141,7 +155,7 @@ class Orchestrator:
         Planning errors raise here, before anything starts. Must be called with a running loop.
         """
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context, timeout_s=timeout_s)
+                          context=context, timeout_s=timeout_s, tools=tools)
         return RunHandle(self, self.runner.plan(prompt, opts, run_id=task_id), opts.timeout_s)
 
     async def execute(
@@ -161,6 +175,7 @@ class Orchestrator:
         """Close every agent's model (HTTP connections), and the engine if one was opened."""
         await self.close_engine()
         await asyncio.gather(*(a.model.aclose() for a in self.registry))
+        await self.runner.tools.aclose()
 
     # -- the durable engine (loomiq.engine); see TaskEngine for every method's contract ----------
 
@@ -214,6 +229,7 @@ class Orchestrator:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: Sequence[str] | None = None,
         priority: Priority = "medium",
         after: Sequence[str] = (),
         retry: TaskRetry | int | None = None,
@@ -225,7 +241,8 @@ class Orchestrator:
         an earlier one (then that task is returned). See `TaskEngine.submit`."""
         return await self.engine.submit(
             prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, priority=priority, after=after, retry=retry, idempotency_key=idempotency_key,
+            timeout_s=timeout_s, tools=tools, priority=priority, after=after, retry=retry,
+            idempotency_key=idempotency_key,
             tenant_id=tenant_id, task_id=task_id,
         )
 

@@ -39,6 +39,9 @@ class AgentConfig:
     """The agent's tool allow-list: tool names, or a provider's name for all its tools (`loomiq.tools.allows`)."""
     max_tool_rounds: int = 8
     """Tool rounds one call of this agent may take before it ends with an error."""
+    tools_on_request: bool = False
+    """Offer the allow-list's tools only to runs that name tools (``--tools``): the built-in default
+    agents, whose runs stay tool-free unless asked."""
 
     @property
     def display_name(self) -> str:

@@ -60,6 +60,9 @@ class StrategyOptions(BaseModel):
     aggregate: Literal["concat", "vote"] | None = Field(None, description="parallel: how the answers combine.")
 
 
+ToolName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class TaskSubmission(BaseModel):
     """A task to run durably."""
 
@@ -77,6 +80,9 @@ class TaskSubmission(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
     retry: int | None = Field(None, ge=1, le=20, description="Runs allowed in all when a run fails.")
     context: dict[str, Any] | None = Field(None, description="Material for the agents, stored with the task.")
+    tools: list[ToolName] | None = Field(None, max_length=100, description=(
+        "Tools (or MCP servers) the run allows, narrowing each agent's allow-list; GET /api/tools lists them. "
+        "Default: each agent's own list."))
 
     @field_validator("context")
     @classmethod
@@ -162,6 +168,7 @@ async def _submit(
     after: Sequence[str] = (),
     retry: int | None = None,
     context: Mapping[str, Any] | None = None,
+    tools: Sequence[str] | None = None,
 ) -> Submitted:
     """Submit in the caller's tenant; `replayed` when the Idempotency-Key named an earlier task."""
     for dependency in after:
@@ -170,7 +177,7 @@ async def _submit(
         submitted = await orch.submit(
             prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
             timeout_s=timeout_s, priority=priority, after=after, retry=retry, idempotency_key=key,
-            tenant_id=principal.tenant,
+            tenant_id=principal.tenant, tools=tools,
         )
     except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
         raise planning_problem(exc, "agents" if isinstance(exc, UnknownAgent) else "strategy") from None
@@ -227,7 +234,7 @@ async def submit_task(
         orch, principal, body.prompt, idempotency_key, strategy=body.strategy, agents=body.agents,
         capabilities=body.capabilities, priority=body.priority, after=body.after,
         options=body.options.model_dump(exclude_none=True) if body.options else None,
-        timeout_s=body.timeout_s, retry=body.retry, context=body.context,
+        timeout_s=body.timeout_s, retry=body.retry, context=body.context, tools=body.tools,
     )
     return _accepted(submitted, response)
 

@@ -75,6 +75,21 @@ class FailedOver(_Stored):
     error: str = ""
 
 
+class ToolCallBody(_Stored):
+    """One tool call an agent made in a step."""
+
+    key: str = Field("", description="Its key: <step>/turn/<t>/call/<i>.")
+    name: str = Field("", description="The tool asked for.")
+    arguments: dict[str, Any] = Field({}, description="The arguments as the model sent them.")
+    result: str = Field("", description="The start of what the model read back.")
+    error: str | None = Field(None, description="What went wrong, if anything.")
+    error_kind: str | None = Field(None, description="refused, malformed_arguments, invalid_arguments, tool_error, "
+                                                     "unavailable, timeout or exception.")
+    duration_ms: float = 0.0
+    waited_for: list[int] = Field([], description="Earlier calls of its turn it waited for (same resource).")
+    status: Literal["finished", "refused"] = Field("finished", description="refused: not allowed, never run.")
+
+
 class StepBody(_Stored):
     """One agent call of a run, after retries and failover."""
 
@@ -90,6 +105,7 @@ class StepBody(_Stored):
     attempts: int = 1
     failed_over_from: list[FailedOver] = Field([], description="Agents tried before, with their errors.")
     offline: bool = False
+    tool_calls: list[ToolCallBody] = Field([], description="The tool calls the agent made, in order.")
 
 
 class RunResultBody(_Stored):
@@ -137,6 +153,8 @@ class TaskBody(_Body):
     usage: Usage
     cost_usd: float
     cancel_requested: bool
+    tools: list[str] | None = Field(description="The tools the run allows (narrowing each agent's allow-list); "
+                                                "null: each agent's own.")
     links: TaskLinks
 
 

@@ -24,7 +24,17 @@ from rich.table import Table
 from rich.text import Text
 
 from ..orchestrator import RunPlan
-from ..runtime import AgentFailedOver, RunEvent, RunResult, StepDelta, StepFinished, StepStarted
+from ..runtime import (
+    AgentFailedOver,
+    RunEvent,
+    RunResult,
+    StepDelta,
+    StepFinished,
+    StepStarted,
+    ToolFinished,
+    ToolRefused,
+    ToolSerialized,
+)
 from ._common import fmt_cost, fmt_ms, fmt_tokens
 
 SCRIPTED_NOTE = "offline: these answers come from loomiq's built-in scripted agents, not a real model"
@@ -92,6 +102,15 @@ class EventPrinter:
             return f"[{d.get('step')}] {d.get('agent')} working ({d.get('role')})"
         if type_ == "agent_failed_over":
             return f"[{d.get('step')}] {d.get('from_agent')} failed over to {d.get('to_agent')}: {d.get('error')}"
+        if type_ == "tool_call_finished":
+            outcome = f"error: {d.get('error')}" if d.get("error") else _one_line(str(d.get("result") or ""))
+            took = fmt_ms(d.get("duration_ms") or 0.0)
+            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} ({took}): {outcome}"
+        if type_ == "tool_call_refused":
+            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} refused: {d.get('error')}"
+        if type_ == "tool_call_serialized":
+            waits = ", ".join(f"#{i}" for i in d.get("waits_for") or ())
+            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} waits for call {waits} (same resource)"
         if type_ == "step_finished":
             if d.get("error") is None:
                 usage = d.get("usage") or {}
@@ -116,6 +135,11 @@ class EventPrinter:
         return None
 
 
+def _one_line(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class PlainDisplay:
     """Progressive plain-text lines, one per step event; no colours, no cursor movement."""
 
@@ -133,7 +157,8 @@ class PlainDisplay:
 
     def event(self, event: RunEvent) -> None:
         """One line per step start, end or failover, as `EventPrinter` writes it."""
-        if isinstance(event, StepStarted | AgentFailedOver | StepFinished):
+        if isinstance(event, StepStarted | AgentFailedOver | StepFinished | ToolFinished | ToolRefused
+                      | ToolSerialized):
             self._printer(event.type, event.to_dict())
 
     async def close(self) -> None:
@@ -230,6 +255,11 @@ class LiveDisplay:
             if row is not None:
                 row.state, row.detail = "failed over", f"→ {event.to_agent}: {event.error}"
                 row.ms = (time.perf_counter() - row.started) * 1000
+        elif isinstance(event, ToolFinished | ToolRefused):
+            row = self._row(event.step, event.agent)
+            if row is not None:
+                r = event.record
+                row.detail = f"tool {r.name}: " + (f"{r.status}: {r.error}" if r.error else "ok")
         elif isinstance(event, StepFinished):
             s = event.result
             row = self._row(s.key, s.agent)

@@ -28,6 +28,10 @@ AgentsOption = Annotated[str | None, typer.Option(
 CapabilitiesOption = Annotated[str | None, typer.Option(
     "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
 )]
+ToolsOption = Annotated[str | None, typer.Option(
+    "--tools", help="Comma-separated tools (or MCP servers) the run allows, narrowing each agent's allow-list; "
+                    "'loomiq tools' lists them.", show_default=False,
+)]
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="Config file (default: $LOOMIQ_CONFIG, else ./loomiq.yaml, else built-in agents).",
     show_default=False, dir_okay=False,

@@ -30,12 +30,13 @@ from ._options import (
     PromptArgument,
     PromptFileOption,
     StrategyOption,
+    ToolsOption,
 )
 
 EXIT_CODES = {"completed": 0, "failed": 1, "timed_out": 1, "cancelled": 130}
 """Process exit code by run status (130 is the shell's code for Ctrl-C)."""
 
-_PLAN_ERRORS = (StrategyError, UnknownAgent, NoAgentAvailable)
+_PLAN_ERRORS = (StrategyError, UnknownAgent, NoAgentAvailable, InvalidOptions)
 
 
 def _interactive() -> bool:
@@ -76,7 +77,7 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
         task_id = new_task_id()
         run = asyncio.get_running_loop().create_task(engine.run(
             prompt, strategy=options.strategy, agents=options.agents, capabilities=options.capabilities,
-            timeout_s=options.timeout_s, task_id=task_id,
+            timeout_s=options.timeout_s, tools=options.tools, task_id=task_id,
         ))
         follower = None
         printer = EventPrinter(lifecycle=False)
@@ -117,7 +118,7 @@ async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_ou
     """Plan and stream the run, show it unless `json_output`, close the models, return the result."""
     try:
         handle = orch.stream(prompt, strategy=options.strategy, agents=options.agents,
-                             capabilities=options.capabilities, timeout_s=options.timeout_s)
+                             capabilities=options.capabilities, timeout_s=options.timeout_s, tools=options.tools)
         if json_output:
             return await _follow(handle, None)
         notice = offline_notice(handle.plan.agents, find_config(config))
@@ -138,6 +139,7 @@ def run_command(
     strategy: StrategyOption = "auto",
     agents: AgentsOption = None,
     capabilities: CapabilitiesOption = None,
+    tools: ToolsOption = None,
     config: ConfigOption = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print only the result, as one JSON object.",
@@ -168,7 +170,8 @@ def run_command(
         fail(str(exc))
     try:
         options = RunOptions(strategy=strategy, agents=split_list(agents) or None,
-                             capabilities=split_list(capabilities), timeout_s=timeout)
+                             capabilities=split_list(capabilities), timeout_s=timeout,
+                             tools=None if tools is None else split_list(tools))
     except InvalidOptions as exc:
         fail(str(exc))
     if database is not None and not durable:

@@ -40,6 +40,7 @@ from ._options import (
     PromptArgument,
     PromptFileOption,
     StrategyOption,
+    ToolsOption,
 )
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ def submit_command(
     strategy: StrategyOption = "auto",
     agents: AgentsOption = None,
     capabilities: CapabilitiesOption = None,
+    tools: ToolsOption = None,
     priority: Annotated[str, typer.Option(
         "--priority", "-p", help=f"Queue priority: {', '.join(PRIORITIES)}.",
     )] = "medium",
@@ -275,6 +277,7 @@ def submit_command(
             text, strategy=strategy, agents=split_list(agents) or None, capabilities=split_list(capabilities),
             priority=cast("Priority", priority),  # checked against PRIORITIES above
             after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id, tenant_id=tenant,
+            tools=None if tools is None else split_list(tools),
         )
         return submitted.task
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..models import Usage
 from ..runtime import RunResult, StepResult
 from ..runtime.events import RunEvent, RunFinished, RunStarted, StepFinished, StepStarted
+from ..tools import ToolCallRecord
 from .events import LifecycleEvent, TaskFinished, TaskQueued, TaskStarted
 from .task import Attempt, Task, TaskEvent, TaskID, TaskRequest, TaskRetry, TenantID, WorkerID, WorkerInfo
 
@@ -57,6 +58,11 @@ def _usage_json(u: Usage) -> str:
 _INF = math.inf
 
 
+def _tool_calls_json(s: StepResult) -> str:
+    calls = s.tool_calls
+    return "[" + ",".join(dumps(c.to_dict()) for c in calls) + "]" if calls else "[]"
+
+
 def _step_fields(s: StepResult) -> str:
     # StepResult.to_dict() without its braces.
     fo = s.failed_over_from
@@ -74,13 +80,14 @@ def _step_fields(s: StepResult) -> str:
             f'"output":{_str(s.output)},"usage":{{"input_tokens":{tin},"output_tokens":{tout},'
             f'"total_tokens":{tin + tout}}},"cost_usd":{cost!r},"duration_ms":{duration!r},'
             f'"error":{"null" if error is None else _str(error)},"attempts":{attempts},'
-            f'"failed_over_from":{failed_over},"offline":{"true" if offline else "false"}'
+            f'"failed_over_from":{failed_over},"offline":{"true" if offline else "false"},'
+            f'"tool_calls":{_tool_calls_json(s)}'
         )
     return (
         f'"key":{_str(s.key)},"agent":{_str(s.agent)},"role":{_str(s.role)},"model":{_str(s.model)},'
         f'"output":{_str(s.output)},"usage":{_usage_json(u)},"cost_usd":{_val(cost)},'
         f'"duration_ms":{_val(duration)},"error":{_val(error)},"attempts":{_val(attempts)},'
-        f'"failed_over_from":{failed_over},"offline":{_val(offline)}'
+        f'"failed_over_from":{failed_over},"offline":{_val(offline)},"tool_calls":{_tool_calls_json(s)}'
     )
 
 
@@ -189,25 +196,31 @@ def step_to_json(s: StepResult) -> str:
         fo = s.failed_over_from
         failed_over = ",".join(f"[{_str(a)},{_str(e)}]" for a, e in fo) if fo else ""
         u = s.usage
+        calls = "," + dumps([c.to_json() for c in s.tool_calls]) if s.tool_calls else ""
         return (
             f"[{_str(s.key)},{_str(s.agent)},{_str(s.role)},{_str(s.output)},{_val(u.input_tokens)},"
             f"{_val(u.output_tokens)},{_val(s.cost_usd)},{_val(s.duration_ms)},{_val(s.error)},{_val(s.attempts)},"
-            f"[{failed_over}],{_val(s.model)},{_val(s.offline)}]"
+            f"[{failed_over}],{_val(s.model)},{_val(s.offline)}{calls}]"
         )
     except (TypeError, ValueError):
         pass
-    return dumps([
+    row = [
         s.key, s.agent, s.role, s.output, s.usage.input_tokens, s.usage.output_tokens, s.cost_usd,
         s.duration_ms, s.error, s.attempts, [list(p) for p in s.failed_over_from], s.model, s.offline,
-    ])
+    ]
+    if s.tool_calls:
+        row.append([c.to_json() for c in s.tool_calls])
+    return dumps(row)
 
 
 def step_from_json(text: str) -> StepResult:
-    """The step `step_to_json` stored."""
-    (key, agent, role, output, tin, tout, cost, duration, error, attempts, fo, model, offline) = loads(text)
+    """The step `step_to_json` stored (its tool calls are a 14th item, absent when it made none)."""
+    row = loads(text)
+    (key, agent, role, output, tin, tout, cost, duration, error, attempts, fo, model, offline) = row[:13]
+    calls = tuple(ToolCallRecord.from_json(c) for c in row[13]) if len(row) > 13 else ()
     return StepResult(
         key, agent, role, output, Usage(tin, tout), cost, duration, error, attempts,
-        tuple((a, e) for a, e in fo), model, offline,
+        tuple((a, e) for a, e in fo), model, offline, calls,
     )
 
 
@@ -220,6 +233,7 @@ def request_to_json(r: TaskRequest) -> str:
         "retry": [r.retry.max_attempts, r.retry.backoff_s, r.retry.backoff_factor, r.retry.max_backoff_s],
         "idempotency_key": r.idempotency_key, "tenant_id": r.tenant_id, "reason": r.reason,
         **({"trace": dict(r.trace)} if r.trace else {}),
+        "tools": None if r.tools is None else list(r.tools),
     })
 
 
@@ -232,6 +246,7 @@ def request_from_json(text: str) -> TaskRequest:
         after=tuple(TaskID(a) for a in d["after"]), timeout_s=d["timeout_s"], retry=TaskRetry(*d["retry"]),
         idempotency_key=d["idempotency_key"], tenant_id=TenantID(d["tenant_id"]), reason=d["reason"],
         trace=d.get("trace") or {},
+        tools=None if d.get("tools") is None else tuple(d["tools"]),
     )
 
 

@@ -193,6 +193,7 @@ class DurableContext(ExecutionContext):
         self.replayed = 0
         """Steps this run returned from the journal instead of calling a model."""
         super().__init__(run_id, task, registry, self._events.on_event)
+        self.tenant_id = log.tenant
 
     @property
     def log(self) -> TaskLog:

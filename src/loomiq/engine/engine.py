@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..observe import bind_ids, span, trace_carrier
-from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
+from ..runtime import InvalidOptions, PlannedRun, RunEvent, Runner, RunResult, StoredPlan
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
@@ -153,6 +153,7 @@ def _request_differences(earlier: TaskRequest, new: TaskRequest, opts: SubmitOpt
         ("after", tuple(earlier.after), tuple(new.after)),
         ("timeout_s", earlier.timeout_s, new.timeout_s),
         ("retry", earlier.retry, new.retry),
+        ("tools", earlier.tools, new.tools),
     ) if a != b]
     if opts.strategy != "auto" and earlier.strategy != new.strategy:
         differs.insert(1, "strategy")
@@ -246,7 +247,12 @@ class TaskEngine:
                 check_json("options", opts.options)
         except TypeError as exc:
             raise InvalidTask(str(exc)) from None
-        plan = self.runner.plan(prompt, opts, run_id=task_id)
+        try:
+            plan = self.runner.plan(prompt, opts, run_id=task_id)
+        except InvalidOptions as exc:  # the runner refuses an option (a tool list naming no tool)
+            if isinstance(exc, InvalidTask):
+                raise
+            raise InvalidTask(str(exc)) from None
         stored = plan.stored()
         request = TaskRequest(
             prompt=prompt, strategy=stored.kind, agents=stored.agents, capabilities=stored.capabilities,
@@ -254,6 +260,7 @@ class TaskEngine:
             after=tuple(TaskID(a) for a in opts.after), timeout_s=opts.timeout_s, retry=opts.retry,
             idempotency_key=opts.idempotency_key, tenant_id=TenantID(opts.tenant_id), reason=stored.reason,
             trace=trace_carrier(),
+            tools=stored.tools,
         )
         return request, plan
 
@@ -267,6 +274,7 @@ class TaskEngine:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: Sequence[str] | None = None,
         priority: Priority = "medium",
         after: Sequence[str] = (),
         retry: TaskRetry | int | None = None,
@@ -277,7 +285,7 @@ class TaskEngine:
         """Queue a task and return it as committed, with `replayed` set when `idempotency_key` named an
         earlier task of the tenant (that task is returned, and nothing is queued).
 
-        `strategy`, `agents`, `capabilities`, `options`, `context` and `timeout_s` are `RunOptions`';
+        `strategy`, `agents`, `capabilities`, `options`, `context`, `timeout_s` and `tools` are `RunOptions`';
         `priority` (critical, high, medium, low), `after` (ids of tasks that must complete first; their
         outputs reach the task as ``context["dependencies"][id]``), `retry` (`TaskRetry`, or max
         attempts), `idempotency_key` (unique per tenant), `tenant_id` and `task_id` (to choose the id)
@@ -288,7 +296,7 @@ class TaskEngine:
         """
         opts = SubmitOptions(
             strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, priority=priority, after=after, retry=_retry(retry),
+            timeout_s=timeout_s, tools=tools, priority=priority, after=after, retry=_retry(retry),
             idempotency_key=idempotency_key, tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()
@@ -417,6 +425,7 @@ class TaskEngine:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: Sequence[str] | None = None,
         priority: Priority = "medium",
         tenant_id: str = DEFAULT_TENANT,
         task_id: str | None = None,
@@ -430,7 +439,7 @@ class TaskEngine:
         """
         opts = SubmitOptions(
             strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, priority=priority, tenant_id=tenant_id,
+            timeout_s=timeout_s, tools=tools, priority=priority, tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()
         request, plan = self._request(prompt, opts, tid)
@@ -496,6 +505,7 @@ class TaskEngine:
                         plan = self.runner.resume(StoredPlan(
                             run_id=task.id, prompt=r.prompt, kind=r.strategy, agents=r.agents,
                             capabilities=r.capabilities, options=r.options, context=context, reason=r.reason,
+                            tools=r.tools,
                         ))
                     except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
                         end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)

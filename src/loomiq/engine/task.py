@@ -95,6 +95,7 @@ class SubmitOptions(RunOptions):
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: str | Sequence[str] | None = None,
         priority: Priority = "medium",
         after: str | Sequence[str] = (),
         retry: TaskRetry = TaskRetry(),
@@ -103,7 +104,7 @@ class SubmitOptions(RunOptions):
     ) -> None:
         try:
             RunOptions.__init__(self, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                                context=context, timeout_s=timeout_s)
+                                context=context, timeout_s=timeout_s, tools=tools)
             deps = names("after", after)
         except InvalidOptions as exc:
             raise InvalidTask(str(exc)) from None
@@ -149,6 +150,8 @@ class TaskRequest:
     trace: Mapping[str, str] = field(default_factory=dict)
     """The submitter's trace context (W3C ``traceparent``/``tracestate``) when tracing is on, so that the
     worker's spans join the submitter's trace; empty otherwise."""
+    tools: tuple[str, ...] | None = None
+    """The tools the run allows, narrowing each agent's allow-list; None: each agent's own list."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,7 @@ class Task:
             "failures": self.failures, "dead": self.dead, "error": self.error, "output": self.output,
             "usage": self.usage.as_dict(), "cost_usd": round(self.cost_usd, 10),
             "cancel_requested": self.cancel_requested,
+            "tools": None if r.tools is None else list(r.tools),
         }
 
 

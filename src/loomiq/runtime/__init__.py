@@ -11,10 +11,15 @@ from .events import (
     StepDelta,
     StepFinished,
     StepStarted,
+    ToolFinished,
+    ToolRefused,
+    ToolSerialized,
+    ToolStarted,
 )
 from .options import InvalidOptions, RunOptions
 from .result import RunResult, RunStatus, StepResult
 from .runner import PlannedRun, Runner, StoredPlan, new_run_id
+from .tooling import RunTools, UnknownTools
 
 __all__ = [
     "AgentFailedOver",
@@ -30,6 +35,7 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "RunTools",
     "Runner",
     "StepDelta",
     "StepFinished",
@@ -37,6 +43,11 @@ __all__ = [
     "StepStarted",
     "StoredPlan",
     "TaskSpec",
+    "ToolFinished",
+    "ToolRefused",
+    "ToolSerialized",
+    "ToolStarted",
+    "UnknownTools",
     "chat_turn",
     "new_run_id",
 ]

@@ -14,9 +14,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..agents import Agent, AgentCallFailed, AgentRegistry, call_agent
-from ..models import Message, ModelRequest, ModelSettings, Usage
-from .events import AgentFailedOver, RunEvent, StepDelta, StepFinished, StepStarted
+from ..models import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from ..tools import (
+    ToolCallEvent,
+    ToolCallFinished,
+    ToolCallRecord,
+    ToolCallRefused,
+    ToolCallSerialized,
+    ToolCallStarted,
+    ToolContext,
+    ToolError,
+    ToolJournal,
+    ToolLoop,
+    ToolRoundsExceeded,
+)
+from .events import (
+    AgentFailedOver,
+    RunEvent,
+    StepDelta,
+    StepFinished,
+    StepStarted,
+    ToolFinished,
+    ToolRefused,
+    ToolSerialized,
+    ToolStarted,
+)
 from .result import StepResult
+from .tooling import RunTools
 
 EventSink = Callable[[RunEvent], None]
 
@@ -90,6 +114,12 @@ class ExecutionContext:
         self.steps: list[StepResult] = []
         self.pool: frozenset[str] = frozenset()
         """Agents the strategy picked for this run; failover prefers agents outside it."""
+        self.tools: RunTools | None = None
+        """The tools agent calls may use (set by the runner); None: no tool is offered."""
+        self.tool_filter: tuple[str, ...] | None = None
+        """The run's tool list, narrowing each agent's allow-list; None: the run names none."""
+        self.tenant_id = "default"
+        """Whose run it is: tools that keep data (files, knowledge) scope it by tenant."""
         self._sink = sink
         self._background = background_message(task.context)
         self._history, self._settings = conversation_of(task.context) if task.context else ((), {})
@@ -144,6 +174,7 @@ class ExecutionContext:
         tried: list[tuple[str, str]] = []
         current = agent
         attempts = 0
+        calls: tuple[ToolCallRecord, ...] = ()
         while True:
             on_delta = None
             if sink is not None:
@@ -151,7 +182,13 @@ class ExecutionContext:
                 if self.stream_text:
                     on_delta = self._delta_writer(key, current.id)
             try:
-                response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
+                loop = await self.tools.loop_for(current, self.tool_filter) if self.tools is not None else None
+                if loop is None:
+                    response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
+                else:
+                    response, n, calls = await self._call_with_tools(loop, key, current, prompt, on_delta)
+            except (ToolRoundsExceeded, ToolError) as exc:
+                return self._finish(self._tool_failure(key, current, role, exc, calls, tried, attempts, started))
             except AgentCallFailed as exc:
                 attempts += exc.attempts
                 tried.append((current.id, f"{exc.kind}: {exc.reason}"))
@@ -161,7 +198,7 @@ class ExecutionContext:
                         key, current.id, role, error=tried[-1][1], attempts=attempts,
                         failed_over_from=tuple(tried[:-1]),
                         duration_ms=(time.perf_counter() - started) * 1000,
-                        model=current.config.model, offline=current.offline,
+                        model=current.config.model, offline=current.offline, tool_calls=calls,
                     ))
                 self.emit(AgentFailedOver(self.run_id, key, current.id, stand_in.id, tried[-1][1]))
                 current = stand_in
@@ -169,8 +206,90 @@ class ExecutionContext:
             return self._finish(StepResult(
                 key, current.id, role, response.text, response.usage, response.cost_usd,
                 (time.perf_counter() - started) * 1000, None, attempts + n, tuple(tried),
-                response.model, current.offline,
+                response.model, current.offline, calls,
             ))
+
+    def tool_journal(self, key: str) -> ToolJournal | None:
+        """Where the tool loop of step `key` keeps its finished model turns and tool calls; None in an
+        in-process run (a durable context journals them)."""
+        return None
+
+    async def _call_with_tools(
+        self,
+        loop: ToolLoop,
+        key: str,
+        agent: Agent,
+        prompt: str,
+        on_delta: Callable[[str], None] | None,
+    ) -> tuple[ModelResponse, int, tuple[ToolCallRecord, ...]]:
+        """One agent call with its tool rounds; the final response (usage and cost of every turn),
+        the attempts (one, plus the retries of every turn), and the tool calls."""
+        retries = 0
+
+        async def call_model(request: ModelRequest) -> ModelResponse:
+            nonlocal retries
+            response, n = await call_agent(agent, request, on_delta)
+            retries += n - 1
+            return response
+
+        ctx = ToolContext(tenant_id=self.tenant_id, run_id=self.run_id, agent_id=agent.id,
+                          settings=self.tools.registry.settings if self.tools is not None else {})
+        observer = self._tool_observer(key, agent.id) if self._sink is not None else None
+        try:
+            out = await loop.run(call_model, self.request_for(agent, prompt), ctx, observer=observer,
+                                 journal=self.tool_journal(key), key=f"{key}/")
+        except AgentCallFailed as exc:
+            exc.attempts += retries  # the retries of the turns answered before this one count too
+            raise
+        final = out.response
+        response = ModelResponse(final.text, final.model, out.usage, final.finish_reason, (), out.cost_usd,
+                                 final.provider)
+        return response, 1 + retries, out.tool_calls
+
+    def _tool_observer(self, key: str, agent_id: str) -> Callable[[ToolCallEvent], None]:
+        sink = self._sink
+        assert sink is not None
+        run_id = self.run_id
+
+        def observe(event: ToolCallEvent) -> None:
+            t = type(event)
+            if t is ToolCallFinished:
+                sink(ToolFinished(run_id, key, agent_id, event.record))  # type: ignore[union-attr]
+            elif t is ToolCallStarted:
+                sink(ToolStarted(run_id, key, agent_id, event.key, event.name,  # type: ignore[union-attr]
+                                 dict(event.arguments)))  # type: ignore[union-attr]
+            elif t is ToolCallRefused:
+                sink(ToolRefused(run_id, key, agent_id, event.record))  # type: ignore[union-attr]
+            elif t is ToolCallSerialized:
+                sink(ToolSerialized(run_id, key, agent_id, event.key, event.name,  # type: ignore[union-attr]
+                                    event.waits_for))  # type: ignore[union-attr]
+
+        return observe
+
+    def _tool_failure(
+        self,
+        key: str,
+        agent: Agent,
+        role: str,
+        exc: Exception,
+        calls: tuple[ToolCallRecord, ...],
+        tried: list[tuple[str, str]],
+        attempts: int,
+        started: float,
+    ) -> StepResult:
+        """The step of a call its tools ended: too many tool rounds (with what the call did so far),
+        or a required tool source (MCP server) that could not start."""
+        usage, cost = Usage(), 0.0
+        if isinstance(exc, ToolRoundsExceeded):
+            calls, usage, cost = exc.records, exc.usage, exc.cost_usd
+            error = f"max_tool_rounds: {exc}"
+        else:
+            error = f"tools: {exc}"
+        return StepResult(
+            key, agent.id, role, error=error, usage=usage, cost_usd=cost, attempts=max(attempts, 1),
+            failed_over_from=tuple(tried), duration_ms=(time.perf_counter() - started) * 1000,
+            model=agent.config.model, offline=agent.offline, tool_calls=calls,
+        )
 
     def _delta_writer(self, key: str, agent_id: str) -> Callable[[str], None]:
         # Built only when someone listens; kept out of `call` so that a call nobody streams

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..tools import ToolCallRecord
 from .result import RunResult, StepResult
 
 
@@ -104,5 +105,80 @@ class RunFinished:
         return {"type": self.type, "run_id": self.run_id, "result": self.result.to_dict()}
 
 
-RunEvent = RunStarted | StepStarted | StepDelta | AgentFailedOver | StepFinished | RunFinished
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    """A tool call an agent asked for starts running (after the calls it waited for, if any)."""
+
+    type: ClassVar[str] = "tool_call_started"
+    run_id: str
+    step: str
+    agent: str
+    call: str
+    """The call's key (``<step>/turn/<t>/call/<i>``)."""
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
+                "call": self.call, "name": self.name, "arguments": dict(self.arguments)}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSerialized:
+    """A tool call waits for earlier calls of its turn whose footprints overlap its own (their
+    indexes in `waits_for`)."""
+
+    type: ClassVar[str] = "tool_call_serialized"
+    run_id: str
+    step: str
+    agent: str
+    call: str
+    name: str
+    waits_for: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
+                "call": self.call, "name": self.name, "waits_for": list(self.waits_for)}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    """A tool call ended, an error result included; `record` has its result excerpt, error and
+    duration."""
+
+    type: ClassVar[str] = "tool_call_finished"
+    run_id: str
+    step: str
+    agent: str
+    record: ToolCallRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        r = self.record.to_dict()
+        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
+                "call": r.pop("key"), **r}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRefused:
+    """A model asked for a tool outside the allow-list; it was not run, and the refusal went back to
+    the model."""
+
+    type: ClassVar[str] = "tool_call_refused"
+    run_id: str
+    step: str
+    agent: str
+    record: ToolCallRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        r = self.record.to_dict()
+        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
+                "call": r.pop("key"), **r}
+
+
+RunEvent = (RunStarted | StepStarted | StepDelta | AgentFailedOver | ToolStarted | ToolSerialized | ToolFinished
+            | ToolRefused | StepFinished | RunFinished)
 """Every event a run can emit."""

@@ -79,6 +79,8 @@ class RunOptions:
         options: options of the strategy (for example ``{"lead": "careful"}`` for consensus).
         context: free data the run carries (JSON-serialisable for a durable run).
         timeout_s: give up on the run after this many seconds (it ends ``timed_out``); None: no limit.
+        tools: the tools the run allows, narrowing each agent's allow-list (tool or provider names);
+            None: each agent's own list.
     """
 
     strategy: str
@@ -87,6 +89,7 @@ class RunOptions:
     options: Mapping[str, Any]
     context: Mapping[str, Any]
     timeout_s: float | None
+    tools: tuple[str, ...] | None
 
     # Written by hand rather than generated: it runs on every in-process run, and validating first,
     # then setting each frozen field once, costs half of a generated __init__ plus __post_init__.
@@ -99,6 +102,7 @@ class RunOptions:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        tools: str | Sequence[str] | None = None,
     ) -> None:
         if not isinstance(strategy, str) or not strategy:
             raise InvalidOptions(f"strategy must be a strategy name, not {strategy!r}")
@@ -110,3 +114,4 @@ class RunOptions:
         put(self, "options", _EMPTY if options is None else _mapping("options", options))
         put(self, "context", _EMPTY if context is None else _mapping("context", context))
         put(self, "timeout_s", None if timeout_s is None else positive_seconds("timeout_s", timeout_s))
+        put(self, "tools", None if tools is None else names("tools", tools))

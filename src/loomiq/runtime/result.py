@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..models import Usage
+from ..tools import ToolCallRecord
 
 RunStatus = Literal["completed", "failed", "cancelled", "timed_out"]
 
@@ -18,7 +19,8 @@ class StepResult:
     """One agent call inside a run, after retries and failover.
 
     `agent` is the agent that finally answered (or the last one tried); `failed_over_from` lists the
-    agents that were tried before it and why they failed. `error` is set when no agent answered.
+    agents that were tried before it and why they failed. `error` is set when no agent answered (or
+    the agent still asked for tools after its maximum tool rounds).
     """
 
     key: str
@@ -33,6 +35,8 @@ class StepResult:
     failed_over_from: tuple[tuple[str, str], ...] = ()
     model: str = ""
     offline: bool = False
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    """The tool calls the agent made in this step, in order (refused ones included)."""
 
     @property
     def ok(self) -> bool:
@@ -54,6 +58,7 @@ class StepResult:
             "attempts": self.attempts,
             "failed_over_from": [{"agent": a, "error": e} for a, e in self.failed_over_from],
             "offline": self.offline,
+            "tool_calls": [c.to_dict() for c in self.tool_calls],
         }
 
 

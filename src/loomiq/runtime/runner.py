@@ -47,6 +47,7 @@ class StoredPlan:
         options: the options of what runs it.
         context: the run's free context (a resumed task also finds its dependencies' outputs here).
         reason: why the plan chose `kind`, when it chose (``auto``); empty when the caller named it.
+        tools: the tools the run allows, narrowing each agent's allow-list; None: each agent's own.
     """
 
     run_id: str
@@ -57,6 +58,7 @@ class StoredPlan:
     options: Mapping[str, Any] = field(default_factory=dict)
     context: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    tools: tuple[str, ...] | None = None
 
 
 class PlannedRun(Protocol):

@@ -24,10 +24,12 @@ from ..runtime import (
     RunResult,
     RunStarted,
     RunStatus,
+    RunTools,
     StoredPlan,
     TaskSpec,
     new_run_id,
 )
+from ..tools import ToolRegistry
 from ._catalog import get_strategy
 from .auto import choose_strategy
 from .base import Strategy, StrategyError
@@ -47,6 +49,8 @@ class RunPlan:
     agents: tuple[Agent, ...]
     options: Mapping[str, Any]
     """The strategy's options, as given (stored with a durable task)."""
+    tools: tuple[str, ...] | None = None
+    """The tools the run allows, narrowing each agent's allow-list; None: each agent's own."""
 
     @property
     def run_id(self) -> str:
@@ -58,7 +62,7 @@ class RunPlan:
         return StoredPlan(
             run_id=self.task_id, prompt=self.task.prompt, kind=self.strategy.name,
             agents=tuple(a.id for a in self.agents), capabilities=self.task.capabilities,
-            options=self.options, context=self.task.context, reason=self.reason,
+            options=self.options, context=self.task.context, reason=self.reason, tools=self.tools,
         )
 
 
@@ -66,12 +70,15 @@ class StrategyRunner:
     """Plans and executes runs of the collaboration strategies on `registry`'s agents.
 
     Implements `loomiq.runtime.Runner`; the `Orchestrator` and the durable engine both run through it.
-    Strategy instances without options are built once per name and reused.
+    Strategy instances without options are built once per name and reused. `tools`: the tools agent
+    calls may use (each agent's allow-list picks from it); none when omitted.
     """
 
-    def __init__(self, registry: AgentRegistry) -> None:
+    def __init__(self, registry: AgentRegistry, tools: ToolRegistry | None = None) -> None:
         self._registry = registry
         self._strategies: dict[str, Strategy] = {}
+        self.tools = RunTools(tools if tools is not None else ToolRegistry())
+        """The runs' tools (`loomiq.runtime.RunTools`)."""
 
     @property
     def registry(self) -> AgentRegistry:
@@ -91,7 +98,8 @@ class StrategyRunner:
         """Decide the strategy and agents for a run without starting it.
 
         Raises `StrategyError`, `UnknownAgent` or `NoAgentAvailable` with a message naming the
-        problem (unknown strategy or agent, too few agents for consensus, no agent with a capability).
+        problem (unknown strategy or agent, too few agents for consensus, no agent with a capability),
+        and `UnknownTools` for a tool list naming no tool.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise StrategyError("the prompt is empty")
@@ -104,7 +112,9 @@ class StrategyRunner:
         picked = chosen.pick(self._registry, agents, capabilities)
         context = options.context
         task = TaskSpec(prompt, capabilities, dict(context) if context else {})
-        return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options)
+        if options.tools is not None:
+            self.tools.check(options.tools)
+        return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options, options.tools)
 
     def resume(self, stored: StoredPlan) -> RunPlan:
         """Rebuild a plan decided earlier from its stored parts: the same strategy and agents,
@@ -113,7 +123,7 @@ class StrategyRunner:
         chosen = self.strategy(stored.kind, stored.options)
         picked = tuple(self._registry.get(a) for a in stored.agents)
         task = TaskSpec(stored.prompt, tuple(stored.capabilities), dict(stored.context))
-        return RunPlan(stored.run_id, task, chosen, stored.reason, picked, stored.options)
+        return RunPlan(stored.run_id, task, chosen, stored.reason, picked, stored.options, stored.tools)
 
     async def execute(
         self,
@@ -138,6 +148,8 @@ class StrategyRunner:
             sink = ctx.sink
         agents = plan.agents
         ctx.pool = frozenset([a.id for a in agents])
+        ctx.tools = self.tools
+        ctx.tool_filter = plan.tools
         if sink is not None:
             sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
                             any(a.offline for a in agents)))

@@ -154,6 +154,9 @@ class ToolRegistry:
         self._sources: dict[str, ToolSource] = {}
         self._loaded: set[str] = set()
         self._loading: dict[str, asyncio.Future[None]] = {}
+        self.version = 0
+        """Bumped whenever the set of tools changes (a tool added, a provider's tools replaced or
+        closed): what was selected under an older version may be stale."""
         for t in tools:
             self.add(t)
 
@@ -164,6 +167,7 @@ class ToolRegistry:
         if tool.name in self._tools or tool.name in self._builtins():
             raise ValueError(f"a tool named {tool.name!r} is already registered")
         self._tools[tool.name] = tool
+        self.version += 1
         return tool
 
     def add_provider(self, namespace: str, tools: Iterable[Tool]) -> list[str]:
@@ -182,6 +186,7 @@ class ToolRegistry:
         """Replace a provider's tools with `tools` (its tool list changed); returns their names."""
         for name in self._providers.pop(namespace, []):
             self._tools.pop(name, None)
+        self.version += 1
         return self.add_provider(namespace, tools)
 
     def add_source(self, source: ToolSource) -> None:
@@ -255,6 +260,7 @@ class ToolRegistry:
             for tool_name in self._providers.pop(name, []):
                 self._tools.pop(tool_name, None)
             self._loaded.discard(name)
+            self.version += 1
 
     def _builtins(self) -> dict[str, type[Tool]]:
         if self._builtin_classes is None:
