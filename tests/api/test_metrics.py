@@ -13,7 +13,7 @@ from loomiq import Agent, AgentConfig, Orchestrator, RetryPolicy, ScriptedModel
 from loomiq.api.metrics import MAX_TENANT_LABELS, ApiMetrics
 from loomiq.models import Pricing
 from loomiq.observe import bind_ids
-from loomiq.runtime import RunFinished, StepFinished, StepResult
+from loomiq.runtime import RunFinished, StepFinished, StepResult, ToolFinished, ToolRefused
 from loomiq.tools.records import ToolCallFinished, ToolCallRecord, ToolCallRefused
 
 from .support import bearer, scripted_agents
@@ -153,6 +153,19 @@ def test_tool_calls_are_counted_by_tool_and_outcome() -> None:
     assert values[("loomiq_tool_calls_total", frozenset({("tool", "python"), ("outcome", "error")}))] == 1
     assert values[("loomiq_tool_calls_total", frozenset({("tool", "shell"), ("outcome", "refused")}))] == 1
     assert values[("loomiq_tool_call_duration_seconds_count", frozenset({("tool", "python")}))] == 2
+
+
+def test_a_runs_tool_events_are_counted() -> None:
+    metrics = ApiMetrics()
+    ok = ToolCallRecord(key="s/turn/0/call/0", turn=0, index=0, call_id="c1", name="add", arguments={},
+                        status="finished", content="2", duration_ms=1.0)
+    refused = ToolCallRecord(key="s/turn/0/call/1", turn=0, index=1, call_id="c2", name="wipe", arguments={},
+                             status="refused", content="", error="not allowed")
+    metrics.observe(ToolFinished("run", "s", "a", ok))
+    metrics.observe(ToolRefused("run", "s", "a", refused))
+    values = samples(metrics.render(None)[0].decode())
+    assert values[("loomiq_tool_calls_total", frozenset({("tool", "add"), ("outcome", "ok")}))] == 1
+    assert values[("loomiq_tool_calls_total", frozenset({("tool", "wipe"), ("outcome", "refused")}))] == 1
 
 
 def test_tenant_labels_are_bounded() -> None:

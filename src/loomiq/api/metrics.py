@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..agents import AgentRegistry, BreakerState, UnknownAgent
 from ..observe import current_ids
-from ..runtime import RunEvent, RunFinished, RunStarted, StepFinished
+from ..runtime import RunEvent, RunFinished, RunStarted, StepFinished, ToolFinished, ToolRefused
 from ..tools.records import ToolCallFinished, ToolCallRefused
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -185,11 +185,11 @@ class ApiMetrics:
             self.runs_in_progress.dec()
             self.runs.labels(result.strategy, result.status).inc()
             self.run_duration.labels(result.strategy).observe(result.duration_ms / 1000)
-        elif isinstance(event, ToolCallFinished):
+        elif isinstance(event, ToolFinished | ToolCallFinished):  # a run's event, or the loop's own
             record = event.record
             self.tool_calls.labels(record.name, "ok" if record.error is None else "error").inc()
             self.tool_duration.labels(record.name).observe(record.duration_ms / 1000)
-        elif isinstance(event, ToolCallRefused):
+        elif isinstance(event, ToolRefused | ToolCallRefused):
             self.tool_calls.labels(event.record.name, "refused").inc()
 
     async def sample(self, engine: Any, *, stale_s: float = 30.0) -> None:
