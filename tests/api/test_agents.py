@@ -89,9 +89,13 @@ async def test_health_ready_and_metrics_need_no_credentials(client: httpx2.Async
     await client.post("/v1/chat/completions", json={"model": "consensus", "messages": [
         {"role": "user", "content": "Should we shard the database?"}]})
     anonymous = {"Authorization": ""}
-    assert (await client.get("/api/health", headers=anonymous)).json() == {"status": "ok"}
+    health = (await client.get("/api/health", headers=anonymous)).json()
+    assert set(health["components"]) == {"agents", "database", "workers", "mcp_servers", "sandbox"}
+    assert health["components"]["agents"]["status"] == "ok"
+    assert health["components"]["database"]["status"] == "ok"
     ready = (await client.get("/api/ready", headers=anonymous)).json()
     assert ready["status"] == "ready" and ready["checks"]["usable_agents"] == 4
+    assert ready["components"]["workers"]["details"]["embedded"] is True
 
     metrics = await client.get("/metrics", headers=anonymous)
     assert metrics.headers["content-type"].startswith("text/plain")

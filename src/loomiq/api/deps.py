@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import anyio.to_thread
@@ -21,6 +21,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from ..orchestrator import Orchestrator
+from ._health import SlowChecks
 from .auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, unauthenticated
 from .keys import KeyStore, KeyVerifier
 from .limits import TenantRateLimiter
@@ -44,6 +45,8 @@ class ApiState:
     """Unix time the app started (the ``created`` of ``/v1/models`` entries)."""
     worker: asyncio.Task[None] | None = None
     """The embedded worker's task, when this process runs one."""
+    health_checks: SlowChecks = field(default_factory=SlowChecks)
+    """The cached component checks of `/api/health` and `/api/ready`."""
 
 
 async def get_state(connection: HTTPConnection) -> ApiState:

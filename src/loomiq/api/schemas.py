@@ -290,10 +290,30 @@ class ApiKeyList(_Body):
 # --- health -------------------------------------------------------------------------------------
 
 
-class Health(_Body):
-    """The process answers."""
+class Component(_Body):
+    """One component's health."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded", "failing", "disabled"] = Field(
+        description="ok; degraded (works, with a problem); failing (does not work); disabled (not configured).")
+    reason: str = Field(description="Why, in words.")
+    details: dict[str, Any] | None = Field(description="What was measured (per provider, per MCP server...).")
+
+
+class Components(_Body):
+    """Every component the service depends on."""
+
+    agents: Component = Field(description="Agents per provider: usable ones, open circuit breakers, disabled ones.")
+    database: Component = Field(description="The task database answers.")
+    workers: Component = Field(description="Workers (embedded or `loomiq worker`) with a recent heartbeat.")
+    mcp_servers: Component = Field(description="Each configured MCP server.")
+    sandbox: Component = Field(description="bubblewrap can start a sandbox for the code tools.")
+
+
+class Health(_Body):
+    """The process answers; `components` says how each part is."""
+
+    status: Literal["ok", "degraded"] = Field(description="degraded when some component is not ok (still 200).")
+    components: Components
 
 
 class WorkerCheck(_Body):
@@ -318,6 +338,7 @@ class Ready(_Body):
 
     status: Literal["ready"]
     checks: ReadyChecks
+    components: Components
 
 
 # --- problems (RFC 9457) --------------------------------------------------------------------------
