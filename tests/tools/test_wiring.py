@@ -165,3 +165,16 @@ async def test_a_durable_run_keeps_tool_calls_in_its_result_and_journal(tmp_path
     assert json.loads(json.dumps(stored)) == result.to_dict() | {"duration_ms": stored["duration_ms"]}
     step = result.steps[0]
     assert step_from_json(step_to_json(step)) == step
+
+
+def test_tool_loop_journal_entries_come_back_exactly() -> None:
+    from loomiq.engine._codec import journal_entry_from_json, tool_entry_to_json
+    from loomiq.models import ModelResponse, ToolCall, Usage
+    from loomiq.tools import ToolCallRecord
+
+    turn = ModelResponse("", "m", Usage(3, 4), "tool_calls",
+                         (ToolCall("c1", "add", {"a": 1}), ToolCall("c2", "x", {}, "{bad", "not JSON")), 0.25, "p")
+    record = ToolCallRecord("s/turn/0/call/0", 0, 0, "c1", "add", {"a": 1}, "finished", "2", None, None, 1.5, (1,),
+                            {"n": 2})
+    assert journal_entry_from_json(tool_entry_to_json(turn)) == turn
+    assert journal_entry_from_json(tool_entry_to_json(record)) == record

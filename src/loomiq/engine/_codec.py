@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
-from ..models import Usage
+from ..models import ModelResponse, ToolCall, Usage
 from ..runtime import RunResult, StepResult
 from ..runtime.events import RunEvent, RunFinished, RunStarted, StepFinished, StepStarted
 from ..tools import ToolCallRecord
@@ -221,6 +221,37 @@ def step_from_json(text: str) -> StepResult:
     return StepResult(
         key, agent, role, output, Usage(tin, tout), cost, duration, error, attempts,
         tuple((a, e) for a, e in fo), model, offline, calls,
+    )
+
+
+JournalEntry = StepResult | ModelResponse | ToolCallRecord
+"""A journal row: a strategy step, or inside a step's tool loop a model turn or a finished tool call."""
+
+
+def tool_entry_to_json(value: ModelResponse | ToolCallRecord) -> str:
+    """Lossless JSON of a tool loop's journal entry (an object; a step is an array)."""
+    if isinstance(value, ToolCallRecord):
+        return dumps({"tool_call": value.to_json()})
+    u = value.usage
+    return dumps({"model_turn": {
+        "text": value.text, "model": value.model, "usage": [u.input_tokens, u.output_tokens],
+        "finish_reason": value.finish_reason, "cost_usd": value.cost_usd, "provider": value.provider,
+        "tool_calls": [[c.id, c.name, c.arguments, c.raw_arguments, c.error] for c in value.tool_calls],
+    }})
+
+
+def journal_entry_from_json(text: str) -> JournalEntry:
+    """The entry `step_to_json` or `tool_entry_to_json` stored."""
+    if text.startswith("["):
+        return step_from_json(text)
+    data = loads(text)
+    call = data.get("tool_call")
+    if call is not None:
+        return ToolCallRecord.from_json(call)
+    t = data["model_turn"]
+    return ModelResponse(
+        t["text"], t["model"], Usage(*t["usage"]), t["finish_reason"],
+        tuple(ToolCall(i, n, a, r, e) for i, n, a, r, e in t["tool_calls"]), t["cost_usd"], t["provider"],
     )
 
 

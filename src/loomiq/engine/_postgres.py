@@ -42,9 +42,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from ..models import ModelResponse
 from ..runtime import StepResult
+from ..tools import ToolCallRecord
 from ._batch import BARRIER, EVENT, MAX_BATCH, OP, STEP, STOP, segments
-from ._codec import dumps, step_to_json
+from ._codec import dumps, step_to_json, tool_entry_to_json
 from ._ops import (
     FINISH_TASK_COLUMNS,
     SUBMIT_TASK_COLUMNS,
@@ -570,6 +572,14 @@ class PostgresStore(Store):
         """Journal a step in the next batch (see `Store.put_step`)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
+        self._put((STEP, task_id, epoch, row, fut), True)
+        return fut
+
+    def put_tool_entry(self, tenant: str, task_id: str, epoch: int, key: str,
+                       value: ModelResponse | ToolCallRecord) -> Awaitable[None]:
+        """Journal a tool loop's entry in the next batch (see `Store.put_tool_entry`)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        row = (task_id, key, tenant, epoch, 1, tool_entry_to_json(value), time.time())
         self._put((STEP, task_id, epoch, row, fut), True)
         return fut
 

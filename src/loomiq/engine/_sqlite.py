@@ -27,9 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..models import ModelResponse
 from ..runtime import StepResult
+from ..tools import ToolCallRecord
 from ._batch import BARRIER, EVENT, MAX_BATCH, OP, STEP, STOP, segments
-from ._codec import dumps, step_to_json
+from ._codec import dumps, step_to_json, tool_entry_to_json
 from ._ops import (
     FINISH_TASK_COLUMNS,
     SUBMIT_TASK_COLUMNS,
@@ -398,6 +400,15 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
+        self._put((STEP, task_id, epoch, row, fut, loop), loop, True)
+        return fut
+
+    def put_tool_entry(self, tenant: str, task_id: str, epoch: int, key: str,
+                       value: ModelResponse | ToolCallRecord) -> Awaitable[None]:
+        """Journal a tool loop's entry in the next batch (see `Store.put_tool_entry`)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        row = (task_id, key, tenant, epoch, 1, tool_entry_to_json(value), time.time())
         self._put((STEP, task_id, epoch, row, fut, loop), loop, True)
         return fut
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..agents import Agent, AgentRegistry
+from ..models import ModelResponse
 from ..runtime import (
     ExecutionContext,
     RunEvent,
@@ -31,6 +32,7 @@ from ..runtime import (
     StepResult,
     TaskSpec,
 )
+from ..tools import ToolCallRecord
 from ._codec import encode_event, json_str, result_to_json, step_finished_json, text_delta_json
 from .errors import LeaseLost, StoreUnavailable
 from .store import Store
@@ -147,6 +149,23 @@ class _EventLog:
         self.deltas.clear()
 
 
+class _ToolJournal:
+    """A `loomiq.tools.ToolJournal` over a durable run's journal (see `DurableContext.tool_journal`)."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: DurableContext) -> None:
+        self._ctx = ctx
+
+    async def get(self, key: str) -> ModelResponse | ToolCallRecord | None:
+        journal = self._ctx._journal
+        found = journal.get(key) if journal is not None else None
+        return found if isinstance(found, ModelResponse | ToolCallRecord) else None
+
+    async def put(self, key: str, value: ModelResponse | ToolCallRecord) -> None:
+        await self._ctx._put_tool_entry(key, value)
+
+
 class DurableContext(ExecutionContext):
     """Runs a strategy's steps with a journal: replay what finished, record what runs.
 
@@ -176,7 +195,7 @@ class DurableContext(ExecutionContext):
         *,
         store: Store,
         log: TaskLog,
-        journal: Mapping[str, StepResult] | None = None,
+        journal: Mapping[str, StepResult | ModelResponse | ToolCallRecord] | None = None,
         on_lease_lost: Callable[[], None] | None = None,
         hold: Callable[[str], Any] | None = None,
         delta_flush_s: float = 0.05,
@@ -209,7 +228,7 @@ class DurableContext(ExecutionContext):
         """Replay the journalled step `key`, or run it live and journal it before returning."""
         if self._journal is not None:
             done = self._journal.get(key)
-            if done is not None:
+            if type(done) is StepResult:
                 self.steps.append(done)
                 self.replayed += 1
                 return done
@@ -226,6 +245,21 @@ class DurableContext(ExecutionContext):
                 self._on_lost()
             raise
         return step
+
+    def tool_journal(self, key: str) -> _ToolJournal:
+        """The journal of step `key`'s tool loop: its finished model turns and tool calls are read back
+        from the task's journal on resume, and each one is committed (under the lease epoch) before the
+        loop goes on, so a resumed run neither repeats a tool's side effect nor pays a turn twice."""
+        return _ToolJournal(self)
+
+    async def _put_tool_entry(self, key: str, value: ModelResponse | ToolCallRecord) -> None:
+        log = self._log
+        try:
+            await self._store.put_tool_entry(log.tenant, self.run_id, log.epoch, key, value)
+        except (LeaseLost, StoreUnavailable):
+            if self._on_lost is not None:
+                self._on_lost()
+            raise
 
     def result_json(self, result: RunResult) -> str:
         """``dumps(result.to_dict())``: the JSON already logged with ``run_finished`` when it is that

@@ -23,14 +23,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..models import ModelResponse
 from ..runtime import StepResult
+from ..tools import ToolCallRecord
 from ._codec import (
     ATTEMPT_COLUMNS,
     TASK_COLUMNS,
     WORKER_COLUMNS,
+    JournalEntry,
     attempt_from_row,
     event_from_row,
-    step_from_json,
+    journal_entry_from_json,
     task_from_row,
     worker_from_row,
 )
@@ -154,6 +157,12 @@ class Store(ABC):
         """Journal a step under lease `epoch`; await the result to know it committed (`LeaseLost`
         if the lease was taken over: then nothing was written)."""
 
+    @abstractmethod
+    def put_tool_entry(self, tenant: str, task_id: str, epoch: int, key: str,
+                       value: ModelResponse | ToolCallRecord) -> Awaitable[None]:
+        """Journal a tool loop's finished model turn or tool call under `key`, fenced and awaited like
+        `put_step` (kept when a failed run is retried: a tool's side effect happens once)."""
+
     def put_event(self, tenant: str, task_id: str, epoch: int, event: TaskEvent) -> None:
         """Log a held task's event in the next batch (fenced like `put_step`; not awaited)."""
         self.put_event_row(tenant, task_id, epoch, event.seq, event.type, event.data)
@@ -257,10 +266,11 @@ class Store(ABC):
         ))
         return [event_from_row(task_id, r) for r in rows]
 
-    async def journal(self, task_id: str) -> dict[str, StepResult]:
-        """The task's journalled steps by step key."""
+    async def journal(self, task_id: str) -> dict[str, JournalEntry]:
+        """The task's journalled steps by step key, and its steps' tool loop entries (finished model
+        turns and tool calls) by their keys (``<step>/turn/<t>``, ``<step>/turn/<t>/call/<i>``)."""
         rows = await self.fetch(Stmt("SELECT step_key, result FROM steps WHERE task_id = ?", (task_id,), "all"))
-        return {key: step_from_json(text) for key, text in rows}
+        return {key: journal_entry_from_json(text) for key, text in rows}
 
     async def outputs(self, task_ids: Sequence[str]) -> dict[str, str]:
         """The outputs of these (completed) tasks, by id."""
