@@ -13,7 +13,17 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..engine import Worker
 from ..orchestrator import Orchestrator
-from . import _openapi, routes_agents, routes_health, routes_keys, routes_mcp, routes_openai, routes_stats, routes_tasks
+from . import (
+    _openapi,
+    routes_agents,
+    routes_health,
+    routes_keys,
+    routes_mcp,
+    routes_openai,
+    routes_stats,
+    routes_tasks,
+    routes_tools,
+)
 from .auth import TokenVerifier
 from .deps import ApiState
 from .keys import KeyStore, KeyVerifier, open_key_store
@@ -75,6 +85,8 @@ def create_app(
                 orch = Orchestrator.from_config(settings.config_path)
                 stack.push_async_callback(orch.aclose)
             serving["orch"] = orch
+            routes_tools.use_service_database(orch.tools, settings.database_url)
+            stack.push_async_callback(orch.tools.aclose_tools)
             stack.callback(serving.clear)
             keys = key_store
             if keys is None:
@@ -126,6 +138,7 @@ def create_app(
     app.include_router(routes_openai.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_stats.router)
+    app.include_router(routes_tools.router)
     if settings.mcp_enabled:
         routes_mcp.mount(app)
     _openapi.install(app)

@@ -262,6 +262,14 @@ class ToolRegistry:
             self._loaded.discard(name)
             self.version += 1
 
+    async def aclose_tools(self) -> None:
+        """Release what the tools built so far hold (the knowledge tool's database connection)."""
+        provided = {n for names in self._providers.values() for n in names}  # their sources close them
+        for name, t in list(self._tools.items()):
+            close = getattr(t, "aclose", None) if name not in provided else None
+            if close is not None:
+                await close()
+
     def _builtins(self) -> dict[str, type[Tool]]:
         if self._builtin_classes is None:
             self._builtin_classes = builtin_classes()
