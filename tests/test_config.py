@@ -282,3 +282,25 @@ def test_a_garbage_base_url_is_a_field_error(tmp_path: Path, url: str) -> None:
     path.write_text(yaml.safe_dump({"agents": [{"id": "local", "provider": "ollama", "model": "m", "base_url": url}]}))
     with pytest.raises(ConfigError, match=r"agent 'local': field 'base_url': (must be|is not a URL)"):
         load_agents(path)
+
+
+@pytest.mark.parametrize(("provider", "variable"), [("ollama", "OLLAMA_BASE_URL"), ("vllm", "VLLM_BASE_URL"),
+                                                    ("llamacpp", "LLAMACPP_BASE_URL"), ("openai", "OPENAI_BASE_URL")])
+@pytest.mark.parametrize("url", ["not a url", "ftp://host/v1", "http://host:70000"])
+def test_a_garbage_base_url_from_the_environment_fails_config_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, variable: str, url: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    path = tmp_path / "loomiq.yaml"
+    path.write_text(yaml.safe_dump({"agents": [{"id": "local", "provider": provider, "model": "m"}]}))
+    with pytest.raises(ConfigError, match=rf"agent 'local': environment variable {variable} \(its base URL\): "
+                                          rf"(must be|is not a URL).*; fix or unset {variable}"):
+        load_agents(path)
+    # The built-in default agents read OLLAMA_BASE_URL too.
+    if provider == "ollama":
+        monkeypatch.delenv("OPENAI_API_KEY")
+        (tmp_path / "empty").mkdir()
+        monkeypatch.chdir(tmp_path / "empty")  # no loomiq.yaml here
+        with pytest.raises(ConfigError, match="environment variable OLLAMA_BASE_URL"):
+            load_agents(None)

@@ -205,8 +205,11 @@ async def test_unknown_strategy_is_refused_with_the_valid_names() -> None:
     orch = Orchestrator(agents("a"))
     with pytest.raises(StrategyError, match="unknown strategy 'magic'.*single, sequential, parallel"):
         orch.plan(TASK, strategy="magic")
-    with pytest.raises(StrategyError, match="bad options for strategy 'parallel'"):
+    with pytest.raises(StrategyError, match=r"strategy 'parallel' has no option 'nonsense' \(it takes aggregate\)"):
         orch.plan(TASK, strategy="parallel", options={"nonsense": 1})
+    with pytest.raises(StrategyError, match=r"strategy 'single' has no option 'lead' \(it takes none\)") as refused:
+        orch.plan(TASK, strategy="single", options={"lead": "a"})
+    assert refused.value.argument == "options" and "SingleStrategy" not in str(refused.value)
 
 
 async def test_named_agent_without_the_capability_is_refused() -> None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .agents import Agent, AgentConfig, RetryPolicy
 from .models import PROVIDERS, ModelSpec, Pricing, create_model
+from .models.providers import BASE_URL_ENV
 from .tools import ToolRegistry, ToolSettingsError, check_settings
 from .tools.mcp import DEFAULT_REDIRECT_URI, EnvValue, McpServerSpec, OAuthSpec
 from .tools.registry import builtin_classes
@@ -115,17 +116,9 @@ class AgentSection(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if any(c.isspace() or not c.isprintable() for c in value):
-            raise ValueError("must be an http:// or https:// URL without spaces or control characters")
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
-        except ValueError as exc:
-            raise ValueError(f"is not a URL ({exc}); use one like http://127.0.0.1:11434/v1") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host, like http://127.0.0.1:11434/v1")
+        problem = None if value is None else url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("provider")
@@ -344,6 +337,25 @@ def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
     return f"{file}: {where}field '{field}': {message}"
 
 
+def url_problem(value: str) -> str | None:
+    """What is wrong with `value` as a provider's base URL (an http(s) URL with a host), or None."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "must be an http:// or https:// URL without spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        return f"is not a URL ({exc}); use one like http://127.0.0.1:11434/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host, like http://127.0.0.1:11434/v1"
+    return None
+
+
+# The variables a provider's base URL comes from when the config names none (the openai SDK itself
+# reads OPENAI_BASE_URL).
+_BASE_URL_VARIABLES = {**BASE_URL_ENV, "openai": "OPENAI_BASE_URL"}
+
+
 def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
     """An `Agent` from one validated config entry; its key is read from the environment here."""
     preset = PROVIDERS[section.provider]
@@ -351,6 +363,12 @@ def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
         raise ConfigError(
             f"{file}: agent {section.id!r}: field 'base_url': required for provider {section.provider!r}"
         )
+    variable = _BASE_URL_VARIABLES.get(section.provider)
+    if not section.base_url and variable and os.environ.get(variable):
+        problem = url_problem(os.environ[variable])
+        if problem is not None:
+            raise ConfigError(f"{file}: agent {section.id!r}: environment variable {variable} (its base URL): "
+                              f"{problem}; fix or unset {variable}, or set base_url in the config")
     key_env = section.api_key_env or preset.key_env
     api_key = os.environ.get(key_env) if key_env else None
     if key_env and preset.needs_key and not api_key:

@@ -126,7 +126,12 @@ async def test_idempotency_key_returns_the_first_task(client: httpx2.AsyncClient
     assert second.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
     reused = await client.post("/api/tasks", json={**ASK, "prompt": "another question"},
                                headers={"Idempotency-Key": "order-42"})
-    assert_problem(reused, 422, "idempotency-key-reused")
+    detail = assert_problem(reused, 422, "idempotency-key-reused")["detail"]
+    assert detail == (f"The Idempotency-Key 'order-42' was already used for task {first.json()['id']} with a "
+                      "different prompt. Use a new key for a new request.")
+    other_priority = await client.post("/api/tasks", json={**ASK, "priority": "critical"},
+                                       headers={"Idempotency-Key": "order-42"})
+    assert "with a different priority" in assert_problem(other_priority, 422, "idempotency-key-reused")["detail"]
     # Keys are per tenant: another tenant's same key makes its own task.
     other = await submit(client, headers={"Idempotency-Key": "order-42", **bearer("operator", "globex")})
     assert other.json()["id"] != first.json()["id"]
@@ -208,9 +213,15 @@ async def test_collaborate_needs_a_completed_task(client: httpx2.AsyncClient, or
     add_slow_agent(orchestrator)
     task_id = (await submit(client, {"prompt": "slow", "strategy": "single", "agents": ["slow"]})).json()["id"]
     response = await client.post(f"/api/tasks/{task_id}/collaborate", json={})
-    assert "completed task" in assert_problem(response, 409, "conflict")["detail"]
+    detail = assert_problem(response, 409, "conflict")["detail"]
+    assert "completed task" in detail and "try again once it completes" in detail
     await client.post(f"/api/tasks/{task_id}/cancel")
     await orchestrator.wait(task_id, timeout_s=10)
+    # A task that ended without completing never will: the message says so, and what to do instead.
+    cancelled = await client.post(f"/api/tasks/{task_id}/collaborate", json={})
+    detail = assert_problem(cancelled, 409, "conflict")["detail"]
+    assert "ended cancelled and will never complete" in detail and "Submit the task again" in detail
+    assert "try again once it completes" not in detail
 
 
 async def test_ready_checks_the_database_and_workers(client: httpx2.AsyncClient) -> None:

@@ -358,3 +358,25 @@ async def test_agents_check_probe_gives_up_on_a_hanging_model() -> None:
     assert report["ok"] is False
     assert report["error_kind"] == "timeout"
     assert report["error"] == "no answer within 0.05s"
+
+
+# --- messages name what the user typed and what to do ---------------------------------------------
+
+
+def test_consensus_with_too_few_agents_names_the_flag_that_allows_fewer(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ("run", "Shard now?", "--strategy", "consensus", "--agents", "analyst,critic")
+    assert_one_line_error(cli(*args), "consensus needs at least 3 analysts", "--allow-fewer")
+    done = cli(*args, "--allow-fewer", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["strategy"] == "consensus"
+    assert_one_line_error(cli("run", "Shard now?", "--allow-fewer"),
+                          "--allow-fewer only applies to --strategy consensus, not auto")
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_blank_prompt_blames_the_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_line_error(cli(command, "  \n"), "the prompt is empty: write the task for the agents")
+    assert "strateg" not in line

@@ -42,6 +42,10 @@ def test_token_is_signed_and_verifiable(tmp_path: Path) -> None:
         (("--tenant", "acme", "--role", "admin"), {}, "LOOMIQ_JWT_SECRET is not set"),
         (("--tenant", "acme", "--role", "root"), {"LOOMIQ_JWT_SECRET": SECRET}, "bad role 'root'"),
         (("--tenant", "acme", "--role", "admin"), {"LOOMIQ_JWT_SECRET": "short"}, "LOOMIQ_JWT_SECRET"),
+        (("--tenant", "acme", "--role", "admin", "--ttl", "0"), {"LOOMIQ_JWT_SECRET": SECRET},
+         "--ttl must be a positive number of seconds, not 0"),
+        (("--tenant", "acme", "--role", "admin", "--ttl", "-5"), {"LOOMIQ_JWT_SECRET": SECRET},
+         "--ttl must be a positive number of seconds, not -5"),
     ],
 )
 def test_token_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:

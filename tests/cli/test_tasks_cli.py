@@ -239,7 +239,15 @@ def test_bad_options_are_one_line_exit_2() -> None:
     assert_one_line_error(cli("submit", PROMPT, "--agents", "nobody"), "nobody")
     assert_one_line_error(cli("tasks", "--status", "finished"), "unknown status 'finished'")
     assert_one_line_error(cli("worker", "--concurrency", "0"), "--concurrency must be at least 1")
-    assert_one_line_error(cli("worker", "--lease", "1", "--renew", "2"), "renew_s")
+    for flags, message in ((["--lease", "1", "--renew", "2"], "--renew (2) must be positive and below --lease (1)"),
+                           (["--lease", "0"], "--lease must be a positive number of seconds, not 0"),
+                           (["--renew", "-1"], "--renew (-1) must be positive and below --lease (10)"),
+                           (["--max-running", "0"], "--max-running must be at least 1, not 0")):
+        line = assert_one_line_error(cli("worker", *flags), message)
+        assert "_s" not in line  # the library's argument names (renew_s, lease_s) are not the user's flags
+    assert_one_line_error(cli("worker", LOOMIQ_MAX_RUNNING="0"), "LOOMIQ_MAX_RUNNING='0': expected at least 1")
+    assert_one_line_error(cli("submit", PROMPT, "--strategy", "single", "--allow-fewer"),
+                          "--allow-fewer only applies to --strategy consensus, not single")
     assert_one_line_error(cli("submit", PROMPT, "--database", "mysql://db/x"), "cannot open the database",
                           "unsupported database URL")
     assert_one_line_error(cli("submit", PROMPT, "--database", "sqlite:///no/such/dir/x.db"),

@@ -173,8 +173,8 @@ def issue_token(
         raise ValueError(f"bad role {role!r} (choose from {', '.join(ROLES)})")
     if not TENANT_RE.match(tenant):
         raise ValueError(f"bad tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    if ttl_s <= 0:
-        raise ValueError("ttl_s must be positive")
+    if not 0 < ttl_s < float("inf"):
+        raise ValueError(f"ttl_s must be a positive number of seconds, not {ttl_s!r}")
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {
         "sub": subject or f"{role}@{tenant}",

@@ -155,12 +155,20 @@ def validation_problem(errors: Sequence[Mapping[str, Any]]) -> Problem:
 
 def planning_problem(exc: Exception, param: str) -> Problem:
     """The problem for a run that cannot be planned (`StrategyError`, `UnknownAgent`,
-    `NoAgentAvailable`); `param` is the request field that chose the plan."""
+    `NoAgentAvailable`); `param` is the request field that chose the plan. A strategy error names
+    the argument at fault (``prompt``, ``strategy``, ``agents``, ``options``): the problem names
+    that body field (under ``/v1``, where ``model`` chose the plan, ``messages`` for the prompt)."""
     if isinstance(exc, NoAgentAvailable):
         return Problem(503, f"{exc}: the run cannot start now. Retry later, or enable an agent.",
                        headers={"Retry-After": "5"}, param=param)
+    argument = getattr(exc, "argument", None)
+    if param == "model":
+        field = "messages" if argument == "prompt" else param
+    else:
+        field = argument or param
+    hint = " Use one of the known agent ids." if isinstance(exc, UnknownAgent) else ""
     status = 404 if isinstance(exc, UnknownAgent) and param == "model" else 422
-    return Problem(status, f"body field '{param}': {exc}. Choose another {param}.", param=param)
+    return Problem(status, f"body field '{field}': {exc}.{hint}", param=field)
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Problem:

@@ -148,7 +148,8 @@ comment lines (`: step ...`) that name each step."""
         "headers": {"X-Loomiq-Task-Id": header("The run's id."),
                     "X-Loomiq-Offline": header("'true' when scripted (offline) agents answered.")},
     },
-    **problems(*AUTHENTICATED, 404, 413, 422, 502, 503, 504, openai=True,
+    **problems(*AUTHENTICATED, 400, 404, 413, 422, 502, 503, 504, openai=True,
+               s400="`tools` (or tool calls in `messages`) with a strategy as the model: tools need an agent.",
                s404="`model` is neither an agent id nor a strategy (GET /v1/models lists them).",
                s503="No healthy agent can run it now, or the server is starting: retry after Retry-After seconds."),
 })

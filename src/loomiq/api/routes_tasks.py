@@ -184,8 +184,9 @@ async def _submit(
     except DependencyError as exc:
         raise Problem(422, f"{exc}. Fix the 'after' list.", param="after") from None
     except IdempotencyConflict as exc:
-        raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {exc.task_id}): "
-                      f"{exc}.", slug="idempotency-key-reused") from None
+        raise Problem(422, f"The Idempotency-Key {key!r} was already used for task {exc.task_id} with a different "
+                      f"{', '.join(exc.differs)}. Use a new key for a new request.",
+                      slug="idempotency-key-reused") from None
     except InvalidTask as exc:
         raise Problem(422, f"{exc}.") from None
     task = submitted.task
@@ -309,8 +310,13 @@ async def collaborate(
     completed task's result (operator). It runs after the task and records it in ``after``."""
     source = await find_task(orch, task_id, principal)
     if source.status != "completed":
+        if source.terminal:
+            what = (f"it ended {source.status} and will never complete, so there is no result to work on. Submit "
+                    "the task again (POST /api/tasks), then collaborate on it once it completes")
+        else:
+            what = "follow its events and try again once it completes"
         raise Problem(409, f"Task {task_id} is {source.status}; agents can collaborate on a completed task's result "
-                      "only. Follow its events and try again once it completes.")
+                      f"only: {what}.")
     instruction = body.instruction or ("Review the previous result: keep what is right, fix what is wrong, and give "
                                        "the full improved answer.")
     prompt = (f"{source.request.prompt}\n\nPrevious result (task {task_id}, strategy {source.request.strategy}):\n"

@@ -56,6 +56,16 @@ def read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
     return text
 
 
+def strategy_options(strategy: str, allow_fewer: bool) -> dict[str, bool] | None:
+    """The strategy options the run's flags ask for (``--allow-fewer``), or a one-line error when
+    the strategy does not take them."""
+    if not allow_fewer:
+        return None
+    if strategy != "consensus":
+        fail(f"--allow-fewer only applies to --strategy consensus, not {strategy}")
+    return {"allow_fewer": True}
+
+
 def split_list(value: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or blank -> ``[]``."""
     if not value:

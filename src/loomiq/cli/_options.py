@@ -25,6 +25,10 @@ AgentsOption = Annotated[str | None, typer.Option(
     "--agents", "-a", help="Comma-separated agent ids to use, in order (default: the best ones).",
     show_default=False,
 )]
+AllowFewerOption = Annotated[bool, typer.Option(
+    "--allow-fewer", help="With --strategy consensus: run with the analysts available even when they are "
+                          "fewer than its minimum (3).",
+)]
 CapabilitiesOption = Annotated[str | None, typer.Option(
     "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
 )]

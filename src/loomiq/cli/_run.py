@@ -21,10 +21,11 @@ from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator, RunHandle
 from ..runtime import InvalidOptions, RunOptions, RunResult
 from ..strategies import StrategyError
-from ._common import fail, offline_notice, read_prompt, split_list
+from ._common import fail, offline_notice, read_prompt, split_list, strategy_options
 from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay
 from ._options import (
     AgentsOption,
+    AllowFewerOption,
     CapabilitiesOption,
     ConfigOption,
     PromptArgument,
@@ -77,7 +78,7 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
         task_id = new_task_id()
         run = asyncio.get_running_loop().create_task(engine.run(
             prompt, strategy=options.strategy, agents=options.agents, capabilities=options.capabilities,
-            timeout_s=options.timeout_s, tools=options.tools, task_id=task_id,
+            options=options.options, timeout_s=options.timeout_s, tools=options.tools, task_id=task_id,
         ))
         follower = None
         printer = EventPrinter(lifecycle=False)
@@ -118,7 +119,8 @@ async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_ou
     """Plan and stream the run, show it unless `json_output`, close the models, return the result."""
     try:
         handle = orch.stream(prompt, strategy=options.strategy, agents=options.agents,
-                             capabilities=options.capabilities, timeout_s=options.timeout_s, tools=options.tools)
+                             capabilities=options.capabilities, options=options.options, timeout_s=options.timeout_s,
+                             tools=options.tools)
         if json_output:
             return await _follow(handle, None)
         notice = offline_notice(handle.plan.agents, find_config(config))
@@ -156,6 +158,7 @@ def run_command(
                            "sqlite:///loomiq.db here).", show_default=False,
     )] = None,
     prompt_file: PromptFileOption = None,
+    allow_fewer: AllowFewerOption = False,
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
@@ -171,7 +174,8 @@ def run_command(
     try:
         options = RunOptions(strategy=strategy, agents=split_list(agents) or None,
                              capabilities=split_list(capabilities), timeout_s=timeout,
-                             tools=None if tools is None else split_list(tools))
+                             tools=None if tools is None else split_list(tools),
+                             options=strategy_options(strategy, allow_fewer))
     except InvalidOptions as exc:
         fail(str(exc))
     if database is not None and not durable:

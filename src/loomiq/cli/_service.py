@@ -51,6 +51,8 @@ def token_command(
     """Print a token signed with LOOMIQ_JWT_SECRET, on its last line."""
     from ..api import SettingsError, issue_token
 
+    if not 0 < ttl < float("inf"):
+        fail(f"--ttl must be a positive number of seconds, not {ttl:g}")
     try:
         token = issue_token(tenant, role, subject=subject, ttl_s=ttl)  # type: ignore[arg-type]
     except (SettingsError, ValueError) as exc:

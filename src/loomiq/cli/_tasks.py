@@ -31,10 +31,21 @@ from ..agents import NoAgentAvailable, UnknownAgent
 from ..config import ConfigError, find_config
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
-from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice, read_prompt, setup_observability, split_list
+from ._common import (
+    fail,
+    fmt_cost,
+    fmt_ms,
+    fmt_tokens,
+    offline_notice,
+    read_prompt,
+    setup_observability,
+    split_list,
+    strategy_options,
+)
 from ._display import EventPrinter
 from ._options import (
     AgentsOption,
+    AllowFewerOption,
     CapabilitiesOption,
     ConfigOption,
     PromptArgument,
@@ -242,6 +253,7 @@ def submit_command(
     json_output: JsonOption = False,
     prompt_file: PromptFileOption = None,
     tenant: TenantOption = "default",
+    allow_fewer: AllowFewerOption = False,
 ) -> None:
     """Queue a durable task and print its id at once; a `loomiq worker` runs it.
 
@@ -249,6 +261,7 @@ def submit_command(
     """
     text = read_prompt(prompt, prompt_file)
     check_tenant(tenant)
+    options = strategy_options(strategy, allow_fewer)
     if priority not in PRIORITIES:
         fail(f"unknown priority {priority!r} (choose from {', '.join(PRIORITIES)})")
     if timeout is not None and not timeout > 0:
@@ -275,6 +288,7 @@ def submit_command(
         await _same_tenant_dependencies(o, deps, tenant)
         submitted = await o.submit(
             text, strategy=strategy, agents=split_list(agents) or None, capabilities=split_list(capabilities),
+            options=options,
             priority=cast("Priority", priority),  # checked against PRIORITIES above
             after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id, tenant_id=tenant,
             tools=None if tools is None else split_list(tools),
@@ -550,13 +564,21 @@ def worker_command(
     if metrics_port is not None and not 1 <= metrics_port <= 65535:
         fail(f"--metrics-port must be a TCP port (1-65535), not {metrics_port}")
     setup_observability(log_format, log_level, "loomiq-worker")
+    # The flags are checked here, by their own names (EngineConfig would name its fields).
+    if not 0 < lease < float("inf"):
+        fail(f"--lease must be a positive number of seconds, not {lease:g}")
+    if not 0 < renew < lease:
+        fail(f"--renew ({renew:g}) must be positive and below --lease ({lease:g}): a worker renews its lease "
+             "several times before it runs out")
+    if max_running is not None and max_running < 1:
+        fail(f"--max-running must be at least 1, not {max_running}")
     try:
         if max_running is None:  # $LOOMIQ_MAX_RUNNING, or no limit
             engine_config = EngineConfig(lease_s=lease, renew_s=renew)
         else:
             engine_config = EngineConfig(lease_s=lease, renew_s=renew, max_running=max_running)
-    except ValueError as exc:
-        fail(f"--lease/--renew/--max-running: {exc}")
+    except ValueError as exc:  # $LOOMIQ_MAX_RUNNING
+        fail(str(exc))
     orch = _load(config)
     notice = offline_notice(orch.agents, find_config(config))
 

@@ -85,9 +85,10 @@ class EngineConfig:
         if self.max_running is not None and self.max_running < 1:
             raise ValueError(f"max_running must be at least 1, not {self.max_running}")
         if not 0 < self.renew_s < self.lease_s:
-            raise ValueError(f"renew_s ({self.renew_s}) must be positive and below lease_s ({self.lease_s})")
-        if self.aging_s <= 0:
-            raise ValueError("aging_s must be positive")
+            raise ValueError(f"renew_s ({self.renew_s:g} s) must be positive and below lease_s ({self.lease_s:g} s), "
+                             "so that a holder renews its lease before it runs out")
+        if not self.aging_s > 0:
+            raise ValueError(f"aging_s must be a positive number of seconds, not {self.aging_s!r}")
 
 
 def _env_limit(name: str) -> int | None:
@@ -95,9 +96,12 @@ def _env_limit(name: str) -> int | None:
     if not value:
         return None
     try:
-        return int(value)
+        limit = int(value)
     except ValueError:
         raise ValueError(f"{name}={value!r}: expected a whole number of tasks") from None
+    if limit < 1:
+        raise ValueError(f"{name}={value!r}: expected at least 1 task (unset it for no limit)")
+    return limit
 
 
 StopMode = Literal["crash", "hand_back", "lost"]
@@ -315,7 +319,7 @@ class TaskEngine:
             if differs:
                 raise IdempotencyConflict(
                     f"the idempotency key {opts.idempotency_key!r} was already used for task {earlier.id} with a "
-                    f"different {', '.join(differs)}; use a new key for a new request", earlier.id)
+                    f"different {', '.join(differs)}; use a new key for a new request", earlier.id, tuple(differs))
             return Submitted(task=earlier, replayed=True)
         return Submitted(task=_submitted_task(out.value, request, now, out.events[0]), replayed=False)
 

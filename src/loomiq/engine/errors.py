@@ -26,9 +26,11 @@ class IdempotencyConflict(InvalidTask):
     """An idempotency key that names an earlier task of the tenant, sent with a different request
     (another prompt, strategy, agents, options...): the message names the task and what differs."""
 
-    def __init__(self, message: str, task_id: str) -> None:
+    def __init__(self, message: str, task_id: str, differs: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.task_id = task_id
+        self.differs = differs
+        """The arguments that differ (``prompt``, ``priority``...)."""
 
 
 class LeaseLost(EngineError):

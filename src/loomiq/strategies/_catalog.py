@@ -1,5 +1,6 @@
 """The strategies by name, and `get_strategy`."""
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +25,16 @@ def get_strategy(name: str, options: Mapping[str, Any] | None = None) -> Strateg
     try:
         cls = STRATEGIES[name]
     except KeyError:
-        raise StrategyError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGY_NAMES)})") from None
+        raise StrategyError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGY_NAMES)}") from None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    taken = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+             if name != "self" and p.kind in keyword]
+    unknown = [key for key in options or () if key not in taken]
+    if unknown:
+        offer = f"it takes {', '.join(taken)}" if taken else "it takes none"
+        raise StrategyError(f"strategy {name!r} has no option {', '.join(map(repr, unknown))} ({offer})",
+                            argument="options")
     try:
         return cls(**(options or {}))
-    except TypeError as exc:
-        raise StrategyError(f"bad options for strategy {name!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise StrategyError(f"bad options for strategy {name!r}: {exc}", argument="options") from None

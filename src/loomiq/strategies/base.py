@@ -12,7 +12,13 @@ from ..runtime.context import ExecutionContext
 
 
 class StrategyError(Exception):
-    """A strategy cannot run as asked (too few agents, unknown agent...). The message says why."""
+    """A strategy cannot run as asked (too few agents, unknown agent...). The message says why and
+    what to do; `argument` names what the caller must change (``prompt``, ``strategy``, ``agents``
+    or ``options``), so a face can point at its own field or flag."""
+
+    def __init__(self, message: str, *, argument: str = "strategy") -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,8 @@ class Strategy(ABC):
             missing = [a.id for a in agents if not set(capabilities) <= a.capabilities]
             if missing:
                 raise StrategyError(
-                    f"agent(s) {', '.join(missing)} lack the required capabilities {', '.join(capabilities)}"
+                    f"agent(s) {', '.join(missing)} lack the required capabilities {', '.join(capabilities)}: "
+                    "name agents that have them, or leave the capabilities out", argument="agents",
                 )
             return agents
         return registry.select(capabilities, self.default_size)

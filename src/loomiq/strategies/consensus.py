@@ -77,7 +77,9 @@ class ConsensusStrategy(Strategy):
         if len(analysts) < self.min_agents and not self.allow_fewer:
             raise StrategyError(
                 f"consensus needs at least {self.min_agents} analysts but only {len(analysts)} "
-                f"{'is' if len(analysts) == 1 else 'are'} available; name more agents or allow fewer"
+                f"{'is' if len(analysts) == 1 else 'are'} available: name more agents, or let it run with fewer "
+                "(--allow-fewer on the command line, options {\"allow_fewer\": true} in the API and the library)",
+                argument="agents",
             )
         return [*analysts, lead]
 

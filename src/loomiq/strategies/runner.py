@@ -102,7 +102,7 @@ class StrategyRunner:
         and `UnknownTools` for a tool list naming no tool.
         """
         if not isinstance(prompt, str) or not prompt.strip():
-            raise StrategyError("the prompt is empty")
+            raise StrategyError("the prompt is empty: write the task for the agents", argument="prompt")
         name, reason, agents, capabilities = options.strategy, CALLER_CHOSE, options.agents, options.capabilities
         if name == "auto":
             available = len(agents) if agents else len(self._registry.rank(capabilities))
