@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..models import ModelRequest, ModelResponse, TextDelta
-from ..models.errors import ModelError, ModelTimeout
+from ..models.errors import EmptyAnswer, ModelError, ModelTimeout
 from ._deadline import watch_for
 from .agent import Agent
 
@@ -81,14 +81,21 @@ async def call_agent(
                     raise
                 error = ModelTimeout(f"no answer within {timeout:g}s")
             else:
-                breaker.record_success()
-                stats.successes += 1
-                stats.total_latency_s += time.perf_counter() - started
+                text = response.text
                 usage = response.usage
                 stats.input_tokens += usage.input_tokens
                 stats.output_tokens += usage.output_tokens
                 stats.cost_usd += response.cost_usd
-                return response, attempt + 1
+                if text and not text.isspace() or response.tool_calls:
+                    breaker.record_success()
+                    stats.successes += 1
+                    stats.total_latency_s += time.perf_counter() - started
+                    return response, attempt + 1
+                # Nothing to use (no text, no tool call): a failure, so the step fails over instead of
+                # "answering" nothing. Its tokens were paid for all the same.
+                error = EmptyAnswer(
+                    f"the model answered with no text and no tool call (finish_reason {response.finish_reason})"
+                )
             finally:
                 watch.remove(deadline)
                 stats.in_flight -= 1

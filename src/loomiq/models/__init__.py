@@ -21,6 +21,7 @@ from .base import ChatModel, unsupported_settings
 from .errors import (
     AuthenticationFailed,
     BadRequest,
+    EmptyAnswer,
     MalformedResponse,
     ModelError,
     ModelRequestsForbidden,
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationFailed",
     "BadRequest",
     "ChatModel",
+    "EmptyAnswer",
     "FinishReason",
     "MalformedResponse",
     "Message",

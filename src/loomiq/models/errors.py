@@ -47,6 +47,12 @@ class MalformedResponse(ModelError):
     retryable = True
 
 
+class EmptyAnswer(ModelError):
+    """The provider answered with nothing: no text (null, empty or blank) and no tool call. A failed
+    call like any other, so the step fails over; not retried on the same agent, which would most
+    likely answer the same prompt with nothing again."""
+
+
 class AuthenticationFailed(ModelError):
     """HTTP 401/403: the key is missing, wrong or lacks permission. Retrying will not help."""
 
@@ -64,6 +70,7 @@ _KINDS: dict[type[ModelError], str] = {
     RateLimited: "rate_limited",
     ProviderUnavailable: "provider_unavailable",
     MalformedResponse: "malformed_response",
+    EmptyAnswer: "empty_answer",
     AuthenticationFailed: "authentication_failed",
     BadRequest: "bad_request",
     ModelRequestsForbidden: "model_requests_forbidden",
