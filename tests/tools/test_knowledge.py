@@ -189,3 +189,29 @@ async def test_words_in_most_chunks_are_stop_words_on_a_large_sqlite_base(tmp_pa
         assert len(only_common) == 3 and all("common" in h.text for h in only_common)
     finally:
         await kb.close()
+
+
+async def test_a_tenant_finds_its_own_matches_when_another_tenants_rank_higher(tmp_path: Path) -> None:
+    # SQLite tries the whole file's best matches first; another tenant's better matches must send it
+    # to the scoped query, on every search (the first, and the ones after it found the file mixed).
+    kb = await KnowledgeBase.open(f"sqlite:///{tmp_path / 'kb.db'}")
+    try:
+        for i in range(6):
+            await kb.add("loud", f"loud{i}.txt", f"zebra zebra zebra zebra stripes {i}")
+        await kb.add("quiet", "quiet.txt", "a zebra among many other animals in the long grass of the plain")
+        await kb.add("quiet", "other.txt", "zebra crossing", collection="roads")
+        for _ in range(2):
+            hits = await kb.search("quiet", "zebra", limit=2)
+            assert sorted(h.source for h in hits) == ["other.txt", "quiet.txt"]
+            roads = await kb.search("quiet", "zebra", limit=1, collection="roads")
+            assert [h.source for h in roads] == ["other.txt"]
+        alone = await KnowledgeBase.open(f"sqlite:///{tmp_path / 'alone.db'}")
+        try:
+            await alone.add("solo", "a.txt", "zebra one")
+            await alone.add("solo", "b.txt", "zebra zebra two")
+            assert [h.source for h in await alone.search("solo", "zebra", limit=5)] == ["b.txt", "a.txt"]
+            assert await alone.search("nobody", "zebra") == []
+        finally:
+            await alone.close()
+    finally:
+        await kb.close()
