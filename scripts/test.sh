@@ -10,6 +10,15 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; }) \
     || echo "warning: could not install bubblewrap; the sandbox tests will fail" >&2
 fi
+# promtool (tests/observe/test_prometheus_rules.py unit-tests deploy/prometheus/alerts.yml), taken from
+# Debian's prometheus package into .tools/bin without installing the server.
+if ! command -v promtool >/dev/null 2>&1 && [[ ! -x .tools/bin/promtool ]] && command -v apt-get >/dev/null 2>&1; then
+  (tmp=$(mktemp -d) && cd "$tmp" \
+    && { apt-get download prometheus >/dev/null 2>&1 \
+         || { [[ $(id -u) == 0 ]] && apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; } \
+    && dpkg-deb -x prometheus_*.deb x && mkdir -p "$OLDPWD/.tools/bin" && cp x/usr/bin/promtool "$OLDPWD/.tools/bin/" \
+    && cd / && rm -rf "$tmp") || echo "warning: could not install promtool; the alert-rule tests will fail" >&2
+fi
 if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi

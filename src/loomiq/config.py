@@ -211,6 +211,73 @@ class McpServerSection(_Strict):
                              self.required, self.start_timeout_s, self.oauth.spec() if self.oauth else None)
 
 
+SERIES_SELECTOR = r'\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{\s*(?:[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"]*"\s*,?\s*)*\})?\s*'
+"""A series and optional exact label matchers: ``loomiq_runs_total{status="failed"}``."""
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds of ``90``, ``90s``, ``5m``, ``2h``, ``1d`` or ``250ms``. Raises ValueError."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 2h or 1d")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+class AlertRuleSection(_Strict):
+    """One rule of `alerts.rules`: fires while `aggregation(metric[/per]) over window  operator  threshold`."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    metric: str = Field(min_length=1, max_length=500, description="a loomiq_* series, optionally {label=\"v\",...}")
+    per: str | None = Field(None, max_length=500, description="a denominator series: the rule reads metric/per")
+    aggregation: Literal["increase", "rate", "avg", "min", "max", "last"] = "last"
+    window: str | float = "5m"
+    operator: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
+    threshold: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    description: str = Field("", max_length=2000)
+
+    @field_validator("metric", "per")
+    @classmethod
+    def _series(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(SERIES_SELECTOR, v):
+            raise ValueError(f'{v!r} is not a series like loomiq_runs_total or loomiq_runs_total{{status="failed"}}')
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | float) -> str | float:
+        seconds = parse_duration(v)
+        if not 0 < seconds <= 7 * 86400:
+            raise ValueError("the window must be between 1s and 7d")
+        return v
+
+
+class AlertWebhookSection(_Strict):
+    """Where firing and resolved alerts are POSTed (JSON), retried with backoff until a 2xx."""
+
+    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+    headers_env: dict[str, str] = Field({}, description="header name -> environment variable holding its value")
+    max_attempts: int = Field(5, ge=1, le=20)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+class AlertsSection(_Strict):
+    """`alerts:` in loomiq.yaml: rules the server evaluates, and webhooks that hear about them."""
+
+    evaluate_every: str | float = "15s"
+    rules: list[AlertRuleSection] = []
+    webhooks: list[AlertWebhookSection] = []
+
+    @field_validator("evaluate_every")
+    @classmethod
+    def _every(cls, v: str | float) -> str | float:
+        if not 0.05 <= parse_duration(v) <= 3600:
+            raise ValueError("evaluate_every must be between 50ms and 1h")
+        return v
+
+
 class ConfigFile(_Strict):
     """The whole loomiq.yaml."""
 
@@ -219,6 +286,8 @@ class ConfigFile(_Strict):
     """Settings of the built-in tools by name (``enabled`` and the tool's own); checked by the tools."""
     mcp_servers: list[McpServerSection] = []
     """MCP servers whose tools join the registry as ``<name>__<tool>``."""
+    alerts: AlertsSection | None = None
+    """Alert rules evaluated by `loomiq serve`, and their webhooks."""
 
 
 def find_config(path: Path | None = None) -> Path | None:
@@ -279,6 +348,12 @@ def parse_config(path: Path) -> ConfigFile:
             message = str(exc).removeprefix(f"tool {exc.tool!r}: ").replace("setting '", "field '", 1)
             raise ConfigError(f"{path.name}: tool {exc.tool!r}: {message}") from None
     return config
+
+
+def load_alerts(path: Path | None = None) -> AlertsSection | None:
+    """The `alerts:` section of the config file (`find_config`), or None. Raises `ConfigError`."""
+    found = find_config(path)
+    return parse_config(found).alerts if found is not None else None
 
 
 def tool_settings(config: ConfigFile) -> dict[str, dict[str, Any]]:

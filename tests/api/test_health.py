@@ -11,6 +11,7 @@ import pytest
 
 from loomiq import Orchestrator
 from loomiq.api import Settings, create_app
+from loomiq.config import load_tools
 from loomiq.engine import TaskEngine
 
 from .support import scripted_agents, serving
@@ -78,7 +79,8 @@ async def test_configured_mcp_servers_are_listed(tmp_path: Path, settings: Setti
     config = tmp_path / "loomiq.yaml"
     config.write_text("agents:\n  - {id: a, provider: scripted, model: scripted}\n"
                       "mcp_servers:\n  - name: clock\n    command: python3\n    args: [-c, pass]\n")
-    app = create_app(settings.with_(config_path=config), orchestrator=Orchestrator(scripted_agents()))
+    orchestrator = Orchestrator(scripted_agents(), tools=load_tools(config))
+    app = create_app(settings.with_(config_path=config), orchestrator=orchestrator)
     async with serving(app) as client:
         mcp = (await client.get("/api/health", headers=ANON)).json()["components"]["mcp_servers"]
     assert mcp["status"] == "ok" and set(mcp["details"]["servers"]) == {"clock"}

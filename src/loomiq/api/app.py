@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,11 +13,13 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
+from ..config import load_alerts
 from ..engine import Worker
 from ..orchestrator import Orchestrator
 from . import (
     _openapi,
     routes_agents,
+    routes_alerts,
     routes_health,
     routes_keys,
     routes_mcp,
@@ -24,6 +28,7 @@ from . import (
     routes_tasks,
     routes_tools,
 )
+from .alerts import AlertEvaluator
 from .auth import TokenVerifier
 from .deps import ApiState
 from .keys import KeyStore, KeyVerifier, open_key_store
@@ -95,6 +100,7 @@ def create_app(
             worker: asyncio.Task[None] | None = None
             if settings.tasks_enabled:
                 worker = await _start_engine(orch, settings, metrics, stack)
+            alerts = await _start_alerts(settings, metrics, orch, stack)
             app.state.loomiq = ApiState(
                 settings=settings,
                 orchestrator=orch,
@@ -105,6 +111,7 @@ def create_app(
                 metrics=metrics,
                 started_at=int(time.time()),
                 worker=worker,
+                alerts=alerts,
             )
             if settings.mcp_enabled:
                 await routes_mcp.start(app, orch, settings, stack, mcp_extension)
@@ -133,6 +140,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(routes_health.router)
+    app.include_router(routes_alerts.router)
     app.include_router(routes_agents.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_openai.router)
@@ -143,6 +151,37 @@ def create_app(
         routes_mcp.mount(app)
     _openapi.install(app)
     return app
+
+
+async def _start_alerts(settings: Settings, metrics: ApiMetrics, orch: Orchestrator, stack: AsyncExitStack
+                        ) -> AlertEvaluator | None:
+    """The alert rules of loomiq.yaml's `alerts:`, evaluated every `evaluate_every` until shutdown."""
+    config = load_alerts(settings.config_path)
+    if config is None or not config.rules:
+        return None
+    evaluator = AlertEvaluator(config, metrics.registry)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(evaluator.every_s)
+            if settings.tasks_enabled and orch.has_engine:
+                with contextlib.suppress(Exception):  # the gauges keep their last values
+                    await metrics.sample(orch.engine)
+            try:
+                evaluator.evaluate()
+            except Exception:  # noqa: BLE001 - a bad sample must not stop alerting
+                logging.getLogger("loomiq.alerts").exception("evaluating alert rules failed")
+
+    task = asyncio.get_running_loop().create_task(loop(), name="loomiq-alerts")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await evaluator.aclose()
+
+    stack.push_async_callback(stop)
+    return evaluator
 
 
 async def _start_engine(orch: Orchestrator, settings: Settings, metrics: ApiMetrics, stack: AsyncExitStack

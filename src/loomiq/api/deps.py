@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from ..orchestrator import Orchestrator
 from ._health import SlowChecks
+from .alerts import AlertEvaluator
 from .auth import LOCAL_PRINCIPAL, Principal, Role, TokenVerifier, unauthenticated
 from .keys import KeyStore, KeyVerifier
 from .limits import TenantRateLimiter
@@ -45,6 +46,8 @@ class ApiState:
     """Unix time the app started (the ``created`` of ``/v1/models`` entries)."""
     worker: asyncio.Task[None] | None = None
     """The embedded worker's task, when this process runs one."""
+    alerts: AlertEvaluator | None = None
+    """The alert rules of loomiq.yaml, when it has some."""
     health_checks: SlowChecks = field(default_factory=SlowChecks)
     """The cached component checks of `/api/health` and `/api/ready`."""
 

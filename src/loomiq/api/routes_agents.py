@@ -142,7 +142,9 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
     changes = body.model_dump(exclude_unset=True, exclude={"enabled"})
     cfg = current.config
     if changes:
-        merged = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        # The settings loomiq.yaml can give (an AgentConfig field that no config sets, such as
+        # tools_on_request, carries over through `replace` below).
+        merged = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in AgentSection.model_fields}
         merged["capabilities"] = sorted(cfg.capabilities)
         merged["retry"] = dataclasses.asdict(cfg.retry)
         merged.update(changes)

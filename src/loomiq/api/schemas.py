@@ -341,6 +341,46 @@ class Ready(_Body):
     components: Components
 
 
+class AlertRule(_Body):
+    """One alert rule and its state."""
+
+    rule: str
+    state: Literal["firing", "inactive"]
+    firing_since: float | None = Field(description="Unix time it started firing, or null.")
+    severity: Literal["info", "warning", "critical"]
+    value: float | None = Field(description="The aggregate at the last evaluation (null: no data in the window).")
+    operator: str
+    threshold: float
+    metric: str
+    aggregation: str
+    window_s: float
+    description: str
+
+
+class AlertTransition(_Body):
+    """A rule started (`alert_firing`) or stopped (`alert_resolved`) firing."""
+
+    id: str
+    type: Literal["alert_firing", "alert_resolved"]
+    rule: str
+    severity: str
+    value: float
+    threshold: float
+    operator: str
+    metric: str
+    window_s: float
+    at: float
+    description: str
+
+
+class Alerts(_Body):
+    """The alert rules of loomiq.yaml (`alerts:`) and recent transitions, newest first."""
+
+    configured: bool = Field(description="False when loomiq.yaml has no alert rules.")
+    alerts: list[AlertRule]
+    events: list[AlertTransition]
+
+
 # --- problems (RFC 9457) --------------------------------------------------------------------------
 
 
