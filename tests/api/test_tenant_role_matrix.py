@@ -7,6 +7,7 @@ matrix fails the test, so a new route cannot ship without its tenancy and role d
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,14 @@ async def fresh_key(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
     return response.json()["key_id"]
 
 
+async def fresh_document(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    response = await client.post("/api/kb/documents", json={
+        "source": "runbook.md", "text": f"Restart worker {uuid.uuid4().hex} with loomiq worker."},
+        headers=bearer("admin", OWNER))
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
 async def existing_agent(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
     return "analyst"
 
@@ -73,6 +82,7 @@ MATRIX: dict[tuple[str, str], Route] = {
     ("PATCH", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, {"name": "Renamed"}),
     ("DELETE", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, ok=(204,)),
     ("DELETE", "/api/keys/{key_id}"): Route("admin", True, fresh_key, ok=(204,)),
+    ("DELETE", "/api/kb/documents/{document_id}"): Route("operator", True, fresh_document, ok=(204,)),
     ("GET", "/api/tasks/{task_id}"): Route("viewer", True, completed_task),
     ("POST", "/api/tasks/{task_id}/cancel"): Route("operator", True, running_task, ok=(200, 202)),
     ("POST", "/api/tasks/{task_id}/collaborate"): Route("operator", True, completed_task, {}, ok=(202,)),
