@@ -166,6 +166,8 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
                     raise RuntimeError(f"worker did not start: {(root / 'worker.log').read_text()[-2000:]}")
                 time.sleep(0.2)
         yield url, {name: p.pid for name, p in procs.items()}
+        if args.db == "sqlite":
+            args.files_kb = {f.name: f.stat().st_size // 1024 for f in root.glob("soak.db*")}
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -407,6 +409,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with service(args, config) as (url, pids):
         go = scenario_tasks if args.scenario == "tasks" else scenario_streams
         result = asyncio.run(go(args, url, pids))
+    files = getattr(args, "files_kb", None)
+    if files is not None:
+        del args.files_kb
+        result["sqlite_files_kb"] = files
     return {
         "bench": "soak",
         "scenario": args.scenario,

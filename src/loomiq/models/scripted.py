@@ -101,6 +101,9 @@ class ScriptedModel:
         persona: who answers in the default offline answer (the agent's name); the model name if empty.
         pricing: per-token prices, so cost accounting can be tested offline.
         hang_s: how long a scripted ``timeout`` failure blocks (the agent's timeout should fire first).
+        ledger_size: how many of the latest calls `calls` keeps (older entries are dropped, so a
+            long-lived model, as in ``loomiq serve``, does not grow with every call); `calls_made` and
+            `finished_calls` count them all.
     """
 
     replies: Replies = None
@@ -113,20 +116,27 @@ class ScriptedModel:
     chunk_words: int = 3
     provider: str = "scripted"
     offline: bool = True
+    ledger_size: int = 1000
     calls: list[ScriptedCall] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._counter = itertools.count()
+        self.calls_made = 0
+        self._finished = 0
 
     @property
     def finished_calls(self) -> int:
-        """How many calls completed successfully."""
-        return sum(1 for c in self.calls if c.finished)
+        """How many calls completed successfully (all of them, not only those still in `calls`)."""
+        return self._finished
 
     def _next(self, request: ModelRequest) -> tuple[ScriptedCall, ScriptedReply]:
         index = next(self._counter)
         call = ScriptedCall(index, "", time.monotonic(), request=request)
+        self.calls_made += 1
         self.calls.append(call)
+        excess = len(self.calls) - max(0, self.ledger_size)
+        if excess > 0:
+            del self.calls[:excess]
         failure = self.failures.get(index)
         if failure is not None:
             return call, failure if isinstance(failure, ScriptedReply) else ScriptedReply(error=failure)
@@ -166,6 +176,7 @@ class ScriptedModel:
         )
         call.finished = True
         call.outcome = "ok"
+        self._finished += 1
         return ModelResponse(
             text=reply.text,
             model=self.model_name,
