@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ..models import ModelRequest, ModelResponse, TextDelta
 from ..models.errors import EmptyAnswer, ModelError, ModelTimeout
+from ..observe import genai
 from ._deadline import watch_for
 from .agent import Agent
 
@@ -68,10 +69,13 @@ async def call_agent(
             started = time.perf_counter()
             deadline = watch.add(timeout)
             try:
-                if on_delta is None:
-                    response = await agent.model.complete(request)
-                else:
-                    response = await _stream(agent, request, on_delta)
+                with genai.chat(agent.config.provider, agent.config.model, agent.id) as span:
+                    if on_delta is None:
+                        response = await agent.model.complete(request)
+                    else:
+                        response = await _stream(agent, request, on_delta)
+                    if span is not None:
+                        genai.record_response(span, response)
             except ModelError as exc:
                 error = exc
             except asyncio.CancelledError:

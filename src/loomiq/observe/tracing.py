@@ -36,7 +36,7 @@ def _endpoint() -> str | None:
             or None)
 
 
-def tracing(service_name: str | None = None, *, exporter: Any = None) -> bool:
+def tracing(service_name: str | None = None, *, exporter: Any = None, set_global: bool = True) -> bool:
     """Set up tracing for this process if an OTLP endpoint is configured (or `exporter` is given, as tests
     do); True when spans are recorded. Idempotent: the first configuration wins until `shutdown`."""
     global _tracer, _configured, _provider
@@ -59,6 +59,12 @@ def tracing(service_name: str | None = None, *, exporter: Any = None) -> bool:
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
     _provider = provider
     _tracer = provider.get_tracer("loomiq")
+    if set_global:
+        # FastAPI's own HTTP spans use the global provider: with ours there, a task's spans are children of the
+        # request that submitted it.
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(provider)
     return True
 
 

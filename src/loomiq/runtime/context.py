@@ -15,6 +15,7 @@ from typing import Any
 
 from ..agents import Agent, AgentCallFailed, AgentRegistry, call_agent
 from ..models import Message, ModelRequest, ModelResponse, ModelSettings, Usage
+from ..observe import genai
 from ..tools import (
     ToolCallEvent,
     ToolCallFinished,
@@ -182,11 +183,13 @@ class ExecutionContext:
                 if self.stream_text:
                     on_delta = self._delta_writer(key, current.id)
             try:
-                loop = await self.tools.loop_for(current, self.tool_filter) if self.tools is not None else None
-                if loop is None:
-                    response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
-                else:
-                    response, n, calls = await self._call_with_tools(loop, key, current, prompt, on_delta)
+                cfg = current.config
+                with genai.invoke_agent(current.id, cfg.name, cfg.provider, cfg.model, key):
+                    loop = await self.tools.loop_for(current, self.tool_filter) if self.tools is not None else None
+                    if loop is None:
+                        response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
+                    else:
+                        response, n, calls = await self._call_with_tools(loop, key, current, prompt, on_delta)
             except (ToolRoundsExceeded, ToolError) as exc:
                 return self._finish(self._tool_failure(key, current, role, exc, calls, tried, attempts, started))
             except AgentCallFailed as exc:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..models import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from ..observe import genai
 from .base import EXCLUSIVE, PURE, Footprint, Tool, ToolContext, ToolError, ToolUnavailable
 from .records import (
     ErrorKind,
@@ -313,11 +314,12 @@ class ToolLoop:
         limit = tool.timeout_s
         deadline = asyncio.timeout(limit) if limit else None
         try:
-            if deadline is None:
-                result = await tool.run(p.arguments, ctx)
-            else:
-                async with deadline:
+            with genai.execute_tool(call.name, call.id):
+                if deadline is None:
                     result = await tool.run(p.arguments, ctx)
+                else:
+                    async with deadline:
+                        result = await tool.run(p.arguments, ctx)
             content, data = result.content, result.data
             if result.is_error:
                 error, kind = content, "tool_error"
