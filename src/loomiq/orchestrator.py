@@ -88,6 +88,7 @@ class Orchestrator:
         options: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         task_id: str | None = None,
     ) -> RunPlan:
         """Decide the strategy and agents for a run without starting it (see `RunOptions` for the
@@ -98,7 +99,7 @@ class Orchestrator:
         and `InvalidOptions` for an argument of the wrong kind.
         """
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context, tools=tools)
+                          context=context, tools=tools, allow_failover_outside=allow_failover_outside)
         return self.runner.plan(prompt, opts, run_id=task_id)
 
     async def run(
@@ -112,12 +113,15 @@ class Orchestrator:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         task_id: str | None = None,
         durable: bool = False,
     ) -> RunResult:
         """Run a task to the end and return its result. The arguments are those of `RunOptions`
         (`strategy`, `agents`, `capabilities`, `options`, `context`, `timeout_s`); `task_id` chooses
         the run's id. `tools` narrows each agent's tool allow-list to these tool (or provider) names.
+        When `agents` names agents, failover stays among them (a step none of them can answer fails,
+        saying so); ``allow_failover_outside=True`` lets it use any other agent.
 
         Provider failures never raise: they are in the result's steps and status. Cancelling the
         awaiting task cancels the run (in-flight provider requests are aborted). Planning errors
@@ -129,10 +133,12 @@ class Orchestrator:
         if durable:
             return await self.engine.run(
                 prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                context=context, timeout_s=timeout_s, tools=tools, task_id=task_id,
+                context=context, timeout_s=timeout_s, tools=tools, allow_failover_outside=allow_failover_outside,
+                task_id=task_id,
             )
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context, timeout_s=timeout_s, tools=tools)
+                          context=context, timeout_s=timeout_s, tools=tools,
+                          allow_failover_outside=allow_failover_outside)
         runner = self.runner
         return await runner.execute(runner.plan(prompt, opts, run_id=task_id), timeout_s=opts.timeout_s)
 
@@ -147,6 +153,7 @@ class Orchestrator:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         task_id: str | None = None,
     ) -> RunHandle:
         """Start a run in the background and return a handle that yields its events (the arguments
@@ -155,7 +162,8 @@ class Orchestrator:
         Planning errors raise here, before anything starts. Must be called with a running loop.
         """
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                          context=context, timeout_s=timeout_s, tools=tools)
+                          context=context, timeout_s=timeout_s, tools=tools,
+                          allow_failover_outside=allow_failover_outside)
         return RunHandle(self, self.runner.plan(prompt, opts, run_id=task_id), opts.timeout_s)
 
     async def execute(
@@ -230,6 +238,7 @@ class Orchestrator:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         priority: Priority = "medium",
         after: Sequence[str] = (),
         retry: TaskRetry | int | None = None,
@@ -241,7 +250,8 @@ class Orchestrator:
         an earlier one (then that task is returned). See `TaskEngine.submit`."""
         return await self.engine.submit(
             prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, tools=tools, priority=priority, after=after, retry=retry,
+            timeout_s=timeout_s, tools=tools, allow_failover_outside=allow_failover_outside, priority=priority,
+            after=after, retry=retry,
             idempotency_key=idempotency_key,
             tenant_id=tenant_id, task_id=task_id,
         )

@@ -350,7 +350,9 @@ async def test_consensus_failing_analyst_is_replaced_by_a_stand_in() -> None:
         team.add(agent_id, {"analysis"})
     team.failing("b", {"analysis"})
     team.add("spare", {"analysis"})
-    result = await team.orchestrator().run(TASK, strategy="consensus", agents=["a", "b", "c", "lead"])
+    # Failover outside the named agents is opt-in (issue 10, item 2; test_pinned_agents.py).
+    result = await team.orchestrator().run(TASK, strategy="consensus", agents=["a", "b", "c", "lead"],
+                                           allow_failover_outside=True)
     assert result.status == "completed"
     b_step = next(s for s in result.steps if s.key == "analyst/1")
     assert b_step.agent == "spare"  # outside the run's agents first
@@ -607,7 +609,7 @@ async def test_failover_to_a_stand_in_with_the_same_capabilities() -> None:
     team.failing("a", {"x"})
     team.add("b", {"x"})
     team.add("other", {"y"})
-    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"])
+    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"], allow_failover_outside=True)
     assert result.status == "completed"
     (step,) = result.steps
     assert step.agent == "b"
@@ -625,7 +627,7 @@ async def test_failover_emits_an_event_when_streaming() -> None:
     team = Team()
     team.failing("a", {"x"})
     team.add("b", {"x"})
-    events, result = await collect(team.orchestrator(), strategy="single", agents=["a"])
+    events, result = await collect(team.orchestrator(), strategy="single", agents=["a"], allow_failover_outside=True)
     kinds = [(type(e).__name__, getattr(e, "agent", None)) for e in events if not isinstance(e, RunFinished)]
     assert kinds[0] == ("RunStarted", None)
     failovers = [e for e in events if isinstance(e, AgentFailedOver)]
@@ -647,7 +649,7 @@ async def test_failover_prefers_agents_outside_the_run() -> None:
     team.failing("a", {"x"})
     team.add("b", {"x"})
     team.add("spare", {"x"})
-    result = await team.orchestrator().run(TASK, strategy="sequential", agents=["a", "b"])
+    result = await team.orchestrator().run(TASK, strategy="sequential", agents=["a", "b"], allow_failover_outside=True)
     assert [s.agent for s in result.steps] == ["spare", "b"]
 
 
@@ -655,7 +657,8 @@ async def test_failover_uses_the_tasks_required_capabilities() -> None:
     team = Team()
     team.failing("a", {"x", "y"})
     team.add("only_x", {"x"})
-    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"], capabilities=["x"])
+    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"], capabilities=["x"],
+                                           allow_failover_outside=True)
     assert result.steps[0].agent == "only_x"
 
 
@@ -664,7 +667,7 @@ async def test_failover_gives_up_after_two_stand_ins() -> None:
     for agent_id in ("a", "b", "c"):
         team.failing(agent_id, {"x"})
     team.add("d", {"x"})
-    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"])
+    result = await team.orchestrator().run(TASK, strategy="single", agents=["a"], allow_failover_outside=True)
     assert result.status == "failed"
     (step,) = result.steps
     assert step.agent == "c"
@@ -692,7 +695,8 @@ async def test_failover_on_timeout_and_rate_limit() -> None:
     team.add("limited", {"x"}, retry=NO_RETRY,
              failures={0: ScriptedReply(error="rate_limit", retry_after=60.0)})
     team.add("ok", {"x"})
-    result = await team.orchestrator().run(TASK, strategy="parallel", agents=["slow", "limited"])
+    result = await team.orchestrator().run(TASK, strategy="parallel", agents=["slow", "limited"],
+                                           allow_failover_outside=True)
     assert result.status == "completed"
     by_key = {s.key: s for s in result.steps}
     assert by_key["par/0"].agent == "ok" and by_key["par/0"].failed_over_from[0][1].startswith("timeout: ")

@@ -83,6 +83,9 @@ class TaskSubmission(BaseModel):
     tools: list[ToolName] | None = Field(None, max_length=100, description=(
         "Tools (or MCP servers) the run allows, narrowing each agent's allow-list; GET /api/tools lists them. "
         "Default: each agent's own list."))
+    allow_failover_outside: bool = Field(False, description=(
+        "With `agents`: let failover use agents outside them. By default failover stays among the named agents, "
+        "and a step none of them can answer fails, saying so."))
 
     @field_validator("context")
     @classmethod
@@ -169,6 +172,7 @@ async def _submit(
     retry: int | None = None,
     context: Mapping[str, Any] | None = None,
     tools: Sequence[str] | None = None,
+    allow_failover_outside: bool = False,
 ) -> Submitted:
     """Submit in the caller's tenant; `replayed` when the Idempotency-Key named an earlier task."""
     for dependency in after:
@@ -177,7 +181,7 @@ async def _submit(
         submitted = await orch.submit(
             prompt, strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
             timeout_s=timeout_s, priority=priority, after=after, retry=retry, idempotency_key=key,
-            tenant_id=principal.tenant, tools=tools,
+            tenant_id=principal.tenant, tools=tools, allow_failover_outside=allow_failover_outside,
         )
     except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
         raise planning_problem(exc, "agents" if isinstance(exc, UnknownAgent) else "strategy") from None
@@ -236,6 +240,7 @@ async def submit_task(
         capabilities=body.capabilities, priority=body.priority, after=body.after,
         options=body.options.model_dump(exclude_none=True) if body.options else None,
         timeout_s=body.timeout_s, retry=body.retry, context=body.context, tools=body.tools,
+        allow_failover_outside=body.allow_failover_outside,
     )
     return _accepted(submitted, response)
 

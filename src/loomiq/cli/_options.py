@@ -29,6 +29,10 @@ AllowFewerOption = Annotated[bool, typer.Option(
     "--allow-fewer", help="With --strategy consensus: run with the analysts available even when they are "
                           "fewer than its minimum (3).",
 )]
+FailoverOutsideOption = Annotated[bool, typer.Option(
+    "--failover-outside", help="With --agents: let failover use other agents too. By default failover stays "
+                               "among the named agents, and a step none of them can answer fails, saying so.",
+)]
 CapabilitiesOption = Annotated[str | None, typer.Option(
     "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
 )]

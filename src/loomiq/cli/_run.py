@@ -28,6 +28,7 @@ from ._options import (
     AllowFewerOption,
     CapabilitiesOption,
     ConfigOption,
+    FailoverOutsideOption,
     PromptArgument,
     PromptFileOption,
     StrategyOption,
@@ -79,6 +80,7 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
         run = asyncio.get_running_loop().create_task(engine.run(
             prompt, strategy=options.strategy, agents=options.agents, capabilities=options.capabilities,
             options=options.options, timeout_s=options.timeout_s, tools=options.tools, task_id=task_id,
+            allow_failover_outside=options.allow_failover_outside,
         ))
         follower = None
         printer = EventPrinter(lifecycle=False)
@@ -120,7 +122,7 @@ async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_ou
     try:
         handle = orch.stream(prompt, strategy=options.strategy, agents=options.agents,
                              capabilities=options.capabilities, options=options.options, timeout_s=options.timeout_s,
-                             tools=options.tools)
+                             tools=options.tools, allow_failover_outside=options.allow_failover_outside)
         if json_output:
             return await _follow(handle, None)
         notice = offline_notice(handle.plan.agents, find_config(config))
@@ -159,6 +161,7 @@ def run_command(
     )] = None,
     prompt_file: PromptFileOption = None,
     allow_fewer: AllowFewerOption = False,
+    failover_outside: FailoverOutsideOption = False,
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
@@ -175,7 +178,8 @@ def run_command(
         options = RunOptions(strategy=strategy, agents=split_list(agents) or None,
                              capabilities=split_list(capabilities), timeout_s=timeout,
                              tools=None if tools is None else split_list(tools),
-                             options=strategy_options(strategy, allow_fewer))
+                             options=strategy_options(strategy, allow_fewer),
+                             allow_failover_outside=failover_outside)
     except InvalidOptions as exc:
         fail(str(exc))
     if database is not None and not durable:

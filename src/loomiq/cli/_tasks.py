@@ -48,6 +48,7 @@ from ._options import (
     AllowFewerOption,
     CapabilitiesOption,
     ConfigOption,
+    FailoverOutsideOption,
     PromptArgument,
     PromptFileOption,
     StrategyOption,
@@ -254,6 +255,7 @@ def submit_command(
     prompt_file: PromptFileOption = None,
     tenant: TenantOption = "default",
     allow_fewer: AllowFewerOption = False,
+    failover_outside: FailoverOutsideOption = False,
 ) -> None:
     """Queue a durable task and print its id at once; a `loomiq worker` runs it.
 
@@ -291,7 +293,7 @@ def submit_command(
             options=options,
             priority=cast("Priority", priority),  # checked against PRIORITIES above
             after=deps, timeout_s=timeout, idempotency_key=idempotency_key, task_id=task_id, tenant_id=tenant,
-            tools=None if tools is None else split_list(tools),
+            tools=None if tools is None else split_list(tools), allow_failover_outside=failover_outside,
         )
         return submitted.task
 

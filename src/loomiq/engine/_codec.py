@@ -265,6 +265,7 @@ def request_to_json(r: TaskRequest) -> str:
         "idempotency_key": r.idempotency_key, "tenant_id": r.tenant_id, "reason": r.reason,
         **({"trace": dict(r.trace)} if r.trace else {}),
         "tools": None if r.tools is None else list(r.tools),
+        **({"failover_within": list(r.failover_within)} if r.failover_within is not None else {}),
     })
 
 
@@ -278,6 +279,7 @@ def request_from_json(text: str) -> TaskRequest:
         idempotency_key=d["idempotency_key"], tenant_id=TenantID(d["tenant_id"]), reason=d["reason"],
         trace=d.get("trace") or {},
         tools=None if d.get("tools") is None else tuple(d["tools"]),
+        failover_within=None if d.get("failover_within") is None else tuple(d["failover_within"]),
     )
 
 

@@ -158,6 +158,7 @@ def _request_differences(earlier: TaskRequest, new: TaskRequest, opts: SubmitOpt
         ("timeout_s", earlier.timeout_s, new.timeout_s),
         ("retry", earlier.retry, new.retry),
         ("tools", earlier.tools, new.tools),
+        ("allow_failover_outside", earlier.failover_within is None, new.failover_within is None),
     ) if a != b]
     if opts.strategy != "auto" and earlier.strategy != new.strategy:
         differs.insert(1, "strategy")
@@ -264,7 +265,7 @@ class TaskEngine:
             after=tuple(TaskID(a) for a in opts.after), timeout_s=opts.timeout_s, retry=opts.retry,
             idempotency_key=opts.idempotency_key, tenant_id=TenantID(opts.tenant_id), reason=stored.reason,
             trace=trace_carrier(),
-            tools=stored.tools,
+            tools=stored.tools, failover_within=stored.failover_within,
         )
         return request, plan
 
@@ -279,6 +280,7 @@ class TaskEngine:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         priority: Priority = "medium",
         after: Sequence[str] = (),
         retry: TaskRetry | int | None = None,
@@ -289,7 +291,8 @@ class TaskEngine:
         """Queue a task and return it as committed, with `replayed` set when `idempotency_key` named an
         earlier task of the tenant (that task is returned, and nothing is queued).
 
-        `strategy`, `agents`, `capabilities`, `options`, `context`, `timeout_s` and `tools` are `RunOptions`';
+        `strategy`, `agents`, `capabilities`, `options`, `context`, `timeout_s`, `tools` and
+        `allow_failover_outside` are `RunOptions`';
         `priority` (critical, high, medium, low), `after` (ids of tasks that must complete first; their
         outputs reach the task as ``context["dependencies"][id]``), `retry` (`TaskRetry`, or max
         attempts), `idempotency_key` (unique per tenant), `tenant_id` and `task_id` (to choose the id)
@@ -300,7 +303,8 @@ class TaskEngine:
         """
         opts = SubmitOptions(
             strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, tools=tools, priority=priority, after=after, retry=_retry(retry),
+            timeout_s=timeout_s, tools=tools, allow_failover_outside=allow_failover_outside, priority=priority,
+            after=after, retry=_retry(retry),
             idempotency_key=idempotency_key, tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()
@@ -430,6 +434,7 @@ class TaskEngine:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         priority: Priority = "medium",
         tenant_id: str = DEFAULT_TENANT,
         task_id: str | None = None,
@@ -443,7 +448,8 @@ class TaskEngine:
         """
         opts = SubmitOptions(
             strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
-            timeout_s=timeout_s, tools=tools, priority=priority, tenant_id=tenant_id,
+            timeout_s=timeout_s, tools=tools, allow_failover_outside=allow_failover_outside, priority=priority,
+            tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()
         request, plan = self._request(prompt, opts, tid)
@@ -509,7 +515,7 @@ class TaskEngine:
                         plan = self.runner.resume(StoredPlan(
                             run_id=task.id, prompt=r.prompt, kind=r.strategy, agents=r.agents,
                             capabilities=r.capabilities, options=r.options, context=context, reason=r.reason,
-                            tools=r.tools,
+                            tools=r.tools, failover_within=r.failover_within,
                         ))
                     except Exception as exc:  # noqa: BLE001 - this worker cannot run the plan: the run fails
                         end = RunEnd("failed", f"cannot plan the run here: {exc}", "", 0, 0, 0.0, None)

@@ -96,6 +96,7 @@ class SubmitOptions(RunOptions):
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: str | Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
         priority: Priority = "medium",
         after: str | Sequence[str] = (),
         retry: TaskRetry = TaskRetry(),
@@ -104,7 +105,8 @@ class SubmitOptions(RunOptions):
     ) -> None:
         try:
             RunOptions.__init__(self, strategy=strategy, agents=agents, capabilities=capabilities, options=options,
-                                context=context, timeout_s=timeout_s, tools=tools)
+                                context=context, timeout_s=timeout_s, tools=tools,
+                                allow_failover_outside=allow_failover_outside)
             deps = names("after", after)
         except InvalidOptions as exc:
             raise InvalidTask(str(exc)) from None
@@ -152,6 +154,9 @@ class TaskRequest:
     worker's spans join the submitter's trace; empty otherwise."""
     tools: tuple[str, ...] | None = None
     """The tools the run allows, narrowing each agent's allow-list; None: each agent's own list."""
+    failover_within: tuple[str, ...] | None = None
+    """The agents failover may use (those the caller named, unless it allowed failover outside them);
+    None: any agent with the capabilities."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ class ExecutionContext:
         self.steps: list[StepResult] = []
         self.pool: frozenset[str] = frozenset()
         """Agents the strategy picked for this run; failover prefers agents outside it."""
+        self.failover_within: frozenset[str] | None = None
+        """The agents failover may use (the caller named them); None: any agent with the capabilities."""
         self.tools: RunTools | None = None
         """The tools agent calls may use (set by the runner); None: no tool is offered."""
         self.tool_filter: tuple[str, ...] | None = None
@@ -198,7 +200,7 @@ class ExecutionContext:
                 stand_in = self._stand_in(current, tried) if len(tried) <= self.max_failovers else None
                 if stand_in is None:
                     return self._finish(StepResult(
-                        key, current.id, role, error=tried[-1][1], attempts=attempts,
+                        key, current.id, role, error=self._no_stand_in(current, tried), attempts=attempts,
                         failed_over_from=tuple(tried[:-1]),
                         duration_ms=(time.perf_counter() - started) * 1000,
                         model=current.config.model, offline=current.offline, tool_calls=calls,
@@ -307,14 +309,33 @@ class ExecutionContext:
         return on_delta
 
     def _stand_in(self, failed: Agent, tried: Sequence[tuple[str, str]]) -> Agent | None:
-        """The best agent to take over from `failed`: outside the run's pool if possible."""
+        """The best agent to take over from `failed`: outside the run's pool if possible, and never
+        outside the agents the caller named (`failover_within`) unless it allowed that."""
         tried_ids = {a for a, _ in tried}
         required = self.task.capabilities
+        within = self.failover_within
         outside = self.registry.fallbacks(failed, required, exclude=tried_ids | self.pool)
+        if within is not None:
+            outside = [a for a in outside if a.id in within]
         if outside:
             return outside[0]
         inside = self.registry.fallbacks(failed, required, exclude=tried_ids)
+        if within is not None:
+            inside = [a for a in inside if a.id in within]
         return inside[0] if inside else None
+
+    def _no_stand_in(self, failed: Agent, tried: Sequence[tuple[str, str]]) -> str:
+        """The error of a step no agent could answer: the last agent's, and, when only the caller's
+        restriction to the agents it named kept another agent from standing in, that it did."""
+        error = tried[-1][1]
+        within = self.failover_within
+        if within is None or len(tried) > self.max_failovers:
+            return error
+        if not self.registry.fallbacks(failed, self.task.capabilities, exclude={a for a, _ in tried}):
+            return error  # nobody else could have stood in anyway
+        named = ", ".join(sorted(within))
+        return (f"{error} (failover stays within the agents named for this run: {named}; "
+                "allow_failover_outside lets it use others)")
 
     def _finish(self, step: StepResult) -> StepResult:
         self.steps.append(step)

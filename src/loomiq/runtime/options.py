@@ -81,6 +81,8 @@ class RunOptions:
         timeout_s: give up on the run after this many seconds (it ends ``timed_out``); None: no limit.
         tools: the tools the run allows, narrowing each agent's allow-list (tool or provider names);
             None: each agent's own list.
+        allow_failover_outside: when `agents` names agents, failover stays among them (a step none of
+            them can answer fails, saying so); True lets it use any other agent with the capabilities.
     """
 
     strategy: str
@@ -90,6 +92,7 @@ class RunOptions:
     context: Mapping[str, Any]
     timeout_s: float | None
     tools: tuple[str, ...] | None
+    allow_failover_outside: bool
 
     # Written by hand rather than generated: it runs on every in-process run, and validating first,
     # then setting each frozen field once, costs half of a generated __init__ plus __post_init__.
@@ -103,6 +106,7 @@ class RunOptions:
         context: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         tools: str | Sequence[str] | None = None,
+        allow_failover_outside: bool = False,
     ) -> None:
         if not isinstance(strategy, str) or not strategy:
             raise InvalidOptions(f"strategy must be a strategy name, not {strategy!r}")
@@ -115,3 +119,11 @@ class RunOptions:
         put(self, "context", _EMPTY if context is None else _mapping("context", context))
         put(self, "timeout_s", None if timeout_s is None else positive_seconds("timeout_s", timeout_s))
         put(self, "tools", None if tools is None else names("tools", tools))
+        if type(allow_failover_outside) is not bool:
+            raise InvalidOptions(f"allow_failover_outside must be true or false, not {allow_failover_outside!r}")
+        put(self, "allow_failover_outside", allow_failover_outside)
+
+    @property
+    def failover_within(self) -> tuple[str, ...] | None:
+        """The agents failover may use: the named `agents` unless `allow_failover_outside`; None: any."""
+        return None if self.agents is None or self.allow_failover_outside else self.agents

@@ -48,6 +48,7 @@ class StoredPlan:
         context: the run's free context (a resumed task also finds its dependencies' outputs here).
         reason: why the plan chose `kind`, when it chose (``auto``); empty when the caller named it.
         tools: the tools the run allows, narrowing each agent's allow-list; None: each agent's own.
+        failover_within: the agents failover may use (the caller's named agents); None: any.
     """
 
     run_id: str
@@ -59,6 +60,7 @@ class StoredPlan:
     context: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
     tools: tuple[str, ...] | None = None
+    failover_within: tuple[str, ...] | None = None
 
 
 class PlannedRun(Protocol):

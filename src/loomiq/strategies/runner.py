@@ -51,6 +51,8 @@ class RunPlan:
     """The strategy's options, as given (stored with a durable task)."""
     tools: tuple[str, ...] | None = None
     """The tools the run allows, narrowing each agent's allow-list; None: each agent's own."""
+    failover_within: tuple[str, ...] | None = None
+    """The agents failover may use (those the caller named, unless it allowed others); None: any."""
 
     @property
     def run_id(self) -> str:
@@ -63,6 +65,7 @@ class RunPlan:
             run_id=self.task_id, prompt=self.task.prompt, kind=self.strategy.name,
             agents=tuple(a.id for a in self.agents), capabilities=self.task.capabilities,
             options=self.options, context=self.task.context, reason=self.reason, tools=self.tools,
+            failover_within=self.failover_within,
         )
 
 
@@ -114,7 +117,8 @@ class StrategyRunner:
         task = TaskSpec(prompt, capabilities, dict(context) if context else {})
         if options.tools is not None:
             self.tools.check(options.tools)
-        return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options, options.tools)
+        return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options, options.tools,
+                       options.failover_within)
 
     def resume(self, stored: StoredPlan) -> RunPlan:
         """Rebuild a plan decided earlier from its stored parts: the same strategy and agents,
@@ -123,7 +127,8 @@ class StrategyRunner:
         chosen = self.strategy(stored.kind, stored.options)
         picked = tuple(self._registry.get(a) for a in stored.agents)
         task = TaskSpec(stored.prompt, tuple(stored.capabilities), dict(stored.context))
-        return RunPlan(stored.run_id, task, chosen, stored.reason, picked, stored.options, stored.tools)
+        return RunPlan(stored.run_id, task, chosen, stored.reason, picked, stored.options, stored.tools,
+                       stored.failover_within)
 
     async def execute(
         self,
@@ -150,6 +155,7 @@ class StrategyRunner:
         ctx.pool = frozenset([a.id for a in agents])
         ctx.tools = self.tools
         ctx.tool_filter = plan.tools
+        ctx.failover_within = None if plan.failover_within is None else frozenset(plan.failover_within)
         if sink is not None:
             sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
                             any(a.offline for a in agents)))
