@@ -15,6 +15,8 @@ Use it through the orchestrator::
     task = await orch.wait(submitted.id)
 
 and run tasks with `Worker` (in-process) or ``python -m loomiq.engine.worker`` (a process).
+Durable workflow runs (`WorkflowRuns`, in `workflow_runs`) live in the same database: their nodes
+are tasks of this engine, their approvals rows that park a run without holding anything.
 The engine runs tasks through a `loomiq.runtime.Runner` (the orchestrator's `StrategyRunner`) and
 never imports what composes it. The machinery lives in private modules: `_ops` (every transaction,
 written once), `_queue` (pure ordering and retry decisions), `_schema` (migrations), `_sqlite` and
@@ -70,6 +72,18 @@ from .task import (
     new_task_id,
 )
 from .worker import Worker
+from .workflow_runs import (
+    Answered,
+    Approval,
+    ApprovalClosed,
+    ApprovalConflict,
+    ApprovalForbidden,
+    ApprovalNotFound,
+    WorkflowNotFound,
+    WorkflowRun,
+    WorkflowRunNotFound,
+    WorkflowRuns,
+)
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -80,6 +94,12 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AgentLimit",
     "AgentLimiter",
+    "Answered",
+    "Approval",
+    "ApprovalClosed",
+    "ApprovalConflict",
+    "ApprovalForbidden",
+    "ApprovalNotFound",
     "Attempt",
     "Claim",
     "DependencyError",
@@ -118,6 +138,10 @@ __all__ = [
     "Worker",
     "WorkerID",
     "WorkerInfo",
+    "WorkflowNotFound",
+    "WorkflowRun",
+    "WorkflowRunNotFound",
+    "WorkflowRuns",
     "WriterStats",
     "database_file",
     "database_url",

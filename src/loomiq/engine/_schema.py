@@ -10,6 +10,9 @@ transaction; versions only move forward, and a database newer than this code is 
   on lease_owner goes.
 - v5: agent_rate_log (the sliding-window request limit) and engine_locks (serialised claims).
 - v6: PostgreSQL only: steps and events drop their surrogate ``id`` (see `_POSTGRES_V6`).
+- v7: durable workflows (`workflow_runs.py`): workflow_definitions (registered, versioned),
+  workflow_runs, workflow_events (each run's journal and its notices), workflow_approvals and
+  workflow_answers (the responses kept per Idempotency-Key).
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -174,6 +177,81 @@ _POSTGRES_V6 = (
 )
 
 
+# v7. Durable workflows. A run's journal is its ``input`` events (folded by `workflows.replay`) and its
+# ``notice`` events (what its stream shows); `key` is unique per run, so a result, an answer, a timeout or
+# a notice is written once whoever writes it. A run parked on an approval is only these rows: `wake_at`
+# (its next deadline or retry) and `active_tasks` (node tasks running) tell the drivers when to look again.
+_SQLITE_V7 = (
+    """CREATE TABLE workflow_definitions (
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, name, version)
+    )""",
+    """CREATE TABLE workflow_runs (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        workflow TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        active_tasks INTEGER NOT NULL DEFAULT 0,
+        wake_at REAL,
+        error TEXT,
+        outputs TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX workflow_runs_created ON workflow_runs (tenant_id, created_at)",
+    "CREATE INDEX workflow_runs_active ON workflow_runs (status, active_tasks, wake_at)",
+    """CREATE TABLE workflow_events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        kind TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    "CREATE UNIQUE INDEX workflow_events_key ON workflow_events (run_id, key)",
+    """CREATE TABLE workflow_approvals (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        node TEXT NOT NULL,
+        round INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        approvers TEXT NOT NULL,
+        require TEXT NOT NULL,
+        deadline REAL,
+        status TEXT NOT NULL,
+        decision TEXT,
+        comment TEXT,
+        decided_by TEXT,
+        created_at REAL NOT NULL,
+        resolved_at REAL
+    )""",
+    "CREATE INDEX workflow_approvals_status ON workflow_approvals (tenant_id, status, created_at)",
+    """CREATE TABLE workflow_answers (
+        approval_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT 'default',
+        subject TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (approval_id, idempotency_key)
+    )""",
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -185,9 +263,9 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6),
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7),
     "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
-                   _POSTGRES_V6),
+                   _POSTGRES_V6, _postgres(_SQLITE_V7)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

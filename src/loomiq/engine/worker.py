@@ -193,6 +193,7 @@ async def _main(args: argparse.Namespace) -> int:
     from ..agents import AgentRegistry
     from ..config import load_agents
     from ..strategies import StrategyRunner
+    from .workflow_runs import WorkflowRuns
 
     registry = AgentRegistry(load_agents(Path(args.config) if args.config else None))
     limit = {} if args.max_running is None else {"max_running": args.max_running}  # else $LOOMIQ_MAX_RUNNING
@@ -204,9 +205,15 @@ async def _main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
         runner = loop.create_task(worker.run())
+        # Workflow runs are driven by every live worker (their node tasks' ends, deadlines, retries).
+        driver = loop.create_task(WorkflowRuns(engine).serve(), name="loomiq-workflow-driver")
         print(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
                           "concurrency": worker.concurrency}), flush=True)
-        await runner
+        try:
+            await runner
+        finally:
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
     finally:
         await engine.close()
         await asyncio.gather(*(a.model.aclose() for a in registry))

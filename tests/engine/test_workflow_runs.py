@@ -1,0 +1,244 @@
+"""Durable workflow runs on the engine (SQLite and PostgreSQL): nodes as engine tasks, journalled
+once; approvals parked in the database and answered idempotently; deadlines taken once (fake clock);
+a run resumed by a fresh process; pause, resume and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from loomiq import ScriptedModel
+from loomiq.engine import TaskEngine
+from loomiq.engine.workflow_runs import (
+    ApprovalConflict,
+    ApprovalForbidden,
+    ApprovalNotFound,
+    WorkflowRuns,
+)
+from tests.engine.conftest import eventually, running, scripted
+from tests.workflows.conftest import RELEASE_NOTES
+
+
+class Clock:
+    """A fake clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting(agent_id: str = "a0") -> tuple[object, ScriptedModel]:
+    model = ScriptedModel(replies=lambda request, i: f"reply {i}")
+    return scripted(agent_id, model), model
+
+
+async def _engine(open_engine: Callable[..., object], model_agent: object) -> TaskEngine:
+    return await open_engine([model_agent])  # type: ignore[misc,no-any-return]
+
+
+async def prompts(engine: TaskEngine) -> list[str]:
+    """The prompts of the engine's tasks, oldest first."""
+    return [t.request.prompt for t in sorted(await engine.list_tasks(), key=lambda t: t.created_at)]
+
+
+async def test_release_notes_runs_through_an_approval_and_a_fresh_process(open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    clock = Clock()
+    engine = await _engine(open_engine, agent)
+    runs = WorkflowRuns(engine, clock=clock)
+    async with running(engine):
+        run = await runs.start(RELEASE_NOTES, {"version": "2.0"})
+        async with asyncio.timeout(10):
+            while not await runs.approvals(status="pending"):
+                await runs.tick()
+                await asyncio.sleep(0.02)
+    await runs.close()
+    [approval] = await runs.approvals(status="pending")
+    assert approval.node == "approve" and approval.message == "Publish the notes for 2.0?"
+    assert approval.deadline == pytest.approx(clock.now + 72 * 3600)
+    assert len(model.calls) == 1 and await prompts(engine) == ["Draft release notes for 2.0"]
+    # Parked: no node task is out, nothing is leased, no process holds it.
+    assert (await engine.store.fetch(_active(run.id))) == 0
+
+    # A fresh process (engine and driver) takes the answer and finishes the run.
+    agent2, model2 = counting("a0")
+    engine2 = await _engine(open_engine, agent2)
+    runs2 = WorkflowRuns(engine2, clock=clock)
+    with pytest.raises(ApprovalForbidden):
+        await runs2.answer(approval.id, subject="eve", roles=["viewer"], decision="approve")
+    with pytest.raises(ApprovalNotFound):
+        await runs2.answer(approval.id, subject="ann", roles=["admin"], decision="approve", tenant_id="other")
+    async with running(engine2):
+        answered = await runs2.answer(approval.id, subject="ann", roles=["admin"], decision="approve",
+                                      comment="ship it", idempotency_key="k1")
+        assert answered.verdict == "accepted" and answered.approval.status == "approved"
+        again = await runs2.answer(approval.id, subject="ann", roles=["admin"], decision="approve",
+                                   idempotency_key="k1")
+        assert again.verdict == "replayed"
+        with pytest.raises(ApprovalConflict):
+            await runs2.answer(approval.id, subject="bob", roles=["operator"], decision="reject")
+        done = await runs2.wait(run.id, timeout_s=10)
+    await runs2.close()
+    assert done.status == "succeeded"
+    status = await runs2.status(run.id)
+    assert status["nodes"]["draft"]["attempts"] == 1
+    assert status["nodes"]["publish"]["status"] == "succeeded"
+    assert status["nodes"]["held_back"]["status"] == "skipped"
+    assert status["path"] == ["draft", "approve", "publish"]
+    # The draft ran once (in the first process), the publication once (in the second).
+    assert len(model.calls) == 1 and len(model2.calls) == 1
+    assert (await prompts(engine2))[1] == "Polish for publication: reply 0"
+    types = [e["type"] for e in await runs2.events(run.id)]
+    assert types.count("approval_requested") == 1 and types.count("approval_resolved") == 1
+    assert types[0] == "workflow_started" and types[-1] == "workflow_finished"
+
+
+def _active(run_id: str) -> object:
+    from loomiq.engine._ops import Stmt
+
+    return Stmt("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL "
+                "OR status = 'queued'", (), "val")
+
+
+async def test_concurrent_answers_with_one_key_decide_once(open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    clock = Clock()
+    engine = await _engine(open_engine, agent)
+    runs = WorkflowRuns(engine, clock=clock)
+    async with running(engine):
+        run = await runs.start(RELEASE_NOTES, {"version": "3.1"})
+        async with asyncio.timeout(10):
+            while not await runs.approvals(status="pending"):
+                await runs.tick()
+                await asyncio.sleep(0.02)
+        [approval] = await runs.approvals(status="pending")
+        # Five drivers (as many processes) answer at once with one key, a sixth with another.
+        drivers = [WorkflowRuns(engine, clock=clock) for _ in range(6)]
+        calls = [d.answer(approval.id, subject="ann", roles=["admin"], decision="reject", comment="not yet",
+                          idempotency_key="same") for d in drivers[:5]]
+        calls.append(drivers[5].answer(approval.id, subject="bob", roles=["operator"], decision="approve",
+                                       idempotency_key="other"))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        done = await runs.wait(run.id, timeout_s=10)
+        for d in drivers:
+            await d.close()
+    await runs.close()
+    verdicts = [r.verdict if not isinstance(r, BaseException) else type(r).__name__ for r in results]
+    accepted = [v for v in verdicts if v == "accepted"]
+    assert len(accepted) == 1, verdicts
+    assert set(verdicts[:5]) <= {"accepted", "duplicate", "replayed"}, verdicts
+    # bob's answer came before or after the decision: counted first (approve wins... then ann conflicts) or 409.
+    state = await runs.state(run.id)
+    assert done.status == "succeeded"
+    decided = state.nodes["approve"].approval
+    assert decided is not None and decided.decision in ("approved", "rejected")
+    branch = "held_back" if decided.decision == "rejected" else "publish"
+    assert state.nodes[branch].attempts == 1
+    assert len(model.calls) == 2  # draft once, the chosen branch once
+
+
+async def test_deadline_takes_on_timeout_once(open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    clock = Clock()
+    engine = await _engine(open_engine, agent)
+    runs = WorkflowRuns(engine, clock=clock)
+    async with running(engine):
+        run = await runs.start(RELEASE_NOTES, {"version": "4"})
+        async with asyncio.timeout(10):
+            while not await runs.approvals(status="pending"):
+                await runs.tick()
+                await asyncio.sleep(0.02)
+        assert await runs.due() == []  # parked: nothing to drive until the deadline
+        clock.now += 72 * 3600 - 1
+        assert await runs.due() == []
+        clock.now += 1
+        assert await runs.due() == [run.id]
+        others = [WorkflowRuns(engine, clock=clock) for _ in range(3)]
+        await asyncio.gather(*(o.tick() for o in others), runs.tick())
+        done = await runs.wait(run.id, timeout_s=10)
+        for o in others:
+            await o.close()
+    await runs.close()
+    assert done.status == "succeeded"
+    state = await runs.state(run.id)
+    approval = state.nodes["approve"].approval
+    assert approval is not None and approval.timed_out and approval.decision == "rejected"
+    journal = await runs._journal(run.id)
+    assert sum(1 for e in journal if e.type == "approval_timed_out") == 1
+    assert state.nodes["held_back"].attempts == 1 and len(model.calls) == 2
+    [closed] = await runs.approvals(status="timed_out")
+    with pytest.raises(ApprovalConflict):  # 409: the decision (rejected) stands
+        await runs.answer(closed.id, subject="ann", roles=["admin"], decision="approve")
+
+
+SLOW = """\
+name: slow
+nodes:
+  first:
+    kind: task
+    prompt: "first"
+  second:
+    kind: task
+    needs: [first]
+    prompt: "second"
+"""
+
+
+async def test_cancel_reaches_the_running_node_and_nothing_starts_after(open_engine: Callable[..., object]) -> None:
+    model = ScriptedModel(replies=["done"], latency_s=30.0)
+    engine = await _engine(open_engine, scripted("a0", model))
+    runs = WorkflowRuns(engine)
+    async with running(engine):
+        run = await runs.start(SLOW)
+        async with asyncio.timeout(10):
+            await eventually(lambda: model.calls)
+        t0 = asyncio.get_running_loop().time()
+        cancelled = await runs.cancel(run.id)
+        assert cancelled.status == "cancelled"
+        assert asyncio.get_running_loop().time() - t0 < 2.0
+        await asyncio.sleep(0.3)
+        await runs.tick()
+    await runs.close()
+    state = await runs.state(run.id)
+    assert state.nodes["second"].attempts == 0
+    assert len(model.calls) == 1
+    [task] = await engine.list_tasks()
+    assert task.status == "cancelled"
+
+
+async def test_pause_holds_new_nodes_until_resume(open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    engine = await _engine(open_engine, agent)
+    runs = WorkflowRuns(engine)
+    run = await runs.start(SLOW, drive=False)
+    await runs.pause(run.id)
+    assert (await runs.get_run(run.id)).paused
+    async with running(engine):
+        # The first node was started with the run (a pause stops only what has not started).
+        async with asyncio.timeout(10):
+            while (await runs.state(run.id)).nodes["first"].status != "succeeded":
+                await runs.tick()
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        await runs.tick()
+        assert len(model.calls) == 1 and (await runs.state(run.id)).nodes["second"].attempts == 0
+        await runs.resume(run.id)
+        done = await runs.wait(run.id, timeout_s=10)
+    await runs.close()
+    assert done.status == "succeeded" and len(model.calls) == 2
+
+
+async def test_cancel_of_a_paused_run_is_quick(open_engine: Callable[..., object]) -> None:
+    agent, _ = counting()
+    engine = await _engine(open_engine, agent)
+    runs = WorkflowRuns(engine)
+    run = await runs.start(SLOW, drive=False)
+    await runs.pause(run.id)
+    t0 = asyncio.get_running_loop().time()
+    assert (await runs.cancel(run.id)).status == "cancelled"
+    assert asyncio.get_running_loop().time() - t0 < 2.0
+    await runs.close()
