@@ -90,3 +90,31 @@ def test_entry_points_have_explicit_signatures(method: object) -> None:
     assert not [p.name for p in parameters if p.kind is inspect.Parameter.VAR_POSITIONAL]
     named = [p for p in parameters if p.name not in ("self", "cls", "prompt", "runner", "url")]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in named), [p.name for p in named]
+
+
+async def test_every_count_and_duration_of_the_engine_is_bounded(tmp_path: object) -> None:
+    from loomiq.engine import Worker
+
+    orch = Orchestrator([make_agent("local", replies=["ok"])])
+    await orch.open_engine(f"sqlite:///{tmp_path}/tasks.db")
+    try:
+        task = (await orch.submit(TASK, strategy="single")).task
+        for limit in (0, -1, 2**63, 1.5, True):
+            with pytest.raises(InvalidOptions, match="limit must be a whole number from 1"):
+                await orch.list_tasks(limit=limit)  # type: ignore[arg-type]
+        for offset in (-1, 2**63, "0"):
+            with pytest.raises(InvalidOptions, match="offset must be a whole number from 0"):
+                await orch.list_tasks(offset=offset)  # type: ignore[arg-type]
+        assert [t.id for t in await orch.list_tasks(limit=1, offset=0)] == [task.id]
+        for timeout_s in (0, -1, math.nan):
+            with pytest.raises(InvalidOptions, match="timeout_s must be a positive number of seconds"):
+                await orch.wait(task.id, timeout_s=timeout_s)
+        for kwargs, message in (({"concurrency": 0}, "concurrency must be a whole number from 1"),
+                                ({"concurrency": 2**40}, "concurrency must be a whole number from 1"),
+                                ({"drain_s": -1}, "drain_s must be a number of seconds, zero or more"),
+                                ({"drain_s": math.inf}, "drain_s must be a number of seconds"),
+                                ({"heartbeat_s": 0}, "heartbeat_s must be a positive number of seconds")):
+            with pytest.raises(InvalidOptions, match=message):
+                Worker(orch.engine, **kwargs)  # type: ignore[arg-type]
+    finally:
+        await orch.aclose()

@@ -112,7 +112,7 @@ def test_submit_returns_an_id_at_once_and_a_worker_runs_it(worker: Any, cwd: Pat
     assert any(line.startswith("started: attempt 1 on worker ") for line in lines)
     assert "offline: these answers come from loomiq's built-in scripted agents, not a real model" in lines
     assert sum(" done: " in line for line in lines) == 4  # one line per finished agent call
-    assert "status:   completed" in lines and "output:" in lines
+    assert "status:   completed" in lines and "output:" in lines and "tenant:   default" in lines
 
     done = status(task_id)
     assert done["status"] == "completed" and done["attempts"] == 1 and done["offline"] is True
@@ -272,7 +272,7 @@ def test_run_durable_journals_the_run(cwd: Path) -> None:
     human = cli("run", PROMPT, "--strategy", "sequential", "--durable")
     assert human.returncode == 0, human.stderr
     lines = human.stdout.splitlines()
-    assert lines[0].startswith("task: ") and "(durable, in sqlite:///loomiq.db)" in lines[0]
+    assert lines[0].startswith("task: ") and "(durable, tenant default, in sqlite:///loomiq.db)" in lines[0]
     assert lines[1] == "offline: these answers come from loomiq's built-in scripted agents, not a real model"
     assert sum(" done: " in line for line in lines) == 3 and "status:   completed" in lines
     assert len(json.loads(ok("tasks", "--status", "completed", "--json"))) == 2
@@ -312,3 +312,10 @@ def test_the_same_idempotency_key_in_two_tenants_is_two_tasks() -> None:
     one = submit(PROMPT, "--idempotency-key", "k", "--tenant", "acme")
     two = submit("something else", "--idempotency-key", "k", "--tenant", "globex")
     assert one["id"] != two["id"]
+
+
+def test_a_durable_run_is_filed_under_the_tenant_given() -> None:
+    result = json.loads(ok("run", PROMPT, "--durable", "--tenant", "acme", "--strategy", "single", "--json"))
+    assert [t["id"] for t in json.loads(ok("tasks", "--tenant", "acme", "--json"))] == [result["task_id"]]
+    assert json.loads(ok("tasks", "--json")) == []
+    assert_one_line_error(cli("run", PROMPT, "--tenant", "acme"), "--tenant only applies to --durable runs")

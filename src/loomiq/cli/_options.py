@@ -33,6 +33,10 @@ FailoverOutsideOption = Annotated[bool, typer.Option(
     "--failover-outside", help="With --agents: let failover use other agents too. By default failover stays "
                                "among the named agents, and a step none of them can answer fails, saying so.",
 )]
+TenantOption = Annotated[str, typer.Option(
+    "--tenant", help="The tenant whose tasks to submit, show or change (the API files each task under its "
+                     "caller's tenant).",
+)]
 CapabilitiesOption = Annotated[str | None, typer.Option(
     "--capabilities", "-c", help="Comma-separated capabilities every agent must have.", show_default=False,
 )]

@@ -32,6 +32,7 @@ from ._options import (
     PromptArgument,
     PromptFileOption,
     StrategyOption,
+    TenantOption,
     ToolsOption,
 )
 
@@ -64,7 +65,7 @@ async def _follow(handle: RunHandle, display: LiveDisplay | PlainDisplay | None)
 
 
 async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions, json_output: bool,
-                           database: str | None) -> RunResult:
+                           database: str | None, tenant: str = "default") -> RunResult:
     """Run durably in this process: lines from the task's event log while it runs, then the summary.
     Ctrl-C cancels the task (recorded as cancelled), as it cancels an in-process run."""
     from ..engine import new_task_id  # the engine is loaded only for --durable
@@ -81,11 +82,12 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
             prompt, strategy=options.strategy, agents=options.agents, capabilities=options.capabilities,
             options=options.options, timeout_s=options.timeout_s, tools=options.tools, task_id=task_id,
             allow_failover_outside=options.allow_failover_outside,
+            tenant_id=tenant,
         ))
         follower = None
         printer = EventPrinter(lifecycle=False)
         if not json_output:
-            typer.echo(f"task: {task_id} (durable, in {shown_url(url)})")
+            typer.echo(f"task: {task_id} (durable, tenant {tenant}, in {shown_url(url)})")
             follower = asyncio.get_running_loop().create_task(_print_events(engine, task_id, printer))
         try:
             try:
@@ -162,6 +164,7 @@ def run_command(
     prompt_file: PromptFileOption = None,
     allow_fewer: AllowFewerOption = False,
     failover_outside: FailoverOutsideOption = False,
+    tenant: TenantOption = "default",
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
@@ -184,9 +187,13 @@ def run_command(
         fail(str(exc))
     if database is not None and not durable:
         fail("--database only applies to --durable runs")
+    if tenant != "default" and not durable:
+        fail("--tenant only applies to --durable runs (an in-process run is stored in no tenant)")
+    if not tenant.strip():
+        fail("--tenant is empty: name a tenant (the default one is 'default')")
     try:
         if durable:
-            result = asyncio.run(_execute_durable(orch, text, options, json_output, database))
+            result = asyncio.run(_execute_durable(orch, text, options, json_output, database, tenant))
         else:
             result = asyncio.run(_execute(orch, text, options, json_output, config))
     except _PLAN_ERRORS as exc:

@@ -52,6 +52,7 @@ from ._options import (
     PromptArgument,
     PromptFileOption,
     StrategyOption,
+    TenantOption,
     ToolsOption,
 )
 
@@ -69,10 +70,6 @@ DatabaseOption = Annotated[str | None, typer.Option(
     show_default=False,
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-TenantOption = Annotated[str, typer.Option(
-    "--tenant", help="The tenant whose tasks to submit, show or change (the API files each task under its "
-                     "caller's tenant).",
-)]
 TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq submit` printed it).",
                                                show_default=False)]
 
@@ -172,7 +169,11 @@ async def _tenant_task(o: Orchestrator, task_id: str, tenant: str) -> Any:
     """The task, when it belongs to `tenant`; else TaskNotFound saying whose it is and what to add."""
     from ..engine import TaskNotFound
 
-    task = await o.get_task(task_id)
+    try:
+        task = await o.get_task(task_id)
+    except TaskNotFound:
+        raise TaskNotFound(f"no task {task_id} in this database: `loomiq tasks` lists them (--database or "
+                           "$LOOMIQ_DATABASE_URL picks another database)") from None
     if task.tenant_id != tenant:
         raise TaskNotFound(f"task {task_id} is not in tenant {tenant} (it belongs to tenant {task.tenant_id}): "
                            f"add --tenant {task.tenant_id}")
@@ -207,7 +208,7 @@ def _task_json(task: Any) -> dict[str, Any]:
 def summary_lines(task: Any) -> list[str]:
     """The final output and a summary of a finished task."""
     out = ["", "output:", task.output if task.output else "(no output)", ""]
-    rows: list[tuple[str, str]] = [("task", task.id), ("status", task.status)]
+    rows: list[tuple[str, str]] = [("task", task.id), ("tenant", task.tenant_id), ("status", task.status)]
     if task.error:
         rows.append(("error", task.error))
     rows.append(("attempts", str(task.attempts)))

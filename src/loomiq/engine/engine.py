@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..observe import bind_ids, span, trace_carrier
 from ..runtime import InvalidOptions, PlannedRun, RunEvent, Runner, RunResult, StoredPlan
+from ..runtime.options import count, positive_seconds
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
@@ -345,7 +346,10 @@ class TaskEngine:
         offset: int = 0,
     ) -> list[Task]:
         """Tasks, newest first, of `tenant_id` (None: every tenant's), in one of the statuses
-        `status`, dead letters or not (`dead`), `limit` of them after skipping `offset`."""
+        `status`, dead letters or not (`dead`), `limit` of them after skipping `offset`. Raises
+        `InvalidOptions` for a `limit` below 1 or an `offset` below 0."""
+        count("limit", limit, minimum=1)
+        count("offset", offset)
         await self._settled()
         return await self.store.list_tasks(tenant_id=tenant_id, status=status, dead=dead, limit=limit, offset=offset)
 
@@ -402,7 +406,9 @@ class TaskEngine:
         return follow_task(self.store, task_id, after)
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
-        """Wait for the task to end and return it. Raises `TaskNotFound`, or `TimeoutError`."""
+        """Wait for the task to end and return it (`timeout_s`: a positive number of seconds, or None
+        for no limit). Raises `TaskNotFound`, `TimeoutError`, or `InvalidOptions` for a bad timeout."""
+        positive_seconds("timeout_s", timeout_s)
         store = self.store
         q = store.hub.subscribe(task_id)
         poll = max(store.follow_poll_s, 0.2)

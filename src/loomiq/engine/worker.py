@@ -45,6 +45,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..runtime.options import count, non_negative_seconds, positive_seconds
 from . import _ops
 from ._ops import Claim
 from .engine import EngineConfig, TaskEngine
@@ -74,8 +75,10 @@ class Worker:
         drain_s: float = 30.0,
         heartbeat_s: float | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        count("concurrency", concurrency, minimum=1, maximum=100_000)
+        non_negative_seconds("drain_s", drain_s)
+        if heartbeat_s is not None:
+            positive_seconds("heartbeat_s", heartbeat_s)
         self.engine = engine
         self.concurrency = concurrency
         self.id = WorkerID(worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")

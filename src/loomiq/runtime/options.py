@@ -53,6 +53,21 @@ def positive_seconds(argument: str, value: float | None) -> float | None:
     return float(value)
 
 
+def count(argument: str, value: int, *, minimum: int = 0, maximum: int = 2**62) -> int:
+    """`value` when it is a whole number from `minimum` to `maximum`; else `InvalidOptions`
+    (the default maximum keeps every count storable as a 64-bit integer)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidOptions(f"{argument} must be a whole number from {minimum} to {maximum}, not {value!r}")
+    return value
+
+
+def non_negative_seconds(argument: str, value: float) -> float:
+    """`value` when it is a finite number of seconds, zero or more; else `InvalidOptions`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise InvalidOptions(f"{argument} must be a number of seconds, zero or more, not {value!r}")
+    return float(value)
+
+
 def _mapping(argument: str, value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if type(value) is dict:
         return value
