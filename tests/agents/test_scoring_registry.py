@@ -15,6 +15,7 @@ from loomiq.agents import (
     NoAgentAvailable,
     ScoreWeights,
     UnknownAgent,
+    UnknownCapability,
 )
 from loomiq.agents._scoring import score
 from tests.factories import make_agent
@@ -175,7 +176,8 @@ def test_select_returns_the_n_best_or_fewer() -> None:
 
 def test_select_without_a_match_names_the_capabilities() -> None:
     registry = AgentRegistry([make_agent("a", {"writing"})])
-    with pytest.raises(NoAgentAvailable, match=r"^no healthy agent has coding, review$"):
+    # Capabilities no agent has are the caller's mistake (UnknownCapability, a NoAgentAvailable).
+    with pytest.raises(UnknownCapability, match=r"^unknown capabilities 'coding', 'review': no agent has them "):
         registry.select(["coding", "review"])
     with pytest.raises(NoAgentAvailable, match="no healthy agent has any capability"):
         AgentRegistry().select()

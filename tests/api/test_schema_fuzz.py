@@ -85,7 +85,7 @@ def _settings(db_url: str, tmp_path: Path, **changes: Any) -> Settings:
 
 SERVER_ERRORS_BY_DESIGN = ["502", "503", "504"]
 """Documented answers about the agents (all failed: 502; too slow: 504) and availability (503, with
-Retry-After; also a capability no healthy agent has, for now): `not_a_server_error` lets these
+Retry-After): `not_a_server_error` lets these
 through, `status_code_conformance` still fails any that an operation does not document."""
 
 

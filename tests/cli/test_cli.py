@@ -147,7 +147,7 @@ def test_run_capabilities_option_is_honoured() -> None:
         (["--strategy", "nope"], ["unknown strategy 'nope'", "consensus"]),
         (["--agents", "analyst,ghost"], ["unknown agent 'ghost'", "known: analyst, critic, lead, pragmatist"]),
         (["--agents", "analyst,critic", "--strategy", "consensus"], ["consensus needs at least 3 analysts"]),
-        (["--capabilities", "astrology"], ["no healthy agent has astrology"]),
+        (["--capabilities", "astrology"], ["unknown capability 'astrology': no agent has it"]),
         (["--timeout", "0"], ["--timeout must be a positive number"]),
     ],
     ids=["unknown-strategy", "unknown-agent", "too-few-for-consensus", "no-capable-agent", "zero-timeout"],

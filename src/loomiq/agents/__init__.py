@@ -4,7 +4,7 @@ from ._call import AgentCallFailed, call_agent
 from ._resilience import BreakerState, CircuitBreaker, RetryPolicy
 from ._scoring import ScoreWeights
 from .agent import Agent, AgentConfig, AgentID, AgentState, AgentStats
-from .registry import AgentRegistry, NoAgentAvailable, UnknownAgent
+from .registry import AgentRegistry, NoAgentAvailable, UnknownAgent, UnknownCapability
 
 __all__ = [
     "Agent",
@@ -20,5 +20,6 @@ __all__ = [
     "RetryPolicy",
     "ScoreWeights",
     "UnknownAgent",
+    "UnknownCapability",
     "call_agent",
 ]

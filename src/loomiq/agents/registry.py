@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from ._scoring import DEFAULT_WEIGHTS, ScoreWeights, score
 from .agent import Agent, AgentState
@@ -14,6 +14,30 @@ class UnknownAgent(LookupError):
 
 class NoAgentAvailable(LookupError):
     """No registered, healthy agent has the required capabilities."""
+
+
+class UnknownCapability(NoAgentAvailable):
+    """A required capability that no registered agent has, healthy or not: retrying will not help.
+    `unknown` lists them all; the message names the first few and the known ones, bounded in size."""
+
+    def __init__(self, unknown: Sequence[str], known: Iterable[str]) -> None:
+        self.unknown = tuple(unknown)
+        super().__init__(_unknown_message(self.unknown, sorted(known)))
+
+
+_SHOWN = 10
+"""How many names a message lists before it counts the rest."""
+
+
+def _listed(names: Sequence[str], quote: bool) -> str:
+    shown = ", ".join(repr(n[:64]) if quote else n[:64] for n in names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _unknown_message(unknown: Sequence[str], known: Sequence[str]) -> str:
+    noun = "capability" if len(unknown) == 1 else "capabilities"
+    return (f"unknown {noun} {_listed(unknown, True)}: no agent has {'it' if len(unknown) == 1 else 'them'} "
+            f"(the agents' capabilities: {_listed(known, False) or 'none'})")
 
 
 class AgentRegistry:
@@ -68,6 +92,18 @@ class AgentRegistry:
             known = ", ".join(sorted(self._agents)) or "none"
             raise UnknownAgent(f"unknown agent {agent_id!r} (known: {known})") from None
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Every capability some registered agent has (healthy or not)."""
+        return frozenset(self._by_capability)
+
+    def check_capabilities(self, required: Iterable[str]) -> None:
+        """Raise `UnknownCapability` when some of `required` is a capability no registered agent has."""
+        by_cap = self._by_capability
+        unknown = [c for c in dict.fromkeys(required) if c not in by_cap]
+        if unknown:
+            raise UnknownCapability(unknown, by_cap)
+
     def with_capabilities(self, required: Iterable[str]) -> list[Agent]:
         """Agents having every capability in `required` (all agents if it is empty)."""
         required = list(required)
@@ -114,11 +150,13 @@ class AgentRegistry:
     ) -> list[Agent]:
         """The `n` best agents for the required capabilities (fewer if fewer exist).
 
-        Raises `NoAgentAvailable` when none qualifies.
+        Raises `UnknownCapability` when no registered agent has a required capability, and
+        `NoAgentAvailable` when the agents that have them are all unhealthy (or excluded).
         """
         required = list(required)
         ranked = self.rank(required, exclude=exclude)
         if not ranked:
+            self.check_capabilities(required)
             caps = ", ".join(required) if required else "any capability"
             raise NoAgentAvailable(f"no healthy agent has {caps}")
         return ranked[:n]

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError, WebSocketRequestValidatio
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..agents import NoAgentAvailable, UnknownAgent
+from ..agents import NoAgentAvailable, UnknownAgent, UnknownCapability
 from ..engine import StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
@@ -158,6 +158,9 @@ def planning_problem(exc: Exception, param: str) -> Problem:
     `NoAgentAvailable`); `param` is the request field that chose the plan. A strategy error names
     the argument at fault (``prompt``, ``strategy``, ``agents``, ``options``): the problem names
     that body field (under ``/v1``, where ``model`` chose the plan, ``messages`` for the prompt)."""
+    if isinstance(exc, UnknownCapability):
+        return Problem(422, f"body field 'capabilities': {exc}. Ask for capabilities the agents have "
+                       "(GET /api/agents lists them).", param="capabilities")
     if isinstance(exc, NoAgentAvailable):
         return Problem(503, f"{exc}: the run cannot start now. Retry later, or enable an agent.",
                        headers={"Retry-After": "5"}, param=param)

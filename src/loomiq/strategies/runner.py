@@ -100,13 +100,16 @@ class StrategyRunner:
     def plan(self, prompt: str, options: RunOptions, *, run_id: str | None = None) -> RunPlan:
         """Decide the strategy and agents for a run without starting it.
 
-        Raises `StrategyError`, `UnknownAgent` or `NoAgentAvailable` with a message naming the
+        Raises `UnknownCapability` (a `NoAgentAvailable`) for a required capability no agent has, and
+        `StrategyError`, `UnknownAgent` or `NoAgentAvailable` with a message naming the
         problem (unknown strategy or agent, too few agents for consensus, no agent with a capability),
         and `UnknownTools` for a tool list naming no tool.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise StrategyError("the prompt is empty: write the task for the agents", argument="prompt")
         name, reason, agents, capabilities = options.strategy, CALLER_CHOSE, options.agents, options.capabilities
+        if capabilities:
+            self._registry.check_capabilities(capabilities)
         if name == "auto":
             available = len(agents) if agents else len(self._registry.rank(capabilities))
             choice = choose_strategy(prompt, available)
