@@ -231,18 +231,17 @@ def instrument(engine: TaskEngine, ledger: Ledger, freeze_in_tx_s: float = 0.0) 
             raise SystemExit("--freeze-in-tx-s needs the PostgreSQL store")
         frozen = False
 
-        async def freezing(conn: Any, batch: Any, rows: Any, results: Any, notify: Any, submits: Any = (),
-                           finishes: Any = (), alone: bool = False) -> Any:
+        async def freezing(conn: Any, batch: Any, seg: Any, results: Any, notify: Any, alone: bool) -> Any:
             nonlocal frozen
-            hit = [batch[i][1] for i in rows if batch[i][1] in marked]
+            hit = [batch[i].task_id for i in seg.rows if batch[i].task_id in marked]
             if not hit or frozen:
-                return await write_rows(conn, batch, rows, results, notify, submits, finishes, alone)
+                return await write_rows(conn, batch, seg, results, notify, alone)
             frozen = True
             # A segment written alone is autocommitted; open the transaction it would be part of in a
             # batch that also carries another operation, so that its row locks are held while frozen.
             if alone:
                 await conn.execute("BEGIN")
-            out = await write_rows(conn, batch, rows, results, notify, submits, finishes, False)
+            out = await write_rows(conn, batch, seg, results, notify, False)
             ledger.write("freeze", task=hit[0])
             time.sleep(freeze_in_tx_s)  # noqa: ASYNC251 - on purpose: stuck inside the transaction
             if alone:

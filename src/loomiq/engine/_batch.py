@@ -1,33 +1,133 @@
-"""What a store's group-commit writer queues, and how a batch of it is cut into segments; shared by
-the SQLite and PostgreSQL writers.
+"""What a store's group-commit writer queues, how a batch of it is cut into segments, and how the
+outcome of a segment's statements is handed to each item; shared by the SQLite and PostgreSQL
+writers, which only execute the SQL.
 
-A queued item is a tuple whose first field is its kind: ``(_STEP, task_id, epoch, row, future)``,
-``(_EVENT, task_id, epoch, row, None)``, ``(_OP, op, fence, fast, future)``, ``(_BARRIER, None, "*",
-None, future)`` or ``(_STOP,)``.
+A queued item is one of the slotted classes below: `StepRow` (a journal row), `EventRow` (an event
+row), `OpItem` (an operation, with the record of its fast path when it has one), `Barrier`
+(`flush`), `Stop` (the store closes). Each carries the future its caller awaits (None when nobody
+does) and, on SQLite, the event loop that future belongs to.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
-from ._ops import SubmitClaimed
+from ._ops import FastOp, FinishFinal, Op, Outcome, SubmitClaimed
+from .errors import LeaseLost
 
 STEP, EVENT, OP, BARRIER, STOP = range(5)
 MAX_BATCH = 4096
 """The most items one commit takes."""
 
 
-def segments(batch: list[tuple[Any, ...]], *, split_own_ends: bool) -> list[tuple[Any, ...]]:
-    """`batch` cut in order into segments ``(submits, rows, finishes)`` (indexes of the claimed
-    submissions, the journal and event rows, and the ends of runs that have a record,
-    `_ops.FastOp`), written set-wide, and ``(None, i)`` for each other item (an operation driven on
-    its own, or a barrier).
+class Row:
+    """A journal or event row of a held task: written only while `task_id` runs under `epoch`."""
+
+    __slots__ = ("epoch", "fut", "loop", "task_id", "values")
+    kind: int
+
+    def __init__(self, task_id: str, epoch: int, values: tuple[Any, ...],
+                 fut: asyncio.Future[Any] | None, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.task_id = task_id
+        self.epoch = epoch
+        self.values = values
+        """The row's columns (`_STEP_COLUMNS` / `_EVENT_COLUMNS` order: task_id, key or seq, tenant...)."""
+        self.fut = fut
+        self.loop = loop
+
+
+class StepRow(Row):
+    __slots__ = ()
+    kind = STEP
+
+
+class EventRow(Row):
+    __slots__ = ()
+    kind = EVENT
+
+
+class OpItem:
+    """An operation driven on the writer's connection; `fast` is its record when a segment may write it
+    set-wide (a claimed submission, the end of a run)."""
+
+    __slots__ = ("fence", "fut", "loop", "op", "fast")
+    kind = OP
+
+    def __init__(self, op: Op[Outcome], fence: str | None, fast: FastOp | None,
+                 fut: asyncio.Future[Any] | None, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.op = op
+        self.fence = fence
+        self.fast = fast
+        self.fut = fut
+        self.loop = loop
+
+
+class Barrier:
+    """`flush`: resolved once everything queued before it has committed."""
+
+    __slots__ = ("fut", "loop")
+    kind = BARRIER
+
+    def __init__(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop | None) -> None:
+        self.fut = fut
+        self.loop = loop
+
+
+class Stop:
+    """The store closes: the writer commits what is before it and ends."""
+
+    __slots__ = ()
+    kind = STOP
+    fut = None
+    loop = None
+
+
+Item = Row | OpItem | Barrier
+"""What a batch holds (a `Stop` never reaches one)."""
+
+
+class Failed:
+    """A batch result that is an error (the awaiting caller gets it raised)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def resolve(fut: asyncio.Future[Any] | None, value: Any) -> None:
+    """Hand `value` (or a `Failed`'s error) to `fut`, unless nobody waits or it is done."""
+    if fut is None or fut.done():
+        return
+    if type(value) is Failed:
+        fut.set_exception(value.exc)
+    else:
+        fut.set_result(value)
+
+
+class Segment:
+    """Indexes into a batch of what one segment writes set-wide: the claimed submissions, the journal
+    and event rows, and the ends of runs that have a record (`_ops.FastOp`)."""
+
+    __slots__ = ("finishes", "rows", "submits")
+
+    def __init__(self, submits: list[int], rows: list[int], finishes: list[int]) -> None:
+        self.submits = submits
+        self.rows = rows
+        self.finishes = finishes
+
+
+def segments(batch: Sequence[Item], *, split_own_ends: bool) -> list[Segment | int]:
+    """`batch` cut in order into `Segment`s, written set-wide, and the index of each other item (an
+    operation driven on its own, or a barrier).
 
     A segment stops before a row that would change places with its task's submission or end (the
     submissions are written first, then the rows, then the ends: every row is fenced as at its
     place). With `split_own_ends` it also stops before the end of a task it submits (for a dialect
     whose segment is one statement, which does not see the rows it inserts)."""
-    out: list[tuple[Any, ...]] = []
+    out: list[Segment | int] = []
     n = len(batch)
     i = 0
     while i < n:
@@ -40,14 +140,14 @@ def segments(batch: list[tuple[Any, ...]], *, split_own_ends: bool) -> list[tupl
         j = i
         while j < n:
             item = batch[j]
-            kind = item[0]
-            if kind <= EVENT:
-                if item[1] in ended:
+            if isinstance(item, Row):
+                tid = item.task_id
+                if tid in ended:
                     break
                 rows.append(j)
-                row_tasks.add(item[1])
-            elif kind == OP and item[3] is not None:
-                fast = item[3]
+                row_tasks.add(tid)
+            elif isinstance(item, OpItem) and item.fast is not None:
+                fast = item.fast
                 tid = fast.task_id
                 if tid in ended:
                     break
@@ -65,9 +165,78 @@ def segments(batch: list[tuple[Any, ...]], *, split_own_ends: bool) -> list[tupl
                 break
             j += 1
         if j > i:
-            out.append((submits, rows, finishes))
+            out.append(Segment(submits, rows, finishes))
             i = j
         else:
-            out.append((None, i))
+            out.append(i)
             i += 1
     return out
+
+
+# -- what a segment's statements decided, handed to each item (the same on both dialects) ----------
+
+
+def submit_record(batch: Sequence[Item], k: int) -> SubmitClaimed:
+    """The record of the claimed submission at `batch[k]` (a segment's `submits` index)."""
+    return cast(SubmitClaimed, cast(OpItem, batch[k]).fast)
+
+
+def end_record(batch: Sequence[Item], k: int) -> FinishFinal:
+    """The record of the end at `batch[k]` (a segment's `finishes` index)."""
+    return cast(FinishFinal, cast(OpItem, batch[k]).fast)
+
+
+def row_at(batch: Sequence[Item], k: int) -> Row:
+    """The row at `batch[k]` (a segment's `rows` index)."""
+    return cast(Row, batch[k])
+
+
+def op_at(batch: Sequence[Item], k: int) -> Op[Outcome]:
+    """The operation at `batch[k]` (an operation's index)."""
+    return cast(OpItem, batch[k]).op
+
+
+def settle_submits(batch: Sequence[Item], submits: Sequence[int], inserted: Callable[[str], bool],
+                   results: list[Any], listening: Callable[[str], bool], notify: set[str]) -> list[int]:
+    """Set the outcome of each claimed submission that was `inserted`; the others (an id that exists
+    already) are returned: their operations run, and decide."""
+    left: list[int] = []
+    for k in submits:
+        f = submit_record(batch, k)
+        if inserted(f.task_id):
+            results[k] = f.outcome(listening)
+            notify.add(f.task_id)
+        else:
+            left.append(k)
+    return left
+
+
+def fence_rows(batch: Sequence[Item], rows: Sequence[int], epochs: Mapping[str, int], results: list[Any],
+               notify: set[str] | None = None) -> list[Row]:
+    """The rows of `rows` whose task runs under the epoch they name (`epochs`: task id -> its running
+    epoch); every other row fails with `LeaseLost`. Tasks whose event log grows are added to `notify`."""
+    out: list[Row] = []
+    for k in rows:
+        row = row_at(batch, k)
+        if epochs.get(row.task_id) != row.epoch:
+            results[k] = Failed(LeaseLost(f"task {row.task_id}: lease epoch {row.epoch} was taken over"))
+            continue
+        out.append(row)
+        if notify is not None and row.kind == EVENT:
+            notify.add(row.task_id)
+    return out
+
+
+def settle_ends(batch: Sequence[Item], finishes: Sequence[int], ended: Callable[[str], bool], results: list[Any],
+                listening: Callable[[str], bool], notify: set[str]) -> list[int]:
+    """Set the outcome of each end that was written (`ended`); the others (lease lost, or dependents to
+    promote) are returned: their operations run, and decide."""
+    left: list[int] = []
+    for k in finishes:
+        e = end_record(batch, k)
+        if ended(e.task_id):
+            results[k] = e.outcome(listening)
+            notify.add(e.task_id)
+        else:
+            left.append(k)
+    return left

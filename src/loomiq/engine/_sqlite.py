@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,21 +30,39 @@ from urllib.parse import unquote, urlsplit
 from ..models import ModelResponse
 from ..runtime import StepResult
 from ..tools import ToolCallRecord
-from ._batch import BARRIER, EVENT, MAX_BATCH, OP, STEP, STOP, segments
+from ._batch import (
+    MAX_BATCH,
+    STEP,
+    Barrier,
+    EventRow,
+    Failed,
+    Item,
+    OpItem,
+    Segment,
+    StepRow,
+    Stop,
+    end_record,
+    fence_rows,
+    op_at,
+    resolve,
+    row_at,
+    segments,
+    settle_ends,
+    settle_submits,
+    submit_record,
+)
 from ._codec import dumps, step_to_json, tool_entry_to_json
 from ._ops import (
     FINISH_TASK_COLUMNS,
     SUBMIT_TASK_COLUMNS,
     Dialect,
     FastOp,
-    FinishFinal,
     Op,
     Outcome,
     Stmt,
-    SubmitClaimed,
 )
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
-from .errors import EngineClosed, LeaseLost, SchemaError
+from .errors import EngineClosed, SchemaError
 from .store import Store
 
 _INSERT_STEP = (
@@ -76,13 +94,6 @@ _FENCE = (
 )
 _FENCE_ONE = _FENCE + "id = ?"
 _FENCE_MANY = _FENCE + "id IN ({marks})"
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
 
 
 def sqlite_path(url: str) -> str:
@@ -130,12 +141,7 @@ def _drive(conn: sqlite3.Connection, op: Op[Any]) -> Any:
 
 def _resolve(items: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
     for fut, value in items:
-        if fut is None or fut.done():
-            continue
-        if type(value) is _Failed:
-            fut.set_exception(value.exc)
-        else:
-            fut.set_result(value)
+        resolve(fut, value)
 
 
 class SQLiteStore(Store):
@@ -187,14 +193,14 @@ class SQLiteStore(Store):
         self.linger_s = linger_s
         self.wal_limit_bytes = wal_limit_bytes
         # Writes queued on the loop thread, and the flush scheduled for them (see "writes" below).
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[Item] = []
         self._soon: asyncio.Handle | None = None
         self._later: asyncio.TimerHandle | None = None
         self._inline = self.synchronous != "FULL" if inline is None else inline
         # The writer thread's FIFO; `_wake` tells it there is something to do. `_mu` guards the
         # FIFO and `_threaded` (True while the thread has batches: the loop thread then queues behind
         # them instead of committing itself), and is held by an inline commit.
-        self._items: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._items: collections.deque[Item | Stop] = collections.deque()
         self._wake = threading.Event()
         self._mu = threading.Lock()
         self._threaded = False
@@ -277,7 +283,7 @@ class SQLiteStore(Store):
             return
         self._flush()  # what is queued on the loop thread commits first
         self._closed = True
-        self._to_thread([(STOP,)])
+        self._to_thread([Stop()])
         self._stop_checkpoints.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -334,7 +340,7 @@ class SQLiteStore(Store):
     # the lock, or with synchronous=FULL, the batch goes to the writer thread, which waits for the
     # lock (busy_timeout). Batches stay FIFO: while the thread has batches, later ones queue behind.
 
-    def _put(self, item: tuple[Any, ...], loop: asyncio.AbstractEventLoop, urgent: bool) -> None:
+    def _put(self, item: Item, loop: asyncio.AbstractEventLoop, urgent: bool) -> None:
         if self._closed:
             raise EngineClosed("the store is closed")
         if loop is not self._loop:
@@ -367,7 +373,7 @@ class SQLiteStore(Store):
         if self._pending and self._soon is None and self._loop is not None:
             self._soon = self._loop.call_soon(self._flush)
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         if self._inline and self._mu.acquire(blocking=False):
             try:
                 if not self._threaded:
@@ -380,17 +386,17 @@ class SQLiteStore(Store):
                         conn.execute("BEGIN IMMEDIATE")
                     except sqlite3.OperationalError as exc:
                         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                            _resolve([(item[-2], _Failed(exc)) for item in batch])
+                            _resolve([(item.fut, Failed(exc)) for item in batch])
                             return
                         # Another connection writes: the thread waits for the lock (below).
                     else:
-                        _resolve(list(zip((item[-2] for item in batch), self._commit(batch), strict=True)))
+                        _resolve(list(zip((item.fut for item in batch), self._commit(batch), strict=True)))
                         return
             finally:
                 self._mu.release()
         self._to_thread(batch)
 
-    def _to_thread(self, batch: list[tuple[Any, ...]]) -> None:
+    def _to_thread(self, batch: Sequence[Item | Stop]) -> None:
         with self._mu:
             self._threaded = True
             self._items.extend(batch)
@@ -400,7 +406,7 @@ class SQLiteStore(Store):
                  fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
-        self._put((OP, op, fence, fast, fut, loop), loop, urgent)
+        self._put(OpItem(op, fence, fast, fut, loop), loop, urgent)
         return fut
 
     def put_step(self, tenant: str, task_id: str, epoch: int, step: StepResult) -> Awaitable[None]:
@@ -408,7 +414,7 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         row = (task_id, step.key, tenant, epoch, int(step.error is None), step_to_json(step), time.time())
-        self._put((STEP, task_id, epoch, row, fut, loop), loop, True)
+        self._put(StepRow(task_id, epoch, row, fut, loop), loop, True)
         return fut
 
     def put_tool_entry(self, tenant: str, task_id: str, epoch: int, key: str,
@@ -417,20 +423,20 @@ class SQLiteStore(Store):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         row = (task_id, key, tenant, epoch, 1, tool_entry_to_json(value), time.time())
-        self._put((STEP, task_id, epoch, row, fut, loop), loop, True)
+        self._put(StepRow(task_id, epoch, row, fut, loop), loop, True)
         return fut
 
     def put_event_row(self, tenant: str, task_id: str, epoch: int, seq: int, type_: str,
                       data: Mapping[str, Any] | str) -> None:
         """Log a held task's event in the next batch (see `Store.put_event`)."""
         row = (task_id, seq, tenant, epoch, type_, data if type(data) is str else dumps(data), time.time())
-        self._put((EVENT, task_id, epoch, row, None, None), asyncio.get_running_loop(), False)
+        self._put(EventRow(task_id, epoch, row, None, None), asyncio.get_running_loop(), False)
 
     async def flush(self) -> None:
         """Wait until everything queued so far has committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._put((BARRIER, None, "*", None, fut, loop), loop, True)
+        self._put(Barrier(fut, loop), loop, True)
         await fut
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -443,7 +449,7 @@ class SQLiteStore(Store):
             wake.wait()
             wake.clear()  # before draining: a put after this point sets it again
             while True:
-                batch = []
+                batch: list[Item] = []
                 stop = False
                 with mu:
                     if not items:
@@ -451,7 +457,7 @@ class SQLiteStore(Store):
                         break
                     while items and len(batch) < MAX_BATCH:
                         item = items.popleft()
-                        if item[0] == STOP:
+                        if isinstance(item, Stop):
                             stop = True
                         else:
                             batch.append(item)
@@ -462,13 +468,13 @@ class SQLiteStore(Store):
                     try:
                         conn.execute("BEGIN IMMEDIATE")
                     except Exception as exc:  # noqa: BLE001 - every caller of the batch learns why
-                        results: list[Any] = [_Failed(exc)] * len(batch)
+                        results: list[Any] = [Failed(exc)] * len(batch)
                     else:
                         results = self._commit(batch)
                     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
                     for item, value in zip(batch, results, strict=True):
-                        fut, loop = item[-2], item[-1]
-                        if fut is not None:
+                        fut, loop = item.fut, item.loop
+                        if fut is not None and loop is not None:
                             by_loop.setdefault(loop, []).append((fut, value))
                     for loop, done in by_loop.items():
                         try:
@@ -501,7 +507,7 @@ class SQLiteStore(Store):
         finally:
             conn.close()
 
-    def _commit(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+    def _commit(self, batch: list[Item]) -> list[Any]:
         """Write `batch` in the transaction just begun (``BEGIN IMMEDIATE``) and commit; the value or
         `_Failed` of each item.
 
@@ -515,35 +521,33 @@ class SQLiteStore(Store):
         nops = 0
         try:
             for seg in segments(batch, split_own_ends=False):
-                if seg[0] is not None:
-                    submits, rows, finishes = seg
-                    self._segment(conn, batch, submits, rows, finishes, results)
-                    nops += len(submits) + len(finishes)
-                elif batch[seg[1]][0] == OP:  # (a barrier has nothing to write)
+                if isinstance(seg, Segment):
+                    self._segment(conn, batch, seg, results)
+                    nops += len(seg.submits) + len(seg.finishes)
+                elif isinstance(batch[seg], OpItem):  # (a barrier has nothing to write)
                     nops += 1
-                    self._run_op(conn, batch, seg[1], results)
+                    self._run_op(conn, batch, seg, results)
             conn.execute("COMMIT")
             self.stats.transactions += 1
             self.stats.ops += nops
         except Exception as exc:  # noqa: BLE001 - the whole batch failed: every caller learns why
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            results = [_Failed(exc)] * len(batch)
+            results = [Failed(exc)] * len(batch)
         return results
 
     @staticmethod
-    def _run_op(conn: sqlite3.Connection, batch: list[tuple[Any, ...]], i: int, results: list[Any]) -> None:
+    def _run_op(conn: sqlite3.Connection, batch: list[Item], i: int, results: list[Any]) -> None:
         """Drive the operation of `batch[i]` in a savepoint."""
         conn.execute("SAVEPOINT op")
         try:
-            results[i] = _drive(conn, batch[i][1])
+            results[i] = _drive(conn, op_at(batch, i))
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
             conn.execute("ROLLBACK TO op")
-            results[i] = _Failed(exc)
+            results[i] = Failed(exc)
         conn.execute("RELEASE op")
 
-    def _segment(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]], submits: list[int],
-                 rows: list[int], finishes: list[int], results: list[Any]) -> None:
+    def _segment(self, conn: sqlite3.Connection, batch: list[Item], seg: Segment, results: list[Any]) -> None:
         """Write a segment (see `_commit`) with a few set-wide statements: the claimed submissions (in a
         savepoint: on an error, such as a task id that exists already, each runs as its operation);
         one read of the state of the tasks the rows and ends name (the fence); then the rows whose
@@ -551,9 +555,11 @@ class SQLiteStore(Store):
         that still run under the epoch named and that no task depends on. Any other end runs as its
         operation (which refuses it, or promotes the dependents)."""
         listening = self.hub.listening
+        submits, rows, finishes = seg.submits, seg.rows, seg.finishes
         events: list[tuple[Any, ...]] = []
+        notify: set[str] = set()  # (SQLite has no NOTIFY: followers poll)
         if submits:
-            records: list[SubmitClaimed] = [batch[k][3] for k in submits]
+            records = [submit_record(batch, k) for k in submits]
             conn.execute("SAVEPOINT fast")
             try:
                 conn.executemany(_INSERT_TASK, [f.task_row() for f in records])
@@ -565,14 +571,14 @@ class SQLiteStore(Store):
                     self._run_op(conn, batch, k, results)
             else:
                 conn.execute("RELEASE fast")
-                for k, f in zip(submits, records, strict=True):
-                    results[k] = f.outcome(listening)
+                settle_submits(batch, submits, lambda _: True, results, listening, notify)
+                for f in records:
                     events.extend(f.event_rows())
         if not rows and not finishes:
             conn.executemany(_INSERT_EVENT, events)
             return
         # The fence: a row, or an end, is written only if its task still runs under the epoch it names.
-        ids = list({batch[k][1] for k in rows}.union(batch[k][3].task_id for k in finishes))
+        ids = list({row_at(batch, k).task_id for k in rows}.union(end_record(batch, k).task_id for k in finishes))
         state: dict[str, tuple[int, int, str, int]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -582,26 +588,22 @@ class SQLiteStore(Store):
                 sql = _FENCE_MANY.format(marks=",".join("?" * len(chunk)))
             for tid, epoch, attempts, tenant, dependents in conn.execute(sql, chunk):
                 state[tid] = (epoch, attempts, tenant, dependents)
-        steps = []
-        for k in rows:
-            item = batch[k]
-            got = state.get(item[1])
-            if got is None or got[0] != item[2]:
-                results[k] = _Failed(LeaseLost(f"task {item[1]}: lease epoch {item[2]} was taken over"))
-                continue
-            (steps if item[0] == STEP else events).append(item[3])
+        steps: list[tuple[Any, ...]] = []
+        for row in fence_rows(batch, rows, {tid: got[0] for tid, got in state.items()}, results):
+            (steps if row.kind == STEP else events).append(row.values)
         written = len(steps) + len(events)
-        ends, attempts_rows, slow = [], [], []
+        ends, attempts_rows = [], []
+        ended: set[str] = set()
         for k in finishes:
-            f: FinishFinal = batch[k][3]
+            f = end_record(batch, k)
             got = state.get(f.task_id)
             if got is None or got[0] != f.epoch or got[3]:
-                slow.append(k)  # lease lost, or dependents to promote: the operation decides
-                continue
+                continue  # lease lost, or dependents to promote: the operation decides
+            ended.add(f.task_id)
             ends.append((*f.task_row()[2:], f.task_id, f.epoch))
             attempts_rows.append((f.status, f.now, f.error, f.task_id, got[1]))
             events.append((f.task_id, f.seq, got[2], f.epoch, "task_finished", f.event_json, f.now))
-            results[k] = f.outcome(listening)
+        slow = settle_ends(batch, finishes, ended.__contains__, results, listening, notify)
         if steps:
             conn.executemany(_INSERT_STEP, steps)
         if events:
