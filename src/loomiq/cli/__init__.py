@@ -1,6 +1,7 @@
 """The `loomiq` command line: `loomiq run` (in-process, or `--durable`), the durable tasks (`loomiq submit`,
 `status`, `wait`, `cancel`, `tasks`, `worker`), the service (`loomiq serve`, `token`, `keys`), `loomiq agents`,
-`loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq workflow` (validate, graph, templates),
+`loomiq agents check`, `loomiq tools`, `loomiq tool run`, `loomiq workflow` (validate, graph, templates,
+run, status, pause, resume, cancel, list), `loomiq approvals`, `loomiq approve`,
 `loomiq kb`, `loomiq mcp check`, `loomiq mcp login`, `loomiq mcp serve`,
 `loomiq --version`.
 
@@ -23,6 +24,7 @@ from ._service import register as register_service_commands
 from ._tasks import register as register_task_commands
 from ._tools import tool_app, tools_command
 from ._workflow import workflow_app
+from ._workflow_runs import register as register_workflow_run_commands
 
 app = typer.Typer(
     name="loomiq",
@@ -41,6 +43,7 @@ app.add_typer(agents_app, name="agents")
 app.command("tools")(tools_command)
 app.add_typer(tool_app, name="tool")
 app.add_typer(workflow_app, name="workflow")
+register_workflow_run_commands(app)
 app.add_typer(kb_app, name="kb")
 app.add_typer(mcp_app, name="mcp")
 

@@ -595,6 +595,9 @@ def worker_command(
             sampler = _serve_metrics(o, metrics_host, metrics_port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
+        from ..engine import WorkflowRuns
+
+        driver = loop.create_task(WorkflowRuns(o.engine).serve(), name="loomiq-workflow-driver")
         try:
             runner = loop.create_task(worker.run())
             if notice:
@@ -610,6 +613,8 @@ def worker_command(
                 loop.remove_signal_handler(sig)
             if sampler is not None:
                 sampler.cancel()
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
         sys.stdout.write(json.dumps({"event": "worker_stopped", "worker_id": worker.id,
                                      "claimed": worker.claimed}) + "\n")
         sys.stdout.flush()

@@ -2,7 +2,7 @@
 
 A workflow is named by a file (YAML or JSON) or by ``template:NAME``. Validation errors go to stderr
 one per line as ``FILE:LINE:COLUMN: message`` with exit code 2; warnings as ``...: warning: ...``.
-(``run``, ``status``, ``pause``, ``resume``, ``cancel``, ``list`` come with durable workflow runs.)
+(``run``, ``status``, ``pause``, ``resume``, ``cancel``, ``list``: `_workflow_runs`.)
 """
 
 from __future__ import annotations

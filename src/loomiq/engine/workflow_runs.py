@@ -62,7 +62,7 @@ from ..workflows import (
 )
 from ..workflows.journal import event_from_json, event_to_json
 from ._ops import Outcome, Stmt
-from .errors import EngineError
+from .errors import EngineClosed, EngineError, LeaseLost, StoreUnavailable
 from .task import DEFAULT_TENANT
 
 logger = logging.getLogger("loomiq.engine.workflows")
@@ -312,11 +312,11 @@ class WorkflowRuns:
 
     async def start(self, source: str, inputs: Mapping[str, Any] | None = None, *, tenant_id: str = DEFAULT_TENANT,
                     from_strings: bool = False, run_id: str | None = None, version: int = 0,
-                    drive: bool = True) -> WorkflowRun:
+                    drive: bool = True, filename: str = "<workflow>") -> WorkflowRun:
         """Start a run of the workflow in `source` (its text) with `inputs` (checked by `bind_inputs`;
         `from_strings` converts command-line text). `version` is the registered version (0: not
-        registered). Raises `WorkflowError` for an invalid workflow or inputs."""
-        definition = loads_workflow(source)
+        registered; `filename` names it in errors). Raises `WorkflowError` for an invalid workflow or inputs."""
+        definition = loads_workflow(source, filename)
         bound = bind_inputs(definition, dict(inputs or {}), from_strings=from_strings)
         rid = run_id or f"wr-{uuid.uuid4().hex[:16]}"
         now = self.clock()
@@ -575,10 +575,16 @@ class WorkflowRuns:
                 wake.append(a.not_before)
                 continue
             t = a.task
-            submitted = await engine.submit(
-                t.prompt, strategy=t.strategy, agents=list(t.agents) or None, capabilities=t.capabilities,
-                timeout_s=t.timeout_s, idempotency_key=f"wf:{run_id}:{key}", tenant_id=run.tenant_id,
-                context={"workflow_run": run_id, "node": str(a.node)})
+            try:
+                submitted = await engine.submit(
+                    t.prompt, strategy=t.strategy, agents=list(t.agents) or None, capabilities=t.capabilities,
+                    timeout_s=t.timeout_s, idempotency_key=f"wf:{run_id}:{key}", tenant_id=run.tenant_id,
+                    context={"workflow_run": run_id, "node": str(a.node)})
+            except (StoreUnavailable, EngineClosed, LeaseLost):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a task that cannot be planned here fails its node, once
+                events.append(NodeFailed(a.node, a.attempt, f"cannot start the task: {exc}", now, a.index))
+                continue
             task = submitted.task
             if not submitted.replayed:
                 for hook in self.on_node_start:
