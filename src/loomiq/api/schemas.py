@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..agents import AgentState
 from ..engine import LifecycleEvent, Priority, TaskStatus
-from ..runtime import RunEvent, RunStatus
+from ..runtime import RunEvent, RunStatus, type_of
 from .auth import Role
 
 
@@ -192,7 +192,7 @@ class TaskStats(_Body):
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(
-    sorted({kind.type for kind in (*get_args(RunEvent), *get_args(LifecycleEvent))})
+    sorted({type_of(kind) for kind in (*get_args(RunEvent), *get_args(LifecycleEvent))})
 )
 """Every type of task event: a run's events and the engine's lifecycle events."""
 

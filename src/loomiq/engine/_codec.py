@@ -1,4 +1,5 @@
-"""JSON and row codecs: the only place where engine records meet their stored form.
+"""JSON and row codecs: the only place where engine records meet their stored form. Events have
+one JSON form, `loomiq.runtime.event_json`'s (re-exported here for the engine's writers).
 
 A journalled `StepResult` must come back exactly as it was (a replay returns it to the strategy), so
 its codec is lossless, unlike `StepResult.to_dict()` which rounds for display.
@@ -6,201 +7,62 @@ its codec is lossless, unlike `StepResult.to_dict()` which rounds for display.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Mapping, Sequence
-from json.encoder import encode_basestring
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..models import ModelResponse, ToolCall, Usage
-from ..runtime import RunResult, StepResult
-from ..runtime.events import RunEvent, RunFinished, RunStarted, StepFinished, StepStarted
+from ..runtime import StepResult
+from ..runtime.event_json import (
+    dumps,
+    encode_event,
+    json_str,
+    json_value,
+    loads,
+    result_to_json,
+    run_finished_json,
+    step_fields_json,
+    text_delta_json,
+)
+from ..runtime.event_json import step_finished_json as _step_finished_json
+from ..runtime.events import StepFinished
 from ..tools import ToolCallRecord
-from .events import LifecycleEvent, TaskFinished, TaskQueued, TaskStarted
+
+__all__ = [  # the event codec's names the engine's writers use, with this module's own
+    "ATTEMPT_COLUMNS", "TASK_COLUMNS", "WORKER_COLUMNS", "JournalEntry", "attempt_from_row", "check_json",
+    "dumps", "encode_event", "event_from_row", "journal_entry_from_json", "json_str", "json_value", "lifecycle_json",
+    "loads", "request_from_json", "request_to_json", "result_to_json", "run_finished_json", "step_fields_json",
+    "step_finished_json", "step_from_json", "step_to_json", "task_from_row", "text_delta_json", "tool_entry_to_json",
+    "worker_from_row",
+]
 from .task import Attempt, Task, TaskEvent, TaskID, TaskRequest, TaskRetry, TenantID, WorkerID, WorkerInfo
-
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-loads = json.loads
-
-json_str = _str = encode_basestring
-"""A str as a JSON string literal (the C encoder `dumps` uses; it raises TypeError for a non-str)."""
-
-
-def _val(v: Any) -> str:
-    """A scalar as JSON, as `dumps` writes it."""
-    t = type(v)
-    if t is str:
-        return _str(v)
-    if t is int:
-        return int.__repr__(v)
-    if t is float and math.isfinite(v):
-        return float.__repr__(v)
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    return dumps(v)
-
-
-# The runtime events a durable run logs, encoded straight from their objects: the same JSON as
-# ``dumps(event.to_dict())`` once parsed (tested against it), at a fraction of its cost (no dict is
-# built, no float goes through a Python callback). A value of an unexpected type makes them raise,
-# and `encode_event` falls back to ``dumps(to_dict())``.
-
-
-def _usage_json(u: Usage) -> str:
-    return (f'{{"input_tokens":{_val(u.input_tokens)},"output_tokens":{_val(u.output_tokens)},'
-            f'"total_tokens":{_val(u.total_tokens)}}}')
-
-
-_INF = math.inf
-
-
-def _tool_calls_json(s: StepResult) -> str:
-    calls = s.tool_calls
-    return "[" + ",".join(dumps(c.to_dict()) for c in calls) + "]" if calls else "[]"
-
-
-def _step_fields(s: StepResult) -> str:
-    # StepResult.to_dict() without its braces.
-    fo = s.failed_over_from
-    failed_over = "[" + ",".join(f'{{"agent":{_str(a)},"error":{_str(e)}}}' for a, e in fo) + "]" if fo else "[]"
-    u = s.usage
-    tin, tout = u.input_tokens, u.output_tokens
-    cost, duration = round(s.cost_usd, 10), round(s.duration_ms, 3)
-    attempts, error, offline = s.attempts, s.error, s.offline
-    if (type(tin) is int and type(tout) is int and type(cost) is float and -_INF < cost < _INF
-            and type(duration) is float and -_INF < duration < _INF and type(attempts) is int
-            and (offline is True or offline is False)):
-        # The usual types, written without a call per value (ints and finite floats as `dumps` does).
-        return (
-            f'"key":{_str(s.key)},"agent":{_str(s.agent)},"role":{_str(s.role)},"model":{_str(s.model)},'
-            f'"output":{_str(s.output)},"usage":{{"input_tokens":{tin},"output_tokens":{tout},'
-            f'"total_tokens":{tin + tout}}},"cost_usd":{cost!r},"duration_ms":{duration!r},'
-            f'"error":{"null" if error is None else _str(error)},"attempts":{attempts},'
-            f'"failed_over_from":{failed_over},"offline":{"true" if offline else "false"},'
-            f'"tool_calls":{_tool_calls_json(s)}'
-        )
-    return (
-        f'"key":{_str(s.key)},"agent":{_str(s.agent)},"role":{_str(s.role)},"model":{_str(s.model)},'
-        f'"output":{_str(s.output)},"usage":{_usage_json(u)},"cost_usd":{_val(cost)},'
-        f'"duration_ms":{_val(duration)},"error":{_val(error)},"attempts":{_val(attempts)},'
-        f'"failed_over_from":{failed_over},"offline":{_val(offline)},"tool_calls":{_tool_calls_json(s)}'
-    )
-
-
-def result_to_json(r: RunResult, steps_json: Mapping[int, tuple[StepResult, str]] | None = None) -> str:
-    """``dumps(r.to_dict())``, faster (falls back to it for values of unexpected types). `steps_json`:
-    the fields of steps already encoded (by ``id()``, with the step), reused."""
-    try:
-        if steps_json:
-            parts = []
-            for s in r.steps:
-                done = steps_json.get(id(s))
-                parts.append("{" + (done[1] if done is not None and done[0] is s else _step_fields(s)) + "}")
-            steps = ",".join(parts)
-        else:
-            steps = ",".join("{" + _step_fields(s) + "}" for s in r.steps)
-        failed = ",".join(f"{_str(a)}:{_str(e)}" for a, e in r.failed.items())
-        return (
-            f'{{"task_id":{_str(r.task_id)},"status":{_str(r.status)},"strategy":{_str(r.strategy)},'
-            f'"strategy_reason":{_str(r.strategy_reason)},"output":{_str(r.output)},"steps":[{steps}],'
-            f'"usage":{_usage_json(r.usage)},"cost_usd":{_val(round(r.cost_usd, 10))},'
-            f'"duration_ms":{_val(round(r.duration_ms, 3))},"answered":[{",".join(map(_str, r.answered))}],'
-            f'"failed":{{{failed}}},"degraded":{_val(r.degraded)},"error":{_val(r.error)},'
-            f'"notes":[{",".join(map(_str, r.notes))}],"offline":{_val(r.offline)}}}'
-        )
-    except (TypeError, ValueError):
-        return dumps(r.to_dict())
-
-
-def _run_started(e: RunStarted) -> str:
-    return (f'{{"type":"run_started","run_id":{_str(e.run_id)},"strategy":{_str(e.strategy)},'
-            f'"reason":{_str(e.reason)},"agents":[{",".join(map(_str, e.agents))}],"offline":{_val(e.offline)}}}')
-
-
-def _step_started(e: StepStarted) -> str:
-    return (f'{{"type":"step_started","run_id":{_str(e.run_id)},"step":{_str(e.step)},"agent":{_str(e.agent)},'
-            f'"role":{_str(e.role)}}}')
-
-
-def _step_finished(e: StepFinished) -> str:
-    return f'{{"type":"step_finished","run_id":{_str(e.run_id)},{_step_fields(e.result)}}}'
 
 
 def step_finished_json(e: StepFinished, steps_json: dict[int, tuple[StepResult, str]]) -> str:
     """`encode_event` of a ``step_finished``, keeping the step's fields in `steps_json` (for the run's
     result, which lists the step again)."""
     try:
-        fields = _step_fields(e.result)
+        fields = step_fields_json(e.result)
     except (TypeError, ValueError):
-        return dumps(e.to_dict())
+        return encode_event(e)
     steps_json[id(e.result)] = (e.result, fields)
-    return f'{{"type":"step_finished","run_id":{_str(e.run_id)},{fields}}}'
+    return _step_finished_json(e.run_id, fields)
 
 
-def _run_finished(e: RunFinished) -> str:
-    return f'{{"type":"run_finished","run_id":{_str(e.run_id)},"result":{result_to_json(e.result)}}}'
-
-
-_EVENT_ENCODERS: dict[type, Callable[[Any], str]] = {
-    RunStarted: _run_started, StepStarted: _step_started, StepFinished: _step_finished, RunFinished: _run_finished,
-}
-
-
-def encode_event(event: RunEvent) -> str:
-    """``dumps(event.to_dict())`` of a runtime event, faster for the ones every run logs."""
-    enc = _EVENT_ENCODERS.get(type(event))
-    if enc is not None:
-        try:
-            return enc(event)
-        except (TypeError, ValueError):
-            pass
-    return dumps(event.to_dict())
-
-
-def lifecycle_json(ev: LifecycleEvent) -> str:
-    """``dumps(ev.to_dict())`` of a lifecycle event, faster for the ones every task logs."""
-    try:
-        t = type(ev)
-        if t is TaskStarted:
-            return (f'{{"type":"task_started","attempt":{_val(ev.attempt)},"epoch":{_val(ev.epoch)},'
-                    f'"worker":{_str(ev.worker)},"resumed":{_val(ev.resumed)}}}')
-        if t is TaskQueued:
-            return f'{{"type":"task_queued","priority":{_str(ev.priority)}}}'
-        if t is TaskFinished and type(ev.usage) is dict and list(ev.usage) == _USAGE_KEYS:
-            u = ev.usage
-            return (f'{{"type":"task_finished","status":{_str(ev.status)},"error":{_val(ev.error)},'
-                    f'"output":{_str(ev.output)},"usage":{{"input_tokens":{_val(u["input_tokens"])},'
-                    f'"output_tokens":{_val(u["output_tokens"])},"total_tokens":{_val(u["total_tokens"])}}},'
-                    f'"cost_usd":{_val(ev.cost_usd)},"dead":{_val(ev.dead)}}}')
-    except (TypeError, ValueError):
-        pass
-    return dumps(ev.to_dict())
-
-
-_USAGE_KEYS = ["input_tokens", "output_tokens", "total_tokens"]
-
-
-def text_delta_json(run_id: str, step: str, agent: str, text: str) -> str:
-    """The JSON of a logged ``text_delta`` event."""
-    return (f'{{"type":"text_delta","run_id":{_str(run_id)},"step":{_str(step)},"agent":{_str(agent)},'
-            f'"text":{_str(text)}}}')
+lifecycle_json = encode_event
+"""A lifecycle event's JSON (the one codec's `encode_event`)."""
 
 
 def step_to_json(s: StepResult) -> str:
     """Lossless JSON of a step, for the journal."""
     try:
         fo = s.failed_over_from
-        failed_over = ",".join(f"[{_str(a)},{_str(e)}]" for a, e in fo) if fo else ""
+        failed_over = ",".join(f"[{json_str(a)},{json_str(e)}]" for a, e in fo) if fo else ""
         u = s.usage
         calls = "," + dumps([c.to_json() for c in s.tool_calls]) if s.tool_calls else ""
         return (
-            f"[{_str(s.key)},{_str(s.agent)},{_str(s.role)},{_str(s.output)},{_val(u.input_tokens)},"
-            f"{_val(u.output_tokens)},{_val(s.cost_usd)},{_val(s.duration_ms)},{_val(s.error)},{_val(s.attempts)},"
-            f"[{failed_over}],{_val(s.model)},{_val(s.offline)}{calls}]"
+            f"[{json_str(s.key)},{json_str(s.agent)},{json_str(s.role)},{json_str(s.output)},{json_value(u.input_tokens)},"
+            f"{json_value(u.output_tokens)},{json_value(s.cost_usd)},{json_value(s.duration_ms)},{json_value(s.error)},{json_value(s.attempts)},"
+            f"[{failed_over}],{json_value(s.model)},{json_value(s.offline)}{calls}]"
         )
     except (TypeError, ValueError):
         pass

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from ._codec import TASK_COLUMNS, json_str, lifecycle_json, request_from_json, task_from_row
+from ._codec import TASK_COLUMNS, lifecycle_json, request_from_json, task_from_row
 from ._queue import after_run, sort_key
 from .errors import DependencyError, LeaseLost, TaskNotFound
 from .events import (
@@ -303,9 +303,9 @@ class SubmitClaimed:
     def event_rows(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The task's first two events (queued, started) as rows of the events table."""
         tid, tenant, now = self.task_id, self.tenant, self.now
-        queued = f'{{"type":"task_queued","priority":{json_str(self.priority)}}}'
-        return ((tid, 1, tenant, 0, "task_queued", queued, now),
-                (tid, 2, tenant, 1, "task_started", _started_json(self.holder), now))
+        queued = lifecycle_json(TaskQueued(self.priority))
+        started = lifecycle_json(TaskStarted(1, 1, self.holder, False))
+        return ((tid, 1, tenant, 0, "task_queued", queued, now), (tid, 2, tenant, 1, "task_started", started, now))
 
     def outcome(self, listening: Callable[[str], bool]) -> Outcome:
         """What the `submit` operation would have returned (its events only when someone in this
@@ -314,13 +314,10 @@ class SubmitClaimed:
         if not listening(tid):
             return Outcome(self.claim)
         return Outcome(self.claim, [
-            TaskEvent(tid, 1, "task_queued", {"type": "task_queued", "priority": self.priority}),
+            TaskEvent(tid, 1, "task_queued", TaskQueued(self.priority).to_dict()),
             TaskEvent(tid, 2, "task_started", TaskStarted(1, 1, self.holder, False).to_dict()),
         ])
 
-
-def _started_json(holder: str) -> str:
-    return f'{{"type":"task_started","attempt":1,"epoch":1,"worker":{json_str(holder)},"resumed":false}}'
 
 
 SUBMIT_TASK_COLUMNS = (

@@ -33,7 +33,7 @@ from ..runtime import (
     TaskSpec,
 )
 from ..tools import ToolCallRecord
-from ._codec import encode_event, json_str, result_to_json, step_finished_json, text_delta_json
+from ._codec import encode_event, result_to_json, run_finished_json, step_finished_json, text_delta_json
 from .errors import LeaseLost, StoreUnavailable
 from .store import Store
 from .task import TaskEvent, TaskID
@@ -126,7 +126,7 @@ class _EventLog:
             result = event.result
             text = result_to_json(result, self.steps_json)
             self.result_json = (result, text)  # the task's result column reuses it
-            text = f'{{"type":"run_finished","run_id":{json_str(event.run_id)},"result":{text}}}'
+            text = run_finished_json(event.run_id, text)
         else:
             text = encode_event(event)
         self.log.emit_json(event, text)

@@ -32,7 +32,7 @@ from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, IdempotencyConflict, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
-from .events import FINAL_EVENT, TaskWaiting
+from .events import FINAL_EVENT
 from .store import Store
 from .task import (
     DEFAULT_TENANT,
@@ -141,7 +141,7 @@ def _submitted_task(task_id: TaskID, request: TaskRequest, now: float, first: Ta
     if first.type == FINAL_EVENT:
         status: TaskStatus = first.data["status"]
         return Task(task_id, status, request, now, finished_at=now, error=first.data["error"])
-    return Task(task_id, "waiting" if first.type == TaskWaiting.type else "queued", request, now)
+    return Task(task_id, "waiting" if first.type == "task_waiting" else "queued", request, now)
 
 
 

@@ -1,8 +1,9 @@
 """Task lifecycle events, and the in-process hub that delivers task events live.
 
 A task's event log holds, in `seq` order, the runtime's events (`run_started`, `step_started`,
-`text_delta`, `step_finished`, `agent_failed_over`, `run_finished`; their `to_dict()` form) and the
-lifecycle events below. Every task's log ends with exactly one `task_finished`.
+`text_delta`, `step_finished`, `agent_failed_over`, `run_finished`) and the lifecycle events
+(`TaskQueued`, `TaskStarted`... defined with every other event in `loomiq.runtime.events`), in the
+JSON form `loomiq.runtime.event_json` defines. Every task's log ends with exactly one `task_finished`.
 
 Delivery. Events of a task leased by this process get their `seq` here and reach this process's
 subscribers at once, before the batch that logs them commits; events written by a transaction
@@ -15,114 +16,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar
 
+from ..runtime.events import (
+    LifecycleEvent,
+    TaskFinished,
+    TaskHandedBack,
+    TaskQueued,
+    TaskReady,
+    TaskRetrying,
+    TaskStarted,
+    TaskWaiting,
+)
 from .task import TaskEvent
 
-
-@dataclass(frozen=True, slots=True)
-class TaskQueued:
-    """The task was accepted and is ready to be claimed."""
-
-    type: ClassVar[str] = "task_queued"
-    priority: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "priority": self.priority}
+__all__ = [
+    "FINAL_EVENT", "MAX_SEQ", "EventHub", "LifecycleEvent", "TaskFinished", "TaskHandedBack", "TaskQueued",
+    "TaskReady", "TaskRetrying", "TaskStarted", "TaskWaiting",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskWaiting:
-    """The task was accepted and waits for the tasks it depends on."""
-
-    type: ClassVar[str] = "task_waiting"
-    after: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "after": list(self.after)}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskReady:
-    """Every dependency completed: the task is queued."""
-
-    type: ClassVar[str] = "task_ready"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStarted:
-    """A holder claimed the task (`resumed`: an earlier holder ran it, whose lease expired, who handed
-    it back, or whose attempt failed and is retried; the run replays what that journal holds, as
-    `Claim.resumed` says)."""
-
-    type: ClassVar[str] = "task_started"
-    attempt: int
-    epoch: int
-    worker: str
-    resumed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "attempt": self.attempt, "epoch": self.epoch, "worker": self.worker,
-                "resumed": self.resumed}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRetrying:
-    """A run failed and the task is queued again after `delay_s`."""
-
-    type: ClassVar[str] = "task_retrying"
-    attempt: int
-    error: str | None
-    delay_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "attempt": self.attempt, "error": self.error, "delay_s": self.delay_s}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskHandedBack:
-    """A stopping worker released the task; the next claim resumes it from its journal."""
-
-    type: ClassVar[str] = "task_handed_back"
-    attempt: int
-    worker: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "attempt": self.attempt, "worker": self.worker}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFinished:
-    """The task ended for good: the last event of its log."""
-
-    type: ClassVar[str] = "task_finished"
-    status: str
-    error: str | None
-    output: str
-    usage: dict[str, int]
-    cost_usd: float
-    dead: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "status": self.status, "error": self.error, "output": self.output,
-                "usage": self.usage, "cost_usd": self.cost_usd, "dead": self.dead}
-
-
-LifecycleEvent = TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
-"""Every lifecycle event the engine logs."""
-
-FINAL_EVENT = TaskFinished.type
+FINAL_EVENT = "task_finished"
+"""The ``type`` of a log's last event (`TaskFinished`)."""
 
 MAX_SEQ = 2**31 - 1
 """The largest event sequence number a log can hold (``events.seq`` is a 32-bit INTEGER on

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
 from ..models import Usage
-from ..runtime import InvalidOptions, RunOptions
+from ..runtime import Event, InvalidOptions, RunOptions, decode_event
 from ..runtime.options import names
 from .errors import InvalidTask
 
@@ -252,6 +252,12 @@ class TaskEvent:
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the event's own fields plus its task id and sequence number."""
         return {**self.data, "task_id": self.task_id, "seq": self.seq}
+
+    @property
+    def event(self) -> Event:
+        """The typed event this entry logs (`decode_event` of `data`; raises `EventDecodeError` for
+        data that is no event)."""
+        return decode_event(self.data)
 
 
 @dataclass(frozen=True, slots=True)

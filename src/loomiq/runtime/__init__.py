@@ -3,18 +3,31 @@ protocol the durable engine executes."""
 
 from .chat import ChatHandle, ChatTurn, chat_turn
 from .context import EventSink, ExecutionContext, TaskSpec
+from .event_json import EventDecodeError, UnknownEventType, decode_event, encode_event, event_to_dict
 from .events import (
+    EVENT_TYPES,
     AgentFailedOver,
+    Event,
+    LifecycleEvent,
     RunEvent,
     RunFinished,
     RunStarted,
     StepDelta,
     StepFinished,
     StepStarted,
+    TaskFinished,
+    TaskHandedBack,
+    TaskQueued,
+    TaskReady,
+    TaskRetrying,
+    TaskStarted,
+    TaskWaiting,
+    ToolEvent,
     ToolFinished,
     ToolRefused,
     ToolSerialized,
     ToolStarted,
+    type_of,
 )
 from .options import InvalidOptions, RunOptions
 from .result import RunResult, RunStatus, StepResult
@@ -22,9 +35,26 @@ from .runner import PlannedRun, Runner, StoredPlan, new_run_id
 from .tooling import RunTools, UnknownTools
 
 __all__ = [
+    "EVENT_TYPES",
     "AgentFailedOver",
     "ChatHandle",
     "ChatTurn",
+    "Event",
+    "EventDecodeError",
+    "LifecycleEvent",
+    "TaskFinished",
+    "TaskHandedBack",
+    "TaskQueued",
+    "TaskReady",
+    "TaskRetrying",
+    "TaskStarted",
+    "TaskWaiting",
+    "ToolEvent",
+    "UnknownEventType",
+    "decode_event",
+    "encode_event",
+    "event_to_dict",
+    "type_of",
     "EventSink",
     "ExecutionContext",
     "InvalidOptions",

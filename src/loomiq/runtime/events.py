@@ -1,115 +1,115 @@
-"""Typed run events: a closed union of small frozen classes.
+"""Every event loomiq emits, in process or durably: one closed union, `Event`, of small frozen
+slotted dataclasses, each with a ``type: Literal[...]`` discriminator (its last field, defaulted).
 
-The CLI's progress display, the API's SSE and WebSocket streams, logs and metrics all consume these;
-none of them reaches into the strategies. Encoding to JSON happens at the edge with `to_dict()`.
+- Run events (`RunEvent`): what a run reports while it works.
+- Lifecycle events (`LifecycleEvent`): what the durable engine logs about a task (queued, started,
+  retried, handed back, finished).
+- Tool events (`ToolEvent`, run events too): what an agent's tool calls did (the tool loop's own
+  observer events, `loomiq.tools.ToolCallEvent`, become these inside a run).
+
+Their JSON form is defined once, in `loomiq.runtime.event_json` (`encode_event`, `event_to_dict`,
+`decode_event`); ``event.to_dict()`` is a shortcut to it. The CLI's display, the API's SSE and
+WebSocket streams and the metrics all match on these classes. `docs/events.md` lists every type.
+
+Adding a type: define its class here (fields of JSON types: str, int, float, bool, None, tuples and
+dicts of them), with ``type: Literal["name"] = "name"`` last, and add it to its union below. The
+codec handles it from its fields; a field holding another record needs one entry in `event_json`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from ..tools import ToolCallRecord
 from .result import RunResult, StepResult
 
 
+class _JsonForm:
+    """`to_dict()` for every event: the codec's dict form (the one definition of an event's JSON)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (a dict), as `loomiq.runtime.event_json.event_to_dict` makes it."""
+        from .event_json import event_to_dict  # noqa: PLC0415 - the codec imports this module
+
+        return event_to_dict(self)  # type: ignore[arg-type]  # every subclass is an `Event`
+
+
+# -- run events ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class RunStarted:
+class RunStarted(_JsonForm):
     """A run began: which strategy (and why), and the agents it will use."""
 
-    type: ClassVar[str] = "run_started"
     run_id: str
     strategy: str
     reason: str
     agents: tuple[str, ...]
     offline: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "strategy": self.strategy,
-                "reason": self.reason, "agents": list(self.agents), "offline": self.offline}
+    type: Literal["run_started"] = "run_started"
 
 
 @dataclass(frozen=True, slots=True)
-class StepStarted:
+class StepStarted(_JsonForm):
     """An agent began a step (`role` is the part it plays: analyst, lead, refiner...)."""
 
-    type: ClassVar[str] = "step_started"
     run_id: str
     step: str
     agent: str
     role: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "role": self.role}
+    type: Literal["step_started"] = "step_started"
 
 
 @dataclass(frozen=True, slots=True)
-class StepDelta:
-    """A piece of text an agent streamed while working on a step."""
+class StepDelta(_JsonForm):
+    """A piece of text an agent streamed while working on a step (durably, the text of one step
+    streamed since the last flush, coalesced)."""
 
-    type: ClassVar[str] = "text_delta"
     run_id: str
     step: str
     agent: str
     text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "text": self.text}
+    type: Literal["text_delta"] = "text_delta"
 
 
 @dataclass(frozen=True, slots=True)
-class AgentFailedOver:
+class AgentFailedOver(_JsonForm):
     """An agent failed a step and another agent with the same capabilities takes it over."""
 
-    type: ClassVar[str] = "agent_failed_over"
     run_id: str
     step: str
     from_agent: str
     to_agent: str
     error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "step": self.step,
-                "from_agent": self.from_agent, "to_agent": self.to_agent, "error": self.error}
+    type: Literal["agent_failed_over"] = "agent_failed_over"
 
 
 @dataclass(frozen=True, slots=True)
-class StepFinished:
-    """A step ended, answered or failed; `result` has its output, usage, cost and error."""
+class StepFinished(_JsonForm):
+    """A step ended, answered or failed; `result` has its output, usage, cost and error (its JSON
+    has the step's fields beside ``run_id``)."""
 
-    type: ClassVar[str] = "step_finished"
     run_id: str
     result: StepResult
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, **self.result.to_dict()}
+    type: Literal["step_finished"] = "step_finished"
 
 
 @dataclass(frozen=True, slots=True)
-class RunFinished:
+class RunFinished(_JsonForm):
     """The run ended (completed, failed, cancelled or timed out) with its full result."""
 
-    type: ClassVar[str] = "run_finished"
     run_id: str
     result: RunResult
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "result": self.result.to_dict()}
+    type: Literal["run_finished"] = "run_finished"
 
 
 @dataclass(frozen=True, slots=True)
-class ToolStarted:
+class ToolStarted(_JsonForm):
     """A tool call an agent asked for starts running (after the calls it waited for, if any)."""
 
-    type: ClassVar[str] = "tool_call_started"
     run_id: str
     step: str
     agent: str
@@ -117,68 +117,146 @@ class ToolStarted:
     """The call's key (``<step>/turn/<t>/call/<i>``)."""
     name: str
     arguments: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "call": self.call, "name": self.name, "arguments": dict(self.arguments)}
+    type: Literal["tool_call_started"] = "tool_call_started"
 
 
 @dataclass(frozen=True, slots=True)
-class ToolSerialized:
+class ToolSerialized(_JsonForm):
     """A tool call waits for earlier calls of its turn whose footprints overlap its own (their
     indexes in `waits_for`)."""
 
-    type: ClassVar[str] = "tool_call_serialized"
     run_id: str
     step: str
     agent: str
     call: str
     name: str
     waits_for: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "call": self.call, "name": self.name, "waits_for": list(self.waits_for)}
+    type: Literal["tool_call_serialized"] = "tool_call_serialized"
 
 
 @dataclass(frozen=True, slots=True)
-class ToolFinished:
-    """A tool call ended, an error result included; `record` has its result excerpt, error and
-    duration."""
+class ToolFinished(_JsonForm):
+    """A tool call ended, an error result included; `record` has its result, error and duration (its
+    JSON has the record's fields beside ``step``, its key as ``call``)."""
 
-    type: ClassVar[str] = "tool_call_finished"
     run_id: str
     step: str
     agent: str
     record: ToolCallRecord
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        r = self.record.to_dict()
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "call": r.pop("key"), **r}
+    type: Literal["tool_call_finished"] = "tool_call_finished"
 
 
 @dataclass(frozen=True, slots=True)
-class ToolRefused:
+class ToolRefused(_JsonForm):
     """A model asked for a tool outside the allow-list; it was not run, and the refusal went back to
     the model."""
 
-    type: ClassVar[str] = "tool_call_refused"
     run_id: str
     step: str
     agent: str
     record: ToolCallRecord
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        r = self.record.to_dict()
-        return {"type": self.type, "run_id": self.run_id, "step": self.step, "agent": self.agent,
-                "call": r.pop("key"), **r}
+    type: Literal["tool_call_refused"] = "tool_call_refused"
 
 
 RunEvent = (RunStarted | StepStarted | StepDelta | AgentFailedOver | ToolStarted | ToolSerialized | ToolFinished
             | ToolRefused | StepFinished | RunFinished)
 """Every event a run can emit."""
+
+
+# -- task lifecycle events (the durable engine logs them) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueued(_JsonForm):
+    """The task was accepted and is ready to be claimed."""
+
+    priority: str
+    type: Literal["task_queued"] = "task_queued"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWaiting(_JsonForm):
+    """The task was accepted and waits for the tasks it depends on."""
+
+    after: tuple[str, ...]
+    type: Literal["task_waiting"] = "task_waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReady(_JsonForm):
+    """Every dependency completed: the task is queued."""
+
+    type: Literal["task_ready"] = "task_ready"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(_JsonForm):
+    """A holder claimed the task (`resumed`: an earlier holder ran it, whose lease expired, who handed
+    it back, or whose attempt failed and is retried; the run replays what that journal holds, as
+    `Claim.resumed` says)."""
+
+    attempt: int
+    epoch: int
+    worker: str
+    resumed: bool
+    type: Literal["task_started"] = "task_started"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetrying(_JsonForm):
+    """A run failed and the task is queued again after `delay_s`."""
+
+    attempt: int
+    error: str | None
+    delay_s: float
+    type: Literal["task_retrying"] = "task_retrying"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHandedBack(_JsonForm):
+    """A stopping worker released the task; the next claim resumes it from its journal."""
+
+    attempt: int
+    worker: str
+    type: Literal["task_handed_back"] = "task_handed_back"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(_JsonForm):
+    """The task ended for good (completed, failed, cancelled, timed out): the last event of its log.
+    A cancellation ends a task with ``status: "cancelled"``; `dead`: it failed every attempt."""
+
+    status: str
+    error: str | None
+    output: str
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    dead: bool = False
+    type: Literal["task_finished"] = "task_finished"
+
+
+LifecycleEvent = TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
+"""Every lifecycle event the engine logs."""
+
+ToolEvent = ToolStarted | ToolSerialized | ToolFinished | ToolRefused
+"""The run events about tool calls."""
+
+Event = (
+    RunStarted | StepStarted | StepDelta | AgentFailedOver | StepFinished | RunFinished
+    | TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
+    | ToolStarted | ToolSerialized | ToolFinished | ToolRefused
+)
+"""The closed union of every event loomiq emits; ``type`` tells them apart."""
+
+EVENT_CLASSES: dict[str, type[Any]] = {
+    cls.__dataclass_fields__["type"].default: cls for cls in get_args(Event)
+}
+"""Each event class by its ``type``."""
+
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
+"""Every event ``type``, in the union's order."""
+
+
+def type_of(cls: type[Any]) -> str:
+    """The ``type`` of an event class (``type_of(TaskFinished) == "task_finished"``)."""
+    return str(cls.__dataclass_fields__["type"].default)
