@@ -139,7 +139,8 @@ def test_duplicate_id(tmp_path: Path) -> None:
           - {id: twin, provider: scripted, model: s}
           - {id: twin, provider: scripted, model: s}
     """))
-    assert message == "loomiq.yaml: agent 'twin': field 'id': duplicate id"
+    assert message == ("loomiq.yaml: agent 'twin': field 'id': duplicate id (another agent has it): give each agent "
+                       "its own id")
 
 
 def test_missing_key_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,3 +305,19 @@ def test_a_garbage_base_url_from_the_environment_fails_config_loading(
         monkeypatch.chdir(tmp_path / "empty")  # no loomiq.yaml here
         with pytest.raises(ConfigError, match="environment variable OLLAMA_BASE_URL"):
             load_agents(None)
+
+
+@pytest.mark.parametrize("text", ["agents: []\n", "agentz: []\n"])
+def test_a_config_without_agents_says_what_to_add(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "loomiq.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"^loomiq.yaml: field 'agents': the file lists no agent: add at least one "
+                                          r"under 'agents:'"):
+        load_agents(path)
+
+
+def test_a_duplicate_agent_id_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "loomiq.yaml"
+    path.write_text("agents:\n  - {id: a, provider: scripted, model: s}\n  - {id: a, provider: scripted, model: s}\n")
+    with pytest.raises(ConfigError, match="agent 'a': field 'id': duplicate id .*give each agent its own id"):
+        load_agents(path)

@@ -331,13 +331,15 @@ def parse_config(path: Path) -> ConfigFile:
     seen: set[str] = set()
     for agent in config.agents:
         if agent.id in seen:
-            raise ConfigError(f"{path.name}: agent {agent.id!r}: field 'id': duplicate id")
+            raise ConfigError(f"{path.name}: agent {agent.id!r}: field 'id': duplicate id (another agent has it): "
+                              "give each agent its own id")
         seen.add(agent.id)
     names: set[str] = set()
     builtins = builtin_classes()
     for server in config.mcp_servers:
         if server.name in names:
-            raise ConfigError(f"{path.name}: MCP server {server.name!r}: field 'name': duplicate name")
+            raise ConfigError(f"{path.name}: MCP server {server.name!r}: field 'name': duplicate name (another "
+                              "server has it): give each server its own name")
         if server.name in builtins:
             raise ConfigError(f"{path.name}: MCP server {server.name!r}: field 'name': a built-in tool has that name")
         names.add(server.name)
@@ -409,6 +411,9 @@ def _describe(file: str, data: dict[str, Any], exc: ValidationError) -> str:
             return f"{file}: {where}expected a mapping of settings"
     field = ".".join(str(p) for p in loc) or "agents"
     message = err["msg"].removeprefix("Value error, ")
+    if field == "agents" and not where and err["type"] in ("missing", "too_short"):
+        message = ("the file lists no agent: add at least one under 'agents:' (or remove the file to use the "
+                   "built-in agents)")
     return f"{file}: {where}field '{field}': {message}"
 
 
