@@ -4,11 +4,13 @@ the result lists it, a list naming no tool is a one-line error, a task stores it
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import assert_one_line_error, cli
+from .conftest import assert_one_line_error, cli, cli_env
 
 
 def test_run_with_tools_makes_an_offline_tool_call_and_lists_it(tmp_path: Path,
@@ -39,3 +41,39 @@ def test_submit_stores_the_runs_tools(tmp_path: Path, monkeypatch: pytest.Monkey
     proc = cli("submit", "x", "--tools", "python,shell", "--json", "--database", f"sqlite:///{tmp_path / 't.db'}")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tools"] == ["python", "shell"]
+
+
+@pytest.mark.parametrize("entry", ["loomiq.cli", "loomiq.engine.worker"])
+def test_a_worker_runs_tools_with_the_settings_of_loomiq_yaml(entry: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loomiq.yaml").write_text(
+        "agents:\n"
+        "  - {id: searcher, provider: scripted, model: scripted, tools: [web_search]}\n"
+        "tools:\n"
+        "  web_search: {searxng_url: 'http://127.0.0.1:9/search', timeout_s: 5}\n"
+    )
+    submitted = cli("submit", "find zebras", "-s", "single", "--tools", "web_search")
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    args = ["worker", "--concurrency", "1"] if entry == "loomiq.cli" else ["--concurrency", "1"]
+    w = subprocess.Popen([sys.executable, "-m", entry, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         # runpy warns that `python -m loomiq.engine.worker` finds its package imported first
+                         text=True, env={**cli_env(), "PYTHONWARNINGS": "error,ignore::RuntimeWarning:runpy"})
+    try:
+        waited = cli("wait", task_id, "--json", timeout=90)
+    finally:
+        w.kill()
+        w.communicate(timeout=30)
+    assert waited.returncode == 0, waited.stderr
+    shown = cli("status", task_id, "--json")
+    result = json.loads(shown.stdout).get("result") or {}
+    if not result:  # `status --json` without the run's result: read it from the task database
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "loomiq.db") as db:
+            (text,) = db.execute("SELECT result FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        result = json.loads(text)
+    (call,) = result["steps"][0]["tool_calls"]
+    # Configured (a SearxNG URL from loomiq.yaml), so not "unavailable": the worker read the tools: section.
+    assert call["name"] == "web_search" and call["error_kind"] != "unavailable", call

@@ -29,9 +29,7 @@ Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9]
 def use_service_database(registry: ToolRegistry, database_url: str | None) -> None:
     """Make the ``knowledge`` tool use the service's database unless ``tools:`` names one."""
     if database_url:
-        entry = dict(registry.settings.get("knowledge") or {})
-        entry.setdefault("database_url", database_url)
-        registry.settings["knowledge"] = entry
+        registry.set_default("knowledge", "database_url", database_url)
 
 
 # --- bodies --------------------------------------------------------------------------------------

@@ -583,6 +583,7 @@ def worker_command(
     except ValueError as exc:  # $LOOMIQ_MAX_RUNNING
         fail(str(exc))
     orch = _load(config)
+    orch.tools.set_default("knowledge", "database_url", database_url(database))  # the tasks' database
     notice = offline_notice(orch.agents, find_config(config))
 
     async def body(o: Orchestrator) -> int:

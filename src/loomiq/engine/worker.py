@@ -194,14 +194,19 @@ class Worker:
 
 async def _main(args: argparse.Namespace) -> int:
     from ..agents import AgentRegistry
-    from ..config import load_agents
+    from ..config import load_agents, load_tools
     from ..strategies import StrategyRunner
+    from .store import database_url
     from .workflow_runs import WorkflowRuns
 
-    registry = AgentRegistry(load_agents(Path(args.config) if args.config else None))
+    where = Path(args.config) if args.config else None
+    registry = AgentRegistry(load_agents(where))
+    tools = load_tools(where)  # the built-ins' settings and MCP servers of loomiq.yaml
+    tools.set_default("knowledge", "database_url", database_url(args.database_url))  # the tasks' database
     limit = {} if args.max_running is None else {"max_running": args.max_running}  # else $LOOMIQ_MAX_RUNNING
     config = EngineConfig(lease_s=args.lease_s, renew_s=args.renew_s, aging_s=args.aging_s, **limit)
-    engine = await TaskEngine.open(StrategyRunner(registry), args.database_url, config=config)
+    strategies = StrategyRunner(registry, tools)
+    engine = await TaskEngine.open(strategies, args.database_url, config=config)
     try:
         worker = Worker(engine, concurrency=args.concurrency, worker_id=args.worker_id, drain_s=args.drain_s)
         loop = asyncio.get_running_loop()
@@ -220,6 +225,8 @@ async def _main(args: argparse.Namespace) -> int:
     finally:
         await engine.close()
         await asyncio.gather(*(a.model.aclose() for a in registry))
+        await strategies.tools.aclose()
+        await tools.aclose_tools()
     print(json.dumps({"event": "worker_stopped", "worker_id": worker.id, "claimed": worker.claimed}), flush=True)
     return 0
 

@@ -160,6 +160,14 @@ class ToolRegistry:
         for t in tools:
             self.add(t)
 
+    def set_default(self, tool: str, key: str, value: Any) -> None:
+        """Give the built-in `tool` the setting `key` unless its ``tools:`` entry sets it (takes effect
+        when the tool is built: call it before first use). The service and workers use it to point
+        the knowledge base at their own database."""
+        entry = dict(self.settings.get(tool) or {})
+        entry.setdefault(key, value)
+        self.settings[tool] = entry
+
     def add(self, tool: Tool) -> Tool:
         """Register `tool` under its own name; `ValueError` if the name is taken or not a valid name."""
         if not TOOL_NAME.match(tool.name):
