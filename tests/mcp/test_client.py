@@ -221,3 +221,26 @@ async def test_restarts_back_off_after_consecutive_failures(monkeypatch: pytest.
     # The first start is at once; then each waits the backoff before trying: 1 s, then 2 s.
     assert waits[0] < base
     assert waits[1] >= base * 0.95 and waits[2] >= 2 * base * 0.95
+
+
+async def test_a_run_starts_the_mcp_server_its_agent_names_and_calls_its_tool(flaky: tuple[ToolRegistry, Path],
+                                                                             ) -> None:
+    from loomiq import Agent, AgentConfig, Orchestrator, ScriptedModel, ScriptedReply
+
+    registry, counter = flaky
+
+    def reply(request: ModelRequest, index: int) -> ScriptedReply | str:
+        results = [m.content for m in request.messages if m.role == "tool"]
+        return f"the server said {results[0]}" if results else ScriptedReply.calling(("flaky__echo", {"text": "hi"}))
+
+    agent = Agent(AgentConfig("echoer", "scripted", "s", tools=("flaky",)), ScriptedModel(reply))
+    orch = Orchestrator([agent], tools=registry)
+    assert not registry.loaded("flaky")
+    result = await orch.run("say hi through the server", strategy="single")
+    assert registry.loaded("flaky") and counter.read_text() == "1"  # started by the run (prepare), once
+    assert result.output == "the server said echo: hi"
+    (call,) = result.steps[0].tool_calls
+    assert call.name == "flaky__echo" and call.error is None
+    version = registry.version
+    await orch.aclose()  # stops the server; its tools leave the registry
+    assert registry.version > version and not registry.loaded("flaky") and "flaky__echo" not in registry.names()

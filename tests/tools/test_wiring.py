@@ -178,3 +178,24 @@ def test_tool_loop_journal_entries_come_back_exactly() -> None:
                             {"n": 2})
     assert journal_entry_from_json(tool_entry_to_json(turn)) == turn
     assert journal_entry_from_json(tool_entry_to_json(record)) == record
+
+
+async def test_calls_writing_the_same_file_wait_for_each_other_and_say_so() -> None:
+    from loomiq.runtime import ToolSerialized
+
+    @tool(writes=["file:{path}"])
+    async def save(path: str, text: str) -> str:
+        """Write a file."""
+        return f"saved {path}"
+
+    two_writes = calls_then_answers(("save", {"path": "a.txt", "text": "1"}), ("save", {"path": "a.txt", "text": "2"}),
+                                    ("save", {"path": "b.txt", "text": "3"}))
+    writer = Agent(AgentConfig("w", "scripted", "s", tools=("save",)), ScriptedModel(two_writes))
+    orch = Orchestrator([writer], tools=[save])
+    handle = orch.stream("write", strategy="single")
+    events = [e async for e in handle]
+    result = await handle.result()
+    first, second, third = result.steps[0].tool_calls
+    assert (first.waited_for, second.waited_for, third.waited_for) == ((), (0,), ())
+    assert [(e.name, e.waits_for) for e in events if isinstance(e, ToolSerialized)] == [("save", (0,))]
+    assert result.to_dict()["steps"][0]["tool_calls"][1]["waited_for"] == [0]
