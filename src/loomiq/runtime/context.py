@@ -187,7 +187,9 @@ class ExecutionContext:
             try:
                 cfg = current.config
                 with genai.invoke_agent(current.id, cfg.name, cfg.provider, cfg.model, key):
-                    loop = await self.tools.loop_for(current, self.tool_filter) if self.tools is not None else None
+                    # Only an agent with an allow-list pays for the tool loop.
+                    tools = self.tools if cfg.tools else None
+                    loop = None if tools is None else await tools.loop_for(current, self.tool_filter)
                     if loop is None:
                         response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
                     else:
