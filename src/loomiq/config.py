@@ -278,6 +278,31 @@ class AlertsSection(_Strict):
         return v
 
 
+class SecretsSection(_Strict):
+    """Which environment variables agents registered over the API may use as ``api_key_env``, per
+    tenant (``secrets: {tenants: {acme: [ACME_OPENAI_KEY]}}``). Nothing else is reachable: not the
+    deployment's own provider keys, not any other variable of the server."""
+
+    tenants: dict[str, list[Annotated[str, Field(pattern=_ENV_NAME)]]] = {}
+
+
+class ApiAgentsSection(_Strict):
+    """Where agents registered over the API may connect: their ``base_url`` must pass the SSRF guard
+    (`loomiq.tools.ssrf`: no loopback, private, link-local or metadata address) unless its host is in
+    `allowed_hosts` or its address in `allowed_networks`."""
+
+    allowed_hosts: list[str] = []
+    allowed_networks: list[str] = []
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from .tools.ssrf import AddressPolicy
+
+        AddressPolicy.from_strings(allowed_networks=value)  # ValueError naming a bad network
+        return value
+
+
 class ConfigFile(_Strict):
     """The whole loomiq.yaml."""
 
@@ -288,6 +313,10 @@ class ConfigFile(_Strict):
     """MCP servers whose tools join the registry as ``<name>__<tool>``."""
     alerts: AlertsSection | None = None
     """Alert rules evaluated by `loomiq serve`, and their webhooks."""
+    secrets: SecretsSection = SecretsSection()
+    """The key variables each tenant's API-registered agents may use."""
+    api_agents: ApiAgentsSection = ApiAgentsSection()
+    """Private hosts and networks API-registered agents may nevertheless reach."""
 
 
 def find_config(path: Path | None = None) -> Path | None:
@@ -356,6 +385,16 @@ def load_alerts(path: Path | None = None) -> AlertsSection | None:
     """The `alerts:` section of the config file (`find_config`), or None. Raises `ConfigError`."""
     found = find_config(path)
     return parse_config(found).alerts if found is not None else None
+
+
+def load_tenant_agent_policy(path: Path | None = None) -> tuple[SecretsSection, ApiAgentsSection]:
+    """The ``secrets:`` and ``api_agents:`` sections of the config file (`find_config`); empty ones
+    (no secret allowed, no private host) when there is no file. Raises `ConfigError`."""
+    found = find_config(path)
+    if found is None:
+        return SecretsSection(), ApiAgentsSection()
+    config = parse_config(found)
+    return config.secrets, config.api_agents
 
 
 def tool_settings(config: ConfigFile) -> dict[str, dict[str, Any]]:

@@ -90,17 +90,19 @@ class Orchestrator:
         tools: Sequence[str] | None = None,
         allow_failover_outside: bool = False,
         task_id: str | None = None,
+        tenant_id: str | None = None,
     ) -> RunPlan:
         """Decide the strategy and agents for a run without starting it (see `RunOptions` for the
         arguments; `task_id` chooses the run's id).
 
         Raises `StrategyError`, `UnknownAgent` or `NoAgentAvailable` with a message naming the
         problem (unknown strategy or agent, too few agents for consensus, no agent with a capability),
-        and `InvalidOptions` for an argument of the wrong kind.
+        and `InvalidOptions` for an argument of the wrong kind. With `tenant_id`, the run uses only the
+        shared agents and that tenant's own (`Agent.tenant`).
         """
         opts = RunOptions(strategy=strategy, agents=agents, capabilities=capabilities, options=options,
                           context=context, tools=tools, allow_failover_outside=allow_failover_outside)
-        return self.runner.plan(prompt, opts, run_id=task_id)
+        return self.runner.plan(prompt, opts, run_id=task_id, tenant_id=tenant_id)
 
     async def run(
         self,

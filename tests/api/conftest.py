@@ -28,9 +28,11 @@ def _no_real_model_requests() -> Iterator[None]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings with a strong secret, the key store and task database in tmp_path, and a generous rate."""
+    """Settings with a strong secret, the key store and task database in tmp_path, and a generous rate;
+    admins of tenant acme are the deployment admins (they may change the shared agents)."""
     return Settings(jwt_secret=SECRET, keys_path=tmp_path / "keys.db", database_url=f"sqlite:///{tmp_path}/tasks.db",
-                    rate_per_s=1000.0, rate_burst=1000, sse_ping_s=0, worker_drain_s=0.5)
+                    rate_per_s=1000.0, rate_burst=1000, sse_ping_s=0, worker_drain_s=0.5,
+                    agent_admin_tenants=("acme",))
 
 
 @pytest.fixture

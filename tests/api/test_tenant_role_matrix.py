@@ -79,8 +79,9 @@ async def existing_agent(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
 
 MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/api/agents/{agent_id}"): Route("viewer", False, existing_agent),
-    ("PATCH", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, {"name": "Renamed"}),
-    ("DELETE", "/api/agents/{agent_id}"): Route("admin", False, fresh_agent, ok=(204,)),
+    # An agent registered over the API is its tenant's (deployment agents: test_tenant_agents.py).
+    ("PATCH", "/api/agents/{agent_id}"): Route("admin", True, fresh_agent, {"name": "Renamed"}),
+    ("DELETE", "/api/agents/{agent_id}"): Route("admin", True, fresh_agent, ok=(204,)),
     ("DELETE", "/api/keys/{key_id}"): Route("admin", True, fresh_key, ok=(204,)),
     ("DELETE", "/api/kb/documents/{document_id}"): Route("operator", True, fresh_document, ok=(204,)),
     ("GET", "/api/tasks/{task_id}"): Route("viewer", True, completed_task),

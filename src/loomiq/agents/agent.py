@@ -93,6 +93,13 @@ class Agent:
     model: ChatModel
     stats: AgentStats = field(default_factory=AgentStats)
     enabled: bool = True
+    tenant: str | None = None
+    """The tenant that registered the agent (over the API): only that tenant's runs see and use it.
+    None: a deployment agent (loomiq.yaml, or built in code), shared by every tenant."""
+
+    def visible_to(self, tenant: str | None) -> bool:
+        """Whether runs of `tenant` may see and use this agent (None: no tenant, every agent)."""
+        return self.tenant is None or tenant is None or self.tenant == tenant
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown_s)

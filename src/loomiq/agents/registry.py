@@ -54,6 +54,23 @@ class AgentRegistry:
         for agent in agents:
             self.add(agent)
 
+    @property
+    def has_tenant_agents(self) -> bool:
+        """Whether some agent belongs to one tenant (registered over the API)."""
+        return any(a.tenant is not None for a in self._agents.values())
+
+    def visible_to(self, tenant: str | None) -> AgentRegistry:
+        """The agents runs of `tenant` may use: the shared ones and the tenant's own. This registry
+        itself when that is all of them (no tenant agents, or no tenant); else a new registry over the
+        same `Agent` objects (their statistics and breakers are shared)."""
+        if tenant is None or not self.has_tenant_agents:
+            return self
+        view = AgentRegistry(weights=self.weights)
+        for agent in self._agents.values():
+            if agent.visible_to(tenant):
+                view.add(agent)
+        return view
+
     def __len__(self) -> int:
         return len(self._agents)
 

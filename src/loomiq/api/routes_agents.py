@@ -1,8 +1,15 @@
 """``/api/agents``: list, register, change and remove agents.
 
-Agents belong to the deployment, not to a tenant: every tenant sees and uses the same agents (their
-statistics are totals over all tenants), and only admins change them. When
-``LOOMIQ_AGENT_ADMIN_TENANTS`` is set, only admins of those tenants may change them.
+Two kinds of agents (README "Tenants and their agents"):
+
+- Deployment agents (``loomiq.yaml``) are shared: every tenant sees and uses them, and only a
+  deployment admin (an admin of a tenant listed in ``LOOMIQ_AGENT_ADMIN_TENANTS``; nobody when it is
+  unset) may change or remove them.
+- An agent registered over the API belongs to the admin's tenant: other tenants never see, change or
+  use it (404). It may use as ``api_key_env`` only a variable the deployment allows that tenant
+  (``secrets: tenants:`` in loomiq.yaml), and its ``base_url`` must pass the SSRF guard unless
+  ``api_agents:`` allows the host. It lives in the serving process (not in the database): it is gone
+  after a restart, and workers in other processes do not have it.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import httpx2
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -25,8 +33,11 @@ from ..config import (
     Temperature,
     TimeoutS,
     build_agent,
+    load_tenant_agent_policy,
 )
+from ..models import PROVIDERS
 from ..orchestrator import Orchestrator
+from ..tools.ssrf import AddressPolicy, SSRFRefused, check_url
 from ._openapi import AUTHENTICATED, header, links, problems
 from .auth import Principal
 from .deps import AdminDep, OrchestratorDep, PrincipalDep, StateDep
@@ -60,30 +71,69 @@ class AgentPatch(BaseModel):
 
 def describe(agent: Agent) -> dict[str, Any]:
     """An agent's JSON form: its snapshot (state, capabilities, success rate, latency, tokens, cost)
-    plus its limits."""
+    plus its owner and limits."""
     cfg = agent.config
     return {
         **agent.snapshot(),
+        "tenant": agent.tenant,
         "enabled": agent.enabled,
         "timeout_s": cfg.timeout_s,
         "max_concurrency": cfg.max_concurrency,
     }
 
 
-def _find(orch: Orchestrator, agent_id: str) -> Agent:
+def _find(orch: Orchestrator, agent_id: str, principal: Principal) -> Agent:
+    """The agent, if the principal's tenant may see it (a shared one, or its own); else 404, the same
+    answer as for an id nobody registered."""
     try:
-        return orch.registry.get(agent_id)
+        return orch.registry.visible_to(principal.tenant).get(agent_id)
     except UnknownAgent as exc:
         raise Problem(404, f"{exc}. List the agents with GET /api/agents.") from None
 
 
-def _check_agent_admin(principal: Principal, allowed: tuple[str, ...]) -> None:
-    if allowed and principal.tenant not in allowed:
+def _check_may_change(agent: Agent, principal: Principal, deployment_admins: tuple[str, ...]) -> None:
+    """A tenant's own agent: its admins (AdminDep checked the role). A shared deployment agent: only
+    deployment admins."""
+    if agent.tenant is not None or principal.tenant in deployment_admins:
+        return
+    who = (f"admins of {', '.join(deployment_admins)}" if deployment_admins
+           else "nobody over the API (LOOMIQ_AGENT_ADMIN_TENANTS is unset): edit loomiq.yaml")
+    raise Problem(
+        403,
+        f"Agent {agent.id!r} is a deployment agent shared by every tenant; changing it is for the deployment's "
+        f"admins: {who}. Register an agent of your own with POST /api/agents instead.",
+    )
+
+
+async def _check_reach(body: AgentSection, tenant: str, config_path: Any) -> None:
+    """An API agent reaches only what the deployment allows the tenant: its key variable must be in the
+    tenant's ``secrets:`` allow-list, and its base URL must pass the SSRF guard (unless allowed)."""
+    try:
+        secrets, reach = load_tenant_agent_policy(config_path)
+    except ConfigError as exc:
+        raise Problem(503, f"The deployment's config cannot be read ({exc}); agents cannot be registered now.",
+                      headers={"Retry-After": "30"}) from None
+    allowed = secrets.tenants.get(tenant, [])
+    key_env = body.api_key_env or PROVIDERS[body.provider].key_env
+    if key_env is not None and key_env not in allowed:
+        listed = ", ".join(allowed) if allowed else "none"
+        how = (f"api_key_env: {key_env} is not a secret this deployment lets tenant {tenant!r} use" if body.api_key_env
+               else f"api_key_env: provider {body.provider!r} would use {key_env}, which this deployment does not "
+                    f"let tenant {tenant!r} use")
         raise Problem(
-            403,
-            f"Agents are shared by every tenant, and this deployment lets only admins of {', '.join(allowed)} "
-            "change them (LOOMIQ_AGENT_ADMIN_TENANTS).",
+            422, f"{how} (allowed: {listed}; loomiq.yaml secrets: tenants: {tenant}: [...]). Name an allowed "
+            "variable in api_key_env, or ask the deployment's operator to allow one.", param="api_key_env",
         )
+    if body.base_url:
+        try:
+            policy = AddressPolicy.from_strings(reach.allowed_networks, reach.allowed_hosts)
+            await check_url(body.base_url, policy)
+        except (SSRFRefused, httpx2.ConnectError, ValueError, OSError) as exc:  # refused, or no such host
+            raise Problem(
+                422, f"base_url: {exc}. Agents registered over the API may only reach public hosts, unless "
+                "loomiq.yaml's api_agents: allowed_hosts or allowed_networks lets them reach this one.",
+                param="base_url",
+            ) from None
 
 
 _ON_AGENT = links({"GetAgent": "get_agent", "UpdateAgent": "update_agent", "RemoveAgent": "remove_agent"},
@@ -92,27 +142,29 @@ _NO_AGENT = "No agent with this id. List them with GET /api/agents."
 
 
 @router.get("", response_model=AgentList, responses=problems(*AUTHENTICATED))
-async def list_agents(_: PrincipalDep, orch: OrchestratorDep) -> dict[str, list[dict[str, Any]]]:
-    """Every agent with its state, capabilities, success rate, latency, tokens and cost."""
-    return {"agents": [describe(a) for a in orch.registry]}
+async def list_agents(principal: PrincipalDep, orch: OrchestratorDep) -> dict[str, list[dict[str, Any]]]:
+    """The shared agents and the tenant's own, with state, capabilities, success rate, latency, tokens
+    and cost."""
+    return {"agents": [describe(a) for a in orch.registry.visible_to(principal.tenant)]}
 
 
 @router.get("/{agent_id}", response_model=AgentBody, responses=problems(*AUTHENTICATED, 404, s404=_NO_AGENT))
-async def get_agent(agent_id: str, _: PrincipalDep, orch: OrchestratorDep) -> dict[str, Any]:
-    """One agent."""
-    return describe(_find(orch, agent_id))
+async def get_agent(agent_id: str, principal: PrincipalDep, orch: OrchestratorDep) -> dict[str, Any]:
+    """One agent (a shared one, or the tenant's own)."""
+    return describe(_find(orch, agent_id, principal))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentBody, responses={
-    201: {"description": "Registered; every tenant's runs may use it.",
+    201: {"description": "Registered in the caller's tenant: only its runs see and use it.",
           "headers": {"Location": header("The agent: /api/agents/{id}.")}, "links": _ON_AGENT},
-    **problems(*AUTHENTICATED, 409, 413, 422, s409="An agent with this id exists."),
+    **problems(*AUTHENTICATED, 409, 413, 422, 503, s409="An agent with this id exists.",
+               s503="The deployment's config cannot be read now."),
 })
 async def register_agent(
     body: AgentSection, principal: AdminDep, state: StateDep, response: Response
 ) -> dict[str, Any]:
-    """Register an agent (admin). The body is an entry of loomiq.yaml's ``agents:`` list."""
-    _check_agent_admin(principal, state.settings.agent_admin_tenants)
+    """Register an agent of the caller's tenant (admin). The body is an entry of loomiq.yaml's ``agents:``
+    list; its key variable must be one the deployment allows the tenant, its base URL a public host."""
     orch = state.orchestrator
     if body.id in orch.registry:
         raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
@@ -121,10 +173,14 @@ async def register_agent(
             422, "api_key_env must name a provider key variable, not one of the server's own LOOMIQ_ settings.",
             param="api_key_env",
         )
+    await _check_reach(body, principal.tenant, state.settings.config_path)
     try:
         agent = build_agent(body, "request body")
     except ConfigError as exc:
         raise Problem(422, f"{exc}. Fix the field and register again.") from None
+    if body.id in orch.registry:  # registered meanwhile (the checks above await)
+        raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
+    agent.tenant = principal.tenant
     orch.add_agent(agent)
     response.headers["Location"] = f"/api/agents/{agent.id}"
     return describe(agent)
@@ -135,10 +191,10 @@ async def register_agent(
 })
 async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, state: StateDep) -> dict[str, Any]:
     """Change an agent's name, capabilities, limits or prompt, or disable it (admin). Its model,
-    statistics and in-flight calls carry over."""
-    _check_agent_admin(principal, state.settings.agent_admin_tenants)
+    statistics and in-flight calls carry over. A deployment agent: deployment admins only."""
     orch = state.orchestrator
-    current = _find(orch, agent_id)
+    current = _find(orch, agent_id, principal)
+    _check_may_change(current, principal, state.settings.agent_admin_tenants)
     changes = body.model_dump(exclude_unset=True, exclude={"enabled"})
     cfg = current.config
     if changes:
@@ -164,7 +220,7 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
             retry=type(cfg.retry)(**section.retry.model_dump()),
         )
     enabled = current.enabled if body.enabled is None else body.enabled
-    replacement = Agent(cfg, current.model, stats=current.stats, enabled=enabled)
+    replacement = Agent(cfg, current.model, stats=current.stats, enabled=enabled, tenant=current.tenant)
     # No await between removing and adding: no request can see the registry without the agent.
     orch.remove_agent(agent_id)
     orch.add_agent(replacement)
@@ -174,8 +230,8 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=problems(*AUTHENTICATED, 404, s404=_NO_AGENT))
 async def remove_agent(agent_id: str, principal: AdminDep, state: StateDep) -> Response:
-    """Remove an agent (admin). Calls it has in flight finish; it is never picked again."""
-    _check_agent_admin(principal, state.settings.agent_admin_tenants)
-    _find(state.orchestrator, agent_id)
+    """Remove an agent (admin). Calls it has in flight finish; it is never picked again. A deployment
+    agent: deployment admins only."""
+    _check_may_change(_find(state.orchestrator, agent_id, principal), principal, state.settings.agent_admin_tenants)
     state.orchestrator.remove_agent(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -38,13 +38,15 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 _CANCEL_GRACE_S = 5.0
 
 
-def resolve_model(model: str, orch: Orchestrator) -> tuple[str, list[str] | None]:
-    """(strategy, agents) for an OpenAI ``model``: an agent id alone, or a strategy on its pick."""
-    if model in orch.registry:
+def resolve_model(model: str, orch: Orchestrator, tenant: str | None = None) -> tuple[str, list[str] | None]:
+    """(strategy, agents) for an OpenAI ``model``: an agent id alone (one `tenant` sees), or a strategy
+    on its pick."""
+    registry = orch.registry.visible_to(tenant)
+    if model in registry:
         return "single", [model]
     if model in STRATEGY_NAMES:
         return model, None
-    agents = ", ".join(a.id for a in orch.registry) or "none"
+    agents = ", ".join(a.id for a in registry) or "none"
     raise Problem(
         404,
         f"The model {model!r} does not exist here. Use an agent id ({agents}) or a strategy "
@@ -88,12 +90,12 @@ def _agent_request(agent: Agent, body: wire.ChatCompletionRequest) -> ModelReque
     return request
 
 
-def _plan(orch: Orchestrator, strategy: str, body: wire.ChatCompletionRequest) -> RunPlan:
+def _plan(orch: Orchestrator, strategy: str, body: wire.ChatCompletionRequest, tenant: str) -> RunPlan:
     """A strategy's run: the last user message is the task, the messages before it the conversation
     every agent gets, the settings those of every agent call."""
     field = wire.uses_tools(body)
     if field is not None:
-        agents = ", ".join(a.id for a in orch.registry) or "none"
+        agents = ", ".join(a.id for a in orch.registry.visible_to(tenant)) or "none"
         raise Problem(400, f"{field}: tools need an agent as the model, and {body.model!r} is a strategy. Use an "
                       f"agent id as model ({agents}) to pass tools through, or leave them out.", param=field)
     try:
@@ -107,7 +109,7 @@ def _plan(orch: Orchestrator, strategy: str, body: wire.ChatCompletionRequest) -
     if settings:
         context["model_settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
     try:
-        plan = orch.plan(task, strategy=strategy, context=context or None)
+        plan = orch.plan(task, strategy=strategy, context=context or None, tenant_id=tenant)
     except (StrategyError, UnknownAgent, NoAgentAvailable) as exc:
         raise planning_problem(exc, "model") from None
     if settings:
@@ -117,19 +119,19 @@ def _plan(orch: Orchestrator, strategy: str, body: wire.ChatCompletionRequest) -
 
 
 @router.get("/models", response_model=ModelList, responses=problems(*AUTHENTICATED, openai=True))
-async def list_models(_: PrincipalDep, state: StateDep) -> dict[str, Any]:
-    """Every agent id and strategy name, each usable as ``model``."""
-    agents = [(a.id, a.config.provider) for a in state.orchestrator.registry]
+async def list_models(principal: PrincipalDep, state: StateDep) -> dict[str, Any]:
+    """Every agent id (the shared agents and the tenant's own) and strategy name, each usable as ``model``."""
+    agents = [(a.id, a.config.provider) for a in state.orchestrator.registry.visible_to(principal.tenant)]
     return wire.models_body(agents, STRATEGY_NAMES, state.started_at)
 
 
 @router.get("/models/{model_id}", response_model=ModelInfo, responses=problems(
     *AUTHENTICATED, 404, openai=True, s404="No agent or strategy has this id (GET /v1/models lists them)."))
-async def get_model(model_id: str, _: PrincipalDep, state: StateDep) -> dict[str, Any]:
+async def get_model(model_id: str, principal: PrincipalDep, state: StateDep) -> dict[str, Any]:
     """One agent or strategy, as an OpenAI model object."""
     orch = state.orchestrator
-    resolve_model(model_id, orch)  # 404 naming what exists
-    agents = [(a.id, a.config.provider) for a in orch.registry if a.id == model_id]
+    resolve_model(model_id, orch, principal.tenant)  # 404 naming what exists
+    agents = [(a.id, a.config.provider) for a in orch.registry.visible_to(principal.tenant) if a.id == model_id]
     body = wire.models_body(agents, [] if agents else [model_id], state.started_at)
     return body["data"][0]  # type: ignore[no-any-return]
 
@@ -154,7 +156,7 @@ comment lines (`: step ...`) that name each step."""
                s503="No healthy agent can run it now, or the server is starting: retry after Retry-After seconds."),
 })
 async def chat_completions(
-    body: wire.ChatCompletionRequest, _: OperatorDep, state: StateDep
+    body: wire.ChatCompletionRequest, principal: OperatorDep, state: StateDep
 ) -> JSONResponse | EventSourceResponse:
     """Answer the conversation with the agent or strategy named by ``model`` (docs/openai.md)."""
     orch = state.orchestrator
@@ -162,7 +164,7 @@ async def chat_completions(
         wire.check_request(body)
     except wire.WireError as exc:
         raise _problem(exc) from None
-    strategy, agents = resolve_model(body.model, orch)
+    strategy, agents = resolve_model(body.model, orch, principal.tenant)
     created = int(time.time())
     timeout_s = state.settings.run_timeout_s
     if agents is not None:
@@ -175,7 +177,7 @@ async def chat_completions(
         turn = await chat_turn(agent, request, sink=state.metrics.observe, timeout_s=timeout_s)
         result, response = turn.result, turn.response
     else:
-        plan = _plan(orch, strategy, body)
+        plan = _plan(orch, strategy, body, principal.tenant)
         if body.stream:
             return _event_source(lambda: RunHandle(orch, plan, timeout_s), plan.task_id,
                                  plan.strategy.name == "single", any(a.offline for a in plan.agents), body, created,

@@ -249,6 +249,8 @@ class AgentBody(_Body):
     cost_usd: float
     in_flight: int
     last_error: str | None
+    tenant: str | None = Field(description="The tenant that registered the agent over the API (only its runs see "
+                                           "it); null: a deployment agent shared by every tenant.")
     enabled: bool
     timeout_s: float
     max_concurrency: int

@@ -100,7 +100,8 @@ class Settings:
             revoked by another process stops working within this time.
         metrics_public: serve ``/metrics`` without credentials (for a Prometheus scraper).
         sse_ping_s: heartbeat interval of event streams.
-        agent_admin_tenants: when set, only admins of these tenants may change the (shared) agents.
+        agent_admin_tenants: the deployment admins: admins of these tenants alone may change or remove
+            the deployment's shared agents (loomiq.yaml); empty: nobody over the API.
         database_url: the task engine's database (None: the engine's default, ``sqlite:///loomiq.db``).
         tasks_enabled: serve ``/api/tasks`` (opens the task engine at start-up).
         embedded_workers: tasks this process runs at once with its own worker; 0 leaves every task to

@@ -316,12 +316,13 @@ class ExecutionContext:
         tried_ids = {a for a, _ in tried}
         required = self.task.capabilities
         within = self.failover_within
-        outside = self.registry.fallbacks(failed, required, exclude=tried_ids | self.pool)
+        registry = self.registry.visible_to(self.tenant_id)  # never another tenant's agent
+        outside = registry.fallbacks(failed, required, exclude=tried_ids | self.pool)
         if within is not None:
             outside = [a for a in outside if a.id in within]
         if outside:
             return outside[0]
-        inside = self.registry.fallbacks(failed, required, exclude=tried_ids)
+        inside = registry.fallbacks(failed, required, exclude=tried_ids)
         if within is not None:
             inside = [a for a in inside if a.id in within]
         return inside[0] if inside else None
@@ -333,7 +334,8 @@ class ExecutionContext:
         within = self.failover_within
         if within is None or len(tried) > self.max_failovers:
             return error
-        if not self.registry.fallbacks(failed, self.task.capabilities, exclude={a for a, _ in tried}):
+        registry = self.registry.visible_to(self.tenant_id)
+        if not registry.fallbacks(failed, self.task.capabilities, exclude={a for a, _ in tried}):
             return error  # nobody else could have stood in anyway
         named = ", ".join(sorted(within))
         return (f"{error} (failover stays within the agents named for this run: {named}; "

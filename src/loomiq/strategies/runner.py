@@ -53,6 +53,8 @@ class RunPlan:
     """The tools the run allows, narrowing each agent's allow-list; None: each agent's own."""
     failover_within: tuple[str, ...] | None = None
     """The agents failover may use (those the caller named, unless it allowed others); None: any."""
+    tenant_id: str | None = None
+    """Whose run it is, when the planner was told (its failover uses only agents that tenant sees)."""
 
     @property
     def run_id(self) -> str:
@@ -97,7 +99,9 @@ class StrategyRunner:
             strategy = self._strategies[name] = get_strategy(name)
         return strategy
 
-    def plan(self, prompt: str, options: RunOptions, *, run_id: str | None = None) -> RunPlan:
+    def plan(
+        self, prompt: str, options: RunOptions, *, run_id: str | None = None, tenant_id: str | None = None
+    ) -> RunPlan:
         """Decide the strategy and agents for a run without starting it.
 
         Raises `UnknownCapability` (a `NoAgentAvailable`) for a required capability no agent has, and
@@ -108,20 +112,24 @@ class StrategyRunner:
         if not isinstance(prompt, str) or not prompt.strip():
             raise StrategyError("the prompt is empty: write the task for the agents", argument="prompt")
         name, reason, agents, capabilities = options.strategy, CALLER_CHOSE, options.agents, options.capabilities
+        # A tenant's run sees the shared agents and its own, never another tenant's (`SubmitOptions`
+        # carries the tenant of a durable task).
+        tenant = tenant_id if tenant_id is not None else getattr(options, "tenant_id", None)
+        registry = self._registry.visible_to(tenant)
         if capabilities:
-            self._registry.check_capabilities(capabilities)
+            registry.check_capabilities(capabilities)
         if name == "auto":
-            available = len(agents) if agents else len(self._registry.rank(capabilities))
+            available = len(agents) if agents else len(registry.rank(capabilities))
             choice = choose_strategy(prompt, available)
             name, reason = choice.strategy, choice.reason
         chosen = self.strategy(name, options.options)
-        picked = chosen.pick(self._registry, agents, capabilities)
+        picked = chosen.pick(registry, agents, capabilities)
         context = options.context
         task = TaskSpec(prompt, capabilities, dict(context) if context else {})
         if options.tools is not None:
             self.tools.check(options.tools)
         return RunPlan(run_id or new_run_id(), task, chosen, reason, tuple(picked), options.options, options.tools,
-                       options.failover_within)
+                       options.failover_within, tenant)
 
     def resume(self, stored: StoredPlan) -> RunPlan:
         """Rebuild a plan decided earlier from its stored parts: the same strategy and agents,
@@ -159,6 +167,8 @@ class StrategyRunner:
         ctx.tools = self.tools
         ctx.tool_filter = plan.tools
         ctx.failover_within = None if plan.failover_within is None else frozenset(plan.failover_within)
+        if context is None and plan.tenant_id is not None:
+            ctx.tenant_id = plan.tenant_id
         if sink is not None:
             sink(RunStarted(plan.task_id, plan.strategy.name, plan.reason, tuple(dict.fromkeys(a.id for a in agents)),
                             any(a.offline for a in agents)))
