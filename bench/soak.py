@@ -60,12 +60,13 @@ sys.path.insert(0, str(HERE))
 from api_load import Client, Conn, now, summary  # noqa: E402
 
 NS = 1_000_000_000
+COMPRESSION: str | None = os.environ.get("SOAK_WS_COMPRESSION", "deflate") or None
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 HANG_CONFIG = """agents:
   - id: hang
     provider: scripted
     model: scripted
-    max_concurrency: 100000
+    max_concurrency: 1000
     scripted:
       latency_s: 3600
       replies: ["done."]
@@ -166,6 +167,7 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
                     raise RuntimeError(f"worker did not start: {(root / 'worker.log').read_text()[-2000:]}")
                 time.sleep(0.2)
         yield url, {name: p.pid for name, p in procs.items()}
+        args.log_tail = (root / "api.log").read_text(errors="replace")[-1500:]
         if args.db == "sqlite":
             args.files_kb = {f.name: f.stat().st_size // 1024 for f in root.glob("soak.db*")}
     finally:
@@ -319,8 +321,10 @@ async def _sse_once(url: str, task_id: str) -> None:
         if not got.done():
             got.set_result(seq)
 
+    response = conn.send("GET", f"/api/tasks/{task_id}/events", extra=b"Accept: text/event-stream\r\n",
+                         on_event=on_event)
+    response.done.add_done_callback(lambda f: f.cancelled() or f.exception())  # dropped on purpose
     try:
-        conn.send("GET", f"/api/tasks/{task_id}/events", extra=b"Accept: text/event-stream\r\n", on_event=on_event)
         await asyncio.wait_for(got, 30)
     finally:
         conn.close()  # abruptly, mid-stream
@@ -330,7 +334,7 @@ async def _ws_once(url: str, task_id: str) -> None:
     import websockets
 
     ws_url = url.replace("http://", "ws://") + f"/api/tasks/{task_id}/ws"
-    ws = await websockets.connect(ws_url, open_timeout=30)
+    ws = await websockets.connect(ws_url, open_timeout=30, compression=COMPRESSION)
     try:
         await asyncio.wait_for(ws.recv(), 30)
     finally:
@@ -342,7 +346,7 @@ async def scenario_streams(args: argparse.Namespace, url: str, pids: dict[str, i
     client = Client(url, None)
     ids = []
     for i in range(args.stream_tasks):
-        r = await client.request("POST", "/api/tasks", {"prompt": f"held {i}", "strategy": "simple",
+        r = await client.request("POST", "/api/tasks", {"prompt": f"held {i}", "strategy": "single",
                                                          "agents": ["hang"]})
         assert r.status == 202, bytes(r.body).decode()
         ids.append(r.json()["id"])
@@ -365,7 +369,8 @@ async def scenario_streams(args: argparse.Namespace, url: str, pids: dict[str, i
         made += args.clients
         await asyncio.sleep(args.settle_s)
         samples.append({"t": round((now() - t0) / NS, 2), "cycle": cycle, "connections": made,
-                        "rss_kb": {name: rss_kb(pid) for name, pid in pids.items()}})
+                        "rss_kb": {name: rss_kb(pid) for name, pid in pids.items()},
+                        "fds": {name: len(os.listdir(f"/proc/{pid}/fd")) for name, pid in pids.items()}})
     client.close()
     warm = samples[min(len(samples) - 1, args.warmup_cycles)]["t"] if samples else 0
     return {
@@ -406,9 +411,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = HANG_CONFIG if args.scenario in ("sse", "ws") else None
+    if config is not None and not args.api_workers:
+        args.api_workers = args.stream_tasks  # every followed task runs (its stream is live)
     with service(args, config) as (url, pids):
         go = scenario_tasks if args.scenario == "tasks" else scenario_streams
         result = asyncio.run(go(args, url, pids))
+    result["server_log_tail"] = getattr(args, "log_tail", "")
+    if hasattr(args, "log_tail"):
+        del args.log_tail
     files = getattr(args, "files_kb", None)
     if files is not None:
         del args.files_kb

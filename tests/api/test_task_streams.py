@@ -179,3 +179,24 @@ async def test_websocket_refusals_are_problem_responses(live_server: LiveServer)
         async with connect(ws_url, additional_headers={"Authorization": f"Bearer {token('admin', 'globex')}"}):
             pass
     assert other_tenant.value.response.status_code == 404
+
+
+async def test_websocket_clients_leaving_mid_stream_end_quietly(live_server: LiveServer,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    # A client that drops the connection while events are still being sent to it is the normal end
+    # of a stream: it used to escape the handler as an error, logged with its traceback, per client.
+    task_id = _submit(live_server, SLOW)
+    url = live_server.url.replace("http://", "ws://") + f"/api/tasks/{task_id}/ws"
+    headers = {"Authorization": f"Bearer {token()}"}
+    for _ in range(30):
+        ws = await connect(url, additional_headers=headers)
+        await ws.recv()
+        ws.transport.abort()  # no closing handshake, while the replay is still under way
+    deadline = time.monotonic() + 5
+    while task_id in _subscriptions(live_server):
+        assert time.monotonic() < deadline, "a subscription outlived its WebSocket client"
+        await asyncio.sleep(0.02)
+    with _http(live_server) as http:
+        http.post(f"/api/tasks/{task_id}/cancel")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not errors, errors[0].getMessage()
