@@ -10,6 +10,12 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; }) \
     || echo "warning: could not install bubblewrap; the sandbox tests will fail" >&2
 fi
+# Debian's chromium for the dashboard's browser tests (tests/ui, Playwright with executable_path; no download).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+    || echo "warning: could not install chromium; the dashboard tests will fail" >&2
+fi
 # promtool (tests/observe/test_prometheus_rules.py unit-tests deploy/prometheus/alerts.yml), taken from
 # Debian's prometheus package into .tools/bin without installing the server.
 if ! command -v promtool >/dev/null 2>&1 && [[ ! -x .tools/bin/promtool ]] && command -v apt-get >/dev/null 2>&1; then

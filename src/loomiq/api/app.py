@@ -27,6 +27,7 @@ from . import (
     routes_stats,
     routes_tasks,
     routes_tools,
+    ui,
 )
 from .alerts import AlertEvaluator
 from .auth import TokenVerifier
@@ -149,6 +150,7 @@ def create_app(
     app.include_router(routes_tools.router)
     if settings.mcp_enabled:
         routes_mcp.mount(app)
+    ui.mount(app)
     _openapi.install(app)
     return app
 

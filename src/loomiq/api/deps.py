@@ -115,25 +115,31 @@ async def authenticate(connection: HTTPConnection, state: StateDep) -> Principal
                 "This request needs credentials: 'Authorization: Bearer <JWT>' (see `loomiq token`) or an API key "
                 "in X-API-Key (see `loomiq keys create`)."
             )
-        kind, credential = found
-        if kind == "key":
-            record = state.key_verifier.peek(credential)
-            if record is None:
-                # A key not verified lately costs an argon2 hash: charge the client's address, so that
-                # guessing keys cannot take the CPU from everyone else.
-                client = connection.client.host if connection.client else "unknown"
-                # (Tenant ids cannot contain ':', so these buckets never meet a tenant's.)
-                state.limiter.check(f"address:{client}", f"Address {client}")
-                record = await anyio.to_thread.run_sync(state.key_verifier.verify, credential)
-            if record is None:
-                raise unauthenticated("The API key is unknown, revoked, or mistyped. Create one with `loomiq keys "
-                                      "create`.")
-            principal = Principal(f"key:{record.key_id}", record.tenant, record.role, "api_key", record.key_id)
-        else:
-            if state.tokens is None:
-                raise unauthenticated("This server accepts API keys only; send one in X-API-Key.")
-            principal = state.tokens.verify(credential)
+        principal = await verify_credential(connection, state, *found)
     state.limiter.check(principal.tenant)
+    return principal
+
+
+async def verify_credential(connection: HTTPConnection, state: ApiState, kind: str, credential: str) -> Principal:
+    """The principal a credential (``key``: an API key; ``jwt``: a token) stands for, checked now (a
+    revoked key or an expired token is refused). 401 problem when it stands for none."""
+    if kind == "key":
+        record = state.key_verifier.peek(credential)
+        if record is None:
+            # A key not verified lately costs an argon2 hash: charge the client's address, so that
+            # guessing keys cannot take the CPU from everyone else.
+            client = connection.client.host if connection.client else "unknown"
+            # (Tenant ids cannot contain ':', so these buckets never meet a tenant's.)
+            state.limiter.check(f"address:{client}", f"Address {client}")
+            record = await anyio.to_thread.run_sync(state.key_verifier.verify, credential)
+        if record is None:
+            raise unauthenticated("The API key is unknown, revoked, or mistyped. Create one with `loomiq keys "
+                                  "create`.")
+        principal = Principal(f"key:{record.key_id}", record.tenant, record.role, "api_key", record.key_id)
+    else:
+        if state.tokens is None:
+            raise unauthenticated("This server accepts API keys only; send one in X-API-Key.")
+        principal = state.tokens.verify(credential)
     return principal
 
 

@@ -360,10 +360,17 @@ class TaskEngine:
         await self._settled()
         return await self.store.task_stats(tenant_id)
 
-    async def queue_depth(self) -> dict[tuple[str, str], int]:
-        """Tasks of every tenant not yet ended, by (status, priority), statuses ``queued`` (ready to
-        run), ``waiting`` (for dependencies) and ``running`` (for metrics and dashboards)."""
-        return await self.store.queue_depth()
+    async def queue_depth(self, tenant_id: str | None = None) -> dict[tuple[str, str], int]:
+        """Tasks of `tenant_id` (None: every tenant's) not yet ended, by (status, priority), statuses
+        ``queued`` (ready to run), ``waiting`` (for dependencies) and ``running`` (metrics, dashboards)."""
+        return await self.store.queue_depth(tenant_id)
+
+    async def activity(self, tenant_id: str, since: float, limit: int = 20_000
+                       ) -> list[tuple[float, float | None, float | None, str, float]]:
+        """(created_at, started_at, finished_at, status, cost_usd) of the tenant's tasks created since `since`
+        (Unix time), newest first, at most `limit`: what a dashboard charts."""
+        await self._settled()
+        return await self.store.activity(tenant_id, since, limit)
 
     async def schema_version(self) -> int:
         """The schema version of the database (what its migrations reached)."""

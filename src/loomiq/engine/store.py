@@ -312,13 +312,26 @@ class Store(ABC):
         ), blocking=True)
         return {s: n for s, n in rows}
 
-    async def queue_depth(self) -> dict[tuple[str, str], int]:
-        """Tasks not yet ended, every tenant's, by (status, priority): queued, waiting and running."""
+    async def queue_depth(self, tenant_id: str | None = None) -> dict[tuple[str, str], int]:
+        """Tasks not yet ended, of `tenant_id` (None: every tenant's), by (status, priority): queued, waiting
+        and running."""
+        clause, args = ("AND tenant_id = ? ", (tenant_id,)) if tenant_id is not None else ("", ())
         rows = await self.fetch(Stmt(
             "SELECT status, priority, COUNT(*) FROM tasks WHERE status IN ('queued', 'waiting', 'running') "
-            "GROUP BY status, priority", (), "all",
+            f"{clause}GROUP BY status, priority", args, "all",
         ), blocking=True)
         return {(st, pr): int(n) for st, pr, n in rows}
+
+    async def activity(self, tenant_id: str, since: float, limit: int = 20_000
+                       ) -> list[tuple[float, float | None, float | None, str, float]]:
+        """(created_at, started_at, finished_at, status, cost_usd) of the tenant's tasks created since `since`,
+        newest first, at most `limit` (for dashboards)."""
+        rows = await self.fetch(Stmt(
+            "SELECT created_at, started_at, finished_at, status, cost_usd FROM tasks WHERE tenant_id = ? "
+            "AND created_at >= ? ORDER BY created_at DESC LIMIT ?", (tenant_id, since, limit), "all",
+        ), blocking=True)
+        return [(float(c), None if s is None else float(s), None if f is None else float(f), st, float(cost or 0))
+                for c, s, f, st, cost in rows]
 
     async def task_stats(self, tenant_id: str | None = "default") -> list[dict[str, Any]]:
         """Per (status, strategy): task count, mean run duration of finished tasks, tokens and cost."""

@@ -435,6 +435,10 @@ class WorkflowRuns:
                        for x in ns.approval.answers]
         return _approval(row, answers)
 
+    async def definition(self, run_id: str, *, tenant_id: str | None = DEFAULT_TENANT) -> WorkflowDefinition:
+        """The definition the run follows (its nodes and edges, for a graph). Raises `WorkflowRunNotFound`."""
+        return (await self._load(run_id, tenant_id))[1]
+
     async def _load(self, run_id: str, tenant_id: str | None) -> tuple[WorkflowRun, WorkflowDefinition]:
         row = await self.store.fetch(Stmt(
             f"SELECT {_RUN_COLUMNS}, source FROM workflow_runs WHERE id = ?", (run_id,), "one"))
