@@ -199,3 +199,19 @@ async def test_calls_writing_the_same_file_wait_for_each_other_and_say_so() -> N
     assert (first.waited_for, second.waited_for, third.waited_for) == ((), (0,), ())
     assert [(e.name, e.waits_for) for e in events if isinstance(e, ToolSerialized)] == [("save", (0,))]
     assert result.to_dict()["steps"][0]["tool_calls"][1]["waited_for"] == [0]
+
+
+async def test_a_stand_in_keeps_the_tool_calls_of_the_agent_it_took_over_from() -> None:
+    from loomiq.agents import RetryPolicy
+
+    once = RetryPolicy(max_attempts=1)
+    caps = frozenset({"math"})
+    first = Agent(AgentConfig("first", "scripted", "s", tools=("add",), capabilities=caps, retry=once),
+                  ScriptedModel(calls_then_answers(("add", {"a": 1, "b": 1})), failures={1: "server_error"}))
+    second = Agent(AgentConfig("second", "scripted", "s", tools=("add",), capabilities=caps),
+                   ScriptedModel(calls_then_answers(("add", {"a": 2, "b": 2}))))
+    result = await orchestrator(first, second).run("sum", strategy="single", capabilities=["math"])
+    (step,) = result.steps
+    assert step.agent == "second" and [a for a, _ in step.failed_over_from] == ["first"]
+    assert [c.content for c in step.tool_calls] == ["2", "4"] and RAN == ["add", "add"]
+    assert step.output == "answer: 4"

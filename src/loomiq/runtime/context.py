@@ -193,11 +193,13 @@ class ExecutionContext:
                     if loop is None:
                         response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
                     else:
-                        response, n, calls = await self._call_with_tools(loop, key, current, prompt, on_delta)
+                        response, n, done = await self._call_with_tools(loop, key, current, prompt, on_delta)
+                        calls = _joined(calls, done)
             except (ToolRoundsExceeded, ToolError) as exc:
                 return self._finish(self._tool_failure(key, current, role, exc, calls, tried, attempts, started))
             except AgentCallFailed as exc:
                 attempts += exc.attempts
+                calls = _joined(calls, getattr(exc, "tool_calls", ()))  # what it ran before it failed
                 tried.append((current.id, f"{exc.kind}: {exc.reason}"))
                 stand_in = self._stand_in(current, tried) if len(tried) <= self.max_failovers else None
                 if stand_in is None:
@@ -241,25 +243,31 @@ class ExecutionContext:
 
         ctx = ToolContext(tenant_id=self.tenant_id, run_id=self.run_id, agent_id=agent.id,
                           settings=self.tools.registry.settings if self.tools is not None else {})
-        observer = self._tool_observer(key, agent.id) if self._sink is not None else None
+        ran: list[ToolCallRecord] = []
+        observer = self._tool_observer(key, agent.id, ran)
         try:
             out = await loop.run(call_model, self.request_for(agent, prompt), ctx, observer=observer,
                                  journal=self.tool_journal(key), key=f"{key}/")
         except AgentCallFailed as exc:
             exc.attempts += retries  # the retries of the turns answered before this one count too
+            exc.tool_calls = tuple(ran)  # type: ignore[attr-defined]  # kept in the step (failover)
             raise
         final = out.response
         response = ModelResponse(final.text, final.model, out.usage, final.finish_reason, (), out.cost_usd,
                                  final.provider)
         return response, 1 + retries, out.tool_calls
 
-    def _tool_observer(self, key: str, agent_id: str) -> Callable[[ToolCallEvent], None]:
+    def _tool_observer(self, key: str, agent_id: str, ran: list[ToolCallRecord]) -> Callable[[ToolCallEvent], None]:
+        """Keeps each ended call in `ran`, and turns the loop's events into the run's."""
         sink = self._sink
-        assert sink is not None
         run_id = self.run_id
 
         def observe(event: ToolCallEvent) -> None:
             t = type(event)
+            if t is ToolCallFinished or t is ToolCallRefused:
+                ran.append(event.record)  # type: ignore[union-attr]
+            if sink is None:
+                return
             if t is ToolCallFinished:
                 sink(ToolFinished(run_id, key, agent_id, event.record))  # type: ignore[union-attr]
             elif t is ToolCallStarted:
@@ -288,7 +296,7 @@ class ExecutionContext:
         or a required tool source (MCP server) that could not start."""
         usage, cost = Usage(), 0.0
         if isinstance(exc, ToolRoundsExceeded):
-            calls, usage, cost = exc.records, exc.usage, exc.cost_usd
+            calls, usage, cost = _joined(calls, exc.records), exc.usage, exc.cost_usd
             error = f"max_tool_rounds: {exc}"
         else:
             error = f"tools: {exc}"
@@ -346,3 +354,11 @@ class ExecutionContext:
         if self._sink is not None:
             self._sink(StepFinished(self.run_id, step))
         return step
+
+
+def _joined(earlier: tuple[ToolCallRecord, ...], more: Sequence[ToolCallRecord]) -> tuple[ToolCallRecord, ...]:
+    """`earlier` then `more`, each call once: a stand-in in a durable run replays the journalled calls of
+    the agent it took over from (the same records); in process it makes its own (the same keys)."""
+    if not earlier:
+        return tuple(more)
+    return (*earlier, *(r for r in more if r not in earlier))
