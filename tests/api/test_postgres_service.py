@@ -38,18 +38,18 @@ async def test_a_key_made_for_one_server_works_on_both_and_a_revocation_reaches_
     two_servers: tuple[httpx2.AsyncClient, httpx2.AsyncClient, str],
 ) -> None:
     first, second, url = two_servers
-    store = open_key_store(url)  # what `loomiq keys create` does with LOOMIQ_DATABASE_URL set
+    store = await open_key_store(url)  # what `loomiq keys create` does with LOOMIQ_DATABASE_URL set
     try:
-        made = store.create("acme", "operator", "ci")
+        made = await store.create("acme", "operator", "ci")
         auth = {"Authorization": f"Bearer {made.secret}"}
         accepted = await first.post("/api/tasks", json={"prompt": "Should we shard?"}, headers=auth)
         assert accepted.status_code == 202, accepted.text
         task_id = accepted.json()["id"]
         seen = await second.get(f"/api/tasks/{task_id}", headers=auth)  # the other server sees the task too
         assert seen.status_code == 200 and seen.json()["id"] == task_id
-        assert store.revoke(made.key.key_id)
+        assert await store.revoke(made.key.key_id)
     finally:
-        store.close()
+        await store.aclose()
     await asyncio.sleep(0.3)  # past both servers' verified-key cache (key_cache_s=0.2)
     for client in (first, second):
         refused = await client.get(f"/api/tasks/{task_id}", headers=auth)

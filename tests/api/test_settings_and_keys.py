@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
+import httpx2
 import pytest
 
 import loomiq.api
+from loomiq import Orchestrator
 from loomiq.api import (
     InvalidKeyRequest,
-    PostgresKeyStore,
     Settings,
     SettingsError,
-    SQLiteKeyStore,
     build_server,
+    create_app,
     open_key_store,
 )
 from loomiq.api.keys import KeyVerifier, parse_key
@@ -24,7 +30,7 @@ from loomiq.api.settings import default_keys_path
 from loomiq.engine import StoreUnavailable
 
 from ..engine.conftest import database
-from .support import SECRET
+from .support import SECRET, scripted_agents
 
 
 def test_settings_from_env(tmp_path: Path) -> None:
@@ -83,73 +89,85 @@ async def key_store_location(request: pytest.FixtureRequest, tmp_path: Path) -> 
         yield url
 
 
-def test_key_store_create_list_revoke(key_store_location: str | Path) -> None:
-    store = open_key_store(key_store_location)
+async def test_key_store_create_list_revoke(key_store_location: str | Path) -> None:
+    store = await open_key_store(key_store_location)
     try:
-        made = store.create("acme", "operator", "ci")
+        made = await store.create("acme", "operator", "ci")
         assert parse_key(made.secret) is not None and parse_key(made.secret)[0] == made.key.key_id  # type: ignore[index]
-        other = store.create("globex", "viewer")
-        assert [k.key_id for k in store.list_keys("acme")] == [made.key.key_id]
-        assert {k.key_id for k in store.list_keys()} == {made.key.key_id, other.key.key_id}
-        record, digest = store.lookup(made.key.key_id)  # type: ignore[misc]
+        other = await store.create("globex", "viewer")
+        assert [k.key_id for k in await store.list_keys("acme")] == [made.key.key_id]
+        assert {k.key_id for k in await store.list_keys()} == {made.key.key_id, other.key.key_id}
+        record, digest = await store.lookup(made.key.key_id)  # type: ignore[misc]
         assert record == made.key and digest.startswith("$argon2id$") and made.secret not in digest
-        assert store.revoke(made.key.key_id, tenant="globex") is False  # another tenant's key
-        assert store.revoke(made.key.key_id) is True
-        assert store.revoke(made.key.key_id) is False
-        assert store.list_keys("acme") == [] and store.list_keys("acme", include_revoked=True)[0].revoked_at
+        assert await store.revoke(made.key.key_id, tenant="globex") is False  # another tenant's key
+        assert await store.revoke(made.key.key_id) is True
+        assert await store.revoke(made.key.key_id) is False
+        assert await store.list_keys("acme") == []
+        assert (await store.list_keys("acme", include_revoked=True))[0].revoked_at
         with pytest.raises(InvalidKeyRequest):
-            store.create("bad tenant!", "viewer")
+            await store.create("bad tenant!", "viewer")
         with pytest.raises(InvalidKeyRequest):
-            store.create("acme", "root")  # type: ignore[arg-type]
+            await store.create("acme", "root")  # type: ignore[arg-type]
     finally:
-        store.close()
+        await store.aclose()
     # The rows survive a reopen (another process, the CLI).
-    reopened = open_key_store(key_store_location)
+    reopened = await open_key_store(key_store_location)
     try:
-        assert len(reopened.list_keys(include_revoked=True)) == 2
+        assert len(await reopened.list_keys(include_revoked=True)) == 2
     finally:
-        reopened.close()
+        await reopened.aclose()
 
 
-def test_key_store_location_follows_the_task_database(tmp_path: Path) -> None:
+def test_key_store_location_is_the_task_database(tmp_path: Path) -> None:
     pg = "postgresql://db.internal/loomiq?schema=prod"
     assert Settings(database_url=pg).key_store_location == pg  # every server on the database shares the keys
     assert Settings(database_url=pg, keys_path=tmp_path / "k.db").key_store_location == tmp_path / "k.db"
-    sqlite = Settings(database_url=f"sqlite:///{tmp_path / 'tasks.db'}")
-    assert sqlite.key_store_location == sqlite.key_store_path == tmp_path / "loomiq-keys.db"
+    sqlite = f"sqlite:///{tmp_path / 'tasks.db'}"
+    assert Settings(database_url=sqlite).key_store_location == sqlite
+    # (where an earlier loomiq kept them: imported from there)
+    assert Settings(database_url=sqlite).key_store_path == tmp_path / "loomiq-keys.db"
 
 
-def test_an_unreachable_postgres_key_store_says_so() -> None:
+async def test_an_unreachable_postgres_key_store_says_so() -> None:
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
-        PostgresKeyStore("postgresql://postgres@127.0.0.1:1/test", timeout_s=2)
+        await open_key_store("postgresql://postgres@127.0.0.1:1/test")
 
 
-class CountingStore(SQLiteKeyStore):
-    """Counts lookups, to see the cache work."""
+async def test_verifier_caches_the_hash_check_and_reads_revocation_on_every_request(tmp_path: Path) -> None:
+    store = await open_key_store(tmp_path / "keys.db")
+    other_process = await open_key_store(tmp_path / "keys.db")  # (another server, or the CLI)
+    try:
+        now = [0.0]
+        verifier = KeyVerifier(store, ttl_s=30, clock=lambda: now[0])
+        made = await store.create("acme", "viewer")
+        assert await verifier.verify(made.secret) == made.key
+        assert await verifier.verify(made.secret) == made.key
+        assert verifier.hashes == 1  # the second request cost no argon2 verification
+        assert await verifier.verify(made.secret[:-1] + "Z") is None  # a near miss is not served from the cache
+        assert verifier.hashes == 2
+        now[0] = 31.0
+        assert await verifier.verify(made.secret) == made.key and verifier.hashes == 3  # past the cache's time
+        # A revocation through another connection counts at the very next request, cache or not.
+        assert await other_process.revoke(made.key.key_id)
+        assert await verifier.verify(made.secret) is None
+        assert await verifier.verify("not-a-key") is None
+    finally:
+        await other_process.aclose()
+        await store.aclose()
 
-    lookups = 0
 
-    def lookup(self, key_id: str):  # noqa: ANN201
-        self.lookups += 1
-        return super().lookup(key_id)
-
-
-def test_verifier_caches_verified_keys_and_forgets_revoked_ones() -> None:
-    store = CountingStore(":memory:")
-    now = [0.0]
-    verifier = KeyVerifier(store, ttl_s=30, clock=lambda: now[0])
-    made = store.create("acme", "viewer")
-    assert verifier.peek(made.secret) is None
-    assert verifier.verify(made.secret) == made.key
-    assert verifier.verify(made.secret) == made.key and verifier.peek(made.secret) == made.key
-    assert store.lookups == 1
-    assert verifier.verify(made.secret[:-1] + "Z") is None  # a near miss is not served from the cache
-    now[0] = 31.0
-    assert verifier.peek(made.secret) is None
-    store.revoke(made.key.key_id)
-    assert verifier.verify(made.secret) is None
-    assert verifier.verify("not-a-key") is None
-    store.close()
+async def test_keys_of_an_earlier_key_file_are_imported_once(tmp_path: Path) -> None:
+    old = await open_key_store(tmp_path / "old.db")  # an api_keys table in a SQLite file
+    made = await old.create("acme", "admin")
+    await old.aclose()
+    store = await open_key_store(tmp_path / "tasks.db")
+    try:
+        assert await store.import_file(tmp_path / "old.db") == 1
+        assert await store.import_file(tmp_path / "old.db") == 0  # the second time, nothing new
+        assert await store.import_file(tmp_path / "missing.db") == 0
+        assert await KeyVerifier(store).verify(made.secret) == made.key
+    finally:
+        await store.aclose()
 
 
 def test_no_auth_server_binds_to_loopback_only(tmp_path: Path) -> None:
@@ -166,3 +184,35 @@ def test_no_auth_server_binds_to_loopback_only(tmp_path: Path) -> None:
 def test_public_names_are_exported() -> None:
     public = {n for n, v in vars(loomiq.api).items() if not n.startswith("_") and not isinstance(v, ModuleType)}
     assert set(loomiq.api.__all__) == public
+
+
+def _cli(cwd: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMIQ_")}
+    return subprocess.run([sys.executable, "-m", "loomiq.cli", "keys", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env={**env, "LOOMIQ_DATABASE_URL": url})
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_key_revoked_with_the_cli_is_refused_by_a_running_server_at_the_next_request(
+    kind: str, tmp_path: Path
+) -> None:
+    """Issue 10 item 3: `loomiq keys revoke` in another process took 30-40 s to reach a running server
+    (its verified-key cache); now the next request is refused, whatever the cache's lifetime."""
+    async with database(kind, tmp_path) as url:
+        settings = Settings(jwt_secret=SECRET, database_url=url, key_cache_s=3600.0, rate_per_s=1000.0,
+                            rate_burst=1000, worker_drain_s=0.5)
+        app = create_app(settings, orchestrator=Orchestrator(scripted_agents()))
+        async with app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                created = await asyncio.to_thread(_cli, tmp_path, url, "create", "--tenant", "acme", "--role",
+                                                  "viewer", "--json")
+                assert created.returncode == 0, created.stderr
+                made = json.loads(created.stdout)
+                auth = {"X-API-Key": made["key"]}
+                for _ in range(2):  # verified, then served from the cache
+                    assert (await client.get("/api/tasks", headers=auth)).status_code == 200
+                revoked = await asyncio.to_thread(_cli, tmp_path, url, "revoke", made["key_id"])
+                assert revoked.returncode == 0, revoked.stderr
+                refused = await client.get("/api/tasks", headers=auth)
+                assert refused.status_code == 401, refused.text

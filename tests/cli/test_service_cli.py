@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -64,12 +65,15 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     listed = json.loads(loomiq(tmp_path, "keys", "list", "--json").stdout)
     assert [k["key_id"] for k in listed] == [record["key_id"]]
     assert "key" not in listed[0]  # secrets are never listed
-    store = open_key_store(tmp_path / "loomiq-keys.db")
-    try:
-        found = store.lookup(record["key_id"])
-        assert found is not None and record["key"] not in found[1]  # stored hashed, not in clear
-    finally:
-        store.close()
+    async def lookup() -> tuple[object, str] | None:
+        store = await open_key_store(tmp_path / "loomiq.db")  # the task database (LOOMIQ_DATABASE_URL's default)
+        try:
+            return await store.lookup(record["key_id"])
+        finally:
+            await store.aclose()
+
+    found = asyncio.run(lookup())
+    assert found is not None and record["key"] not in found[1]  # stored hashed, not in clear
     assert loomiq(tmp_path, "keys", "revoke", record["key_id"]).returncode == 0
     assert json.loads(loomiq(tmp_path, "keys", "list", "--json").stdout) == []
     again = loomiq(tmp_path, "keys", "revoke", record["key_id"])

@@ -6,7 +6,7 @@
 
 from .app import create_app
 from .auth import ROLES, Principal, Role, issue_token
-from .keys import ApiKey, InvalidKeyRequest, KeyStore, NewApiKey, PostgresKeyStore, SQLiteKeyStore, open_key_store
+from .keys import ApiKey, InvalidKeyRequest, KeyStore, NewApiKey, open_key_store
 from .problems import PROBLEM_JSON, Problem
 from .server import build_server, serve
 from .settings import Settings, SettingsError
@@ -18,11 +18,9 @@ __all__ = [
     "InvalidKeyRequest",
     "KeyStore",
     "NewApiKey",
-    "PostgresKeyStore",
     "Principal",
     "Problem",
     "Role",
-    "SQLiteKeyStore",
     "Settings",
     "SettingsError",
     "build_server",

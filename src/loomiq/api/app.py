@@ -74,7 +74,9 @@ def create_app(
             raises `SettingsError` before anything listens.
         orchestrator: the agents to serve; by default loaded at start-up from loomiq.yaml (or the
             offline defaults) and closed at shutdown. One passed in is left open.
-        key_store: the API-key store; by default the SQLite file at `settings.keys_path`.
+        key_store: the API-key store; by default the engine's database (`settings.key_store_location`:
+            the task engine's own store when it runs here), with the keys of an earlier loomiq's
+            key file (`settings.key_store_path`) imported once.
         mcp_extension: called with the MCP server of ``/mcp`` before it serves (the conformance tests
             mount the suite's fixtures this way; production mounts nothing more).
     """
@@ -94,13 +96,18 @@ def create_app(
             routes_tools.use_service_database(orch.tools, settings.database_url)
             stack.push_async_callback(orch.tools.aclose_tools)
             stack.callback(serving.clear)
-            keys = key_store
-            if keys is None:
-                keys = open_key_store(settings.key_store_location)
-                stack.callback(keys.close)
             worker: asyncio.Task[None] | None = None
             if settings.tasks_enabled:
                 worker = await _start_engine(orch, settings, metrics, stack)
+            keys = key_store
+            if keys is None:
+                if settings.tasks_enabled and settings.keys_path is None:
+                    keys = KeyStore(orch.engine.keys)
+                else:
+                    keys = await open_key_store(settings.key_store_location)
+                    stack.push_async_callback(keys.aclose)
+                if settings.keys_path is None:
+                    await keys.import_file(settings.key_store_path)
             alerts = await _start_alerts(settings, metrics, orch, stack)
             app.state.loomiq = ApiState(
                 settings=settings,

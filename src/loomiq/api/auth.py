@@ -9,9 +9,8 @@ A verified token is remembered (keyed by the token's text, a bounded LRU) until 
 client sending the same token again costs a dict lookup instead of a signature check. Only tokens
 that verified are remembered: an altered token is another text and is verified (and refused) every
 time, and a remembered one is refused from the second its ``exp`` passes, as PyJWT would. JWTs have
-no revocation here; API keys, which do, are never in this cache (see `keys.KeyVerifier`: a key
-revoked through this process is refused at once, one revoked elsewhere within ``key_cache_s``,
-30 s by default).
+no revocation here; API keys, which do, are never in this cache (see `keys.KeyVerifier`: every
+request reads its key's row, so a key revoked anywhere is refused at the next request).
 """
 
 from __future__ import annotations

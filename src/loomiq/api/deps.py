@@ -16,7 +16,6 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
@@ -124,14 +123,15 @@ async def verify_credential(connection: HTTPConnection, state: ApiState, kind: s
     """The principal a credential (``key``: an API key; ``jwt``: a token) stands for, checked now (a
     revoked key or an expired token is refused). 401 problem when it stands for none."""
     if kind == "key":
-        record = state.key_verifier.peek(credential)
-        if record is None:
+        client = connection.client.host if connection.client else "unknown"
+
+        def charge() -> None:
             # A key not verified lately costs an argon2 hash: charge the client's address, so that
             # guessing keys cannot take the CPU from everyone else.
-            client = connection.client.host if connection.client else "unknown"
             # (Tenant ids cannot contain ':', so these buckets never meet a tenant's.)
             state.limiter.check(f"address:{client}", f"Address {client}")
-            record = await anyio.to_thread.run_sync(state.key_verifier.verify, credential)
+
+        record = await state.key_verifier.verify(credential, charge)
         if record is None:
             raise unauthenticated("The API key is unknown, revoked, or mistyped. Create one with `loomiq keys "
                                   "create`.")

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..engine import database_url
+
 HMAC_ALGORITHMS = {"HS256": 32, "HS384": 48, "HS512": 64}
 """HMAC algorithms and the least secret length (bytes) each needs: its digest size (RFC 7518 §3.2)."""
 
@@ -92,12 +94,12 @@ class Settings:
         max_body_bytes: larger request bodies are refused with 413.
         rate_per_s: requests per second each tenant may make (token bucket refill rate).
         rate_burst: how many requests a tenant may make at once (bucket size).
-        keys_path: the SQLite file of the API-key store (None: the PostgreSQL task database, or a file
-            next to a SQLite one; see `key_store_location`).
+        keys_path: a SQLite file to keep the API keys in (None: the task database; see
+            `key_store_location`).
         config_path: the loomiq.yaml to load agents from (None: `$LOOMIQ_CONFIG` or ./loomiq.yaml).
         run_timeout_s: the longest an in-process run (``/v1/chat/completions``) may take.
-        key_cache_s: how long a verified API key is trusted without checking its hash again; a key
-            revoked by another process stops working within this time.
+        key_cache_s: how long a verified API key's secret is trusted without checking its hash again
+            (a revocation counts at once all the same: every request reads the key's row).
         metrics_public: serve ``/metrics`` without credentials (for a Prometheus scraper).
         sse_ping_s: heartbeat interval of event streams.
         agent_admin_tenants: the deployment admins: admins of these tenants alone may change or remove
@@ -204,21 +206,19 @@ class Settings:
 
     @property
     def key_store_path(self) -> Path:
-        """The API-key store's file: `keys_path`, else beside the task database (`default_keys_path`)."""
+        """`keys_path`, else where an earlier loomiq kept API keys beside a SQLite task database
+        (`default_keys_path`; imported into the task database when a server or the CLI opens it)."""
         if self.keys_path is not None:
             return self.keys_path
         return default_keys_path(self.database_url or os.environ.get("LOOMIQ_DATABASE_URL"))
 
     @property
     def key_store_location(self) -> str | Path:
-        """Where API keys are kept: `keys_path` when set; else the task database itself when it is
-        PostgreSQL (shared by every server on it); else the SQLite file `key_store_path`."""
+        """Where API keys are kept: `keys_path` when set; else the task database itself (shared by
+        every server and CLI on it)."""
         if self.keys_path is not None:
             return self.keys_path
-        url = self.database_url or os.environ.get("LOOMIQ_DATABASE_URL")
-        if url and url.startswith(("postgresql://", "postgres://")):
-            return url
-        return self.key_store_path
+        return database_url(self.database_url)
 
     @property
     def algorithms(self) -> tuple[str, ...]:

@@ -6,13 +6,20 @@ options and turn the service's errors into the CLI's one-line exits.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from ._common import fail, setup_observability
+
+if TYPE_CHECKING:
+    from ..api.keys import KeyStore
+
+T = TypeVar("T")
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys (stored hashed, beside the task database).",
@@ -60,13 +67,25 @@ def token_command(
     typer.echo(token)
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    """Run `action` on the API-key store of this directory's settings (the task database), with the
+    keys of an earlier loomiq's key file imported; a database problem is one line and exit 2."""
     from ..api import Settings, SettingsError, open_key_store
-    from ..engine import StoreUnavailable
+    from ..engine import EngineError, StoreUnavailable
+
+    async def go() -> T:
+        settings = Settings.from_env()
+        store = await open_key_store(settings.key_store_location)
+        try:
+            if settings.keys_path is None:
+                await store.import_file(settings.key_store_path)
+            return await action(store)
+        finally:
+            await store.aclose()
 
     try:
-        return open_key_store(Settings.from_env().key_store_location)
-    except (SettingsError, OSError, StoreUnavailable) as exc:
+        return asyncio.run(go())
+    except (SettingsError, OSError, StoreUnavailable, EngineError) as exc:
         fail(str(exc))
 
 
@@ -80,13 +99,10 @@ def keys_create(
     """Create a key; the full key is printed this once (on the last line) and never stored."""
     from ..api.keys import InvalidKeyRequest
 
-    store = _store()
     try:
-        created = store.create(tenant, role, name)  # type: ignore[arg-type]
+        created = _with_keys(lambda store: store.create(tenant, role, name))  # type: ignore[arg-type]
     except (InvalidKeyRequest, ValueError) as exc:
         fail(str(exc))
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps({**created.key.to_dict(), "key": created.secret}))
     else:
@@ -101,11 +117,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List keys (never their secrets)."""
-    store = _store()
-    try:
-        keys = store.list_keys(tenant, include_revoked=revoked)
-    finally:
-        store.close()
+    keys = _with_keys(lambda store: store.list_keys(tenant, include_revoked=revoked))
     if as_json:
         typer.echo(json.dumps([k.to_dict() for k in keys]))
         return
@@ -116,13 +128,8 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (the part after lq_).")]) -> None:
-    """Revoke a key at once."""
-    store = _store()
-    try:
-        done = store.revoke(key_id)
-    finally:
-        store.close()
-    if not done:
+    """Revoke a key; every server on the database refuses it from its next request."""
+    if not _with_keys(lambda store: store.revoke(key_id)):
         fail(f"no active key {key_id!r}")
     typer.echo(f"revoked {key_id}")
 

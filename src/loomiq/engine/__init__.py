@@ -49,6 +49,7 @@ from .events import (
     TaskStarted,
     TaskWaiting,
 )
+from .keys import KeyRecord, KeyTable
 from .limits import AgentLimit, AgentLimiter
 from .store import DEFAULT_URL, Store, WriterStats, database_file, database_url, open_store
 from .task import (
@@ -110,6 +111,8 @@ __all__ = [
     "EventHub",
     "IdempotencyConflict",
     "InvalidTask",
+    "KeyRecord",
+    "KeyTable",
     "LeaseLost",
     "LifecycleEvent",
     "Priority",

@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from ._ops import Dialect, Stmt
-from ._pg_sql import LOST, Cut, is_lost, placeholders, split_url, status_count, unavailable
+from ._pg_sql import LOST, Cut, is_lost, placeholders, split_url, unavailable
 from ._pg_writer import PostgresWriter
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from .errors import EngineClosed, SchemaError
@@ -47,10 +47,6 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 _UNLISTEN_AFTER_S = 5.0
 """How long the events channel stays listened to after the last follower in this process left."""
-
-# (the names the API's key store imports until it uses the engine's store)
-_count, _sql = status_count, placeholders
-
 
 class PostgresStore(PostgresWriter):
     """The engine on PostgreSQL (see the module docstring).

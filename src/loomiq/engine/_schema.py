@@ -13,6 +13,8 @@ transaction; versions only move forward, and a database newer than this code is 
 - v7: durable workflows (`workflow_runs.py`): workflow_definitions (registered, versioned),
   workflow_runs, workflow_events (each run's journal and its notices), workflow_approvals and
   workflow_answers (the responses kept per Idempotency-Key).
+- v8: api_keys (the API's keys: `keys.KeyTable`); ``IF NOT EXISTS``, since the API kept the same table
+  in a PostgreSQL task database before it became a migration.
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -252,6 +254,22 @@ _SQLITE_V7 = (
 )
 
 
+# v8. The API's keys (`keys.KeyTable`), shown once and stored as an argon2 hash. IF NOT EXISTS: before this
+# migration the API created the same table itself in a PostgreSQL task database, and those keys stay valid.
+_SQLITE_V8 = (
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        name TEXT NOT NULL DEFAULT '',
+        secret_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id)",
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -263,9 +281,9 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7),
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7, _SQLITE_V8),
     "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
-                   _POSTGRES_V6, _postgres(_SQLITE_V7)),
+                   _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

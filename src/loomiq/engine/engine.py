@@ -33,6 +33,7 @@ from ._ops import Claim, RunEnd
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, IdempotencyConflict, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT
+from .keys import KeyTable
 from .store import Store
 from .task import (
     DEFAULT_TENANT,
@@ -192,6 +193,8 @@ class TaskEngine:
         """Called with every event (text deltas aside) of the runs this process executes, whoever
         submitted them: what metrics count. An observer that raises is logged and skipped."""
         self._closed = False
+        self.keys = KeyTable(store)
+        """The API keys kept in the engine's database."""
 
     @classmethod
     async def open(
