@@ -4,6 +4,7 @@ the Mermaid output, the shipped templates. Through a real subprocess, as a user 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -108,10 +109,11 @@ def test_the_readme_workflow_commands_run_as_written(files: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Workflows and approvals", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [line.split("#", 1)[0].split() for line in block.splitlines() if line.strip()]
-    assert len(commands) == 3
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+    assert len(commands) == 6
     for argv in commands:
         assert argv[0] == "loomiq"
         proc = cli(*argv[1:])
         assert proc.returncode == 0, (argv, proc.stderr)
         assert proc.stdout
+    assert "feature-development" in cli("workflow", "list").stdout

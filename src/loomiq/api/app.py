@@ -27,6 +27,7 @@ from . import (
     routes_stats,
     routes_tasks,
     routes_tools,
+    routes_workflows,
     ui,
 )
 from .alerts import AlertEvaluator
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(routes_tasks.router)
     app.include_router(routes_stats.router)
     app.include_router(routes_tools.router)
+    app.include_router(routes_workflows.router)
     if settings.mcp_enabled:
         routes_mcp.mount(app)
     ui.mount(app)
@@ -204,6 +206,16 @@ async def _start_engine(orch: Orchestrator, settings: Settings, metrics: ApiMetr
     stack.callback(orch.engine.run_observers.remove, metrics.observe)
     if not settings.embedded_workers:
         return None
+    # The embedded worker also drives workflow runs (their nodes' ends, deadlines, retries).
+    driver = asyncio.get_running_loop().create_task(routes_workflows.runs_for(orch.engine).serve(),
+                                                    name="loomiq-api-workflows")
+
+    async def stop_driver() -> None:
+        driver.cancel()
+        await asyncio.gather(driver, return_exceptions=True)
+        await routes_workflows.runs_for(orch.engine).close()
+
+    stack.push_async_callback(stop_driver)
     worker = Worker(orch.engine, concurrency=settings.embedded_workers, drain_s=settings.worker_drain_s)
     runner = asyncio.get_running_loop().create_task(worker.run(), name="loomiq-api-worker")
 

@@ -498,10 +498,8 @@ class WorkflowRuns:
         # process) are judged one after the other, each against the journal the previous one left.
         out = await self.store.run_op(self._answer_op(run, d, approval, event, idempotency_key))
         verdict = out.value
-        if verdict == "replayed":
-            return Answered("replayed", await self.get_approval(approval_id_, tenant_id=tenant_id))
-        if verdict in ("accepted", "duplicate"):
-            await self.drive(approval.run_id)
+        if verdict in ("accepted", "duplicate", "replayed"):
+            await self.drive(approval.run_id)  # the decision is applied (the approval row closed) before answering
             return Answered(verdict, await self.get_approval(approval_id_, tenant_id=tenant_id))  # type: ignore[arg-type]
         if verdict == "forbidden":
             raise ApprovalForbidden(f"{subject} is not among the approvers of {approval_id_}")
