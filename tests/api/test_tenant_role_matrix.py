@@ -77,6 +77,38 @@ async def existing_agent(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
     return "analyst"
 
 
+GATE = """\
+name: gate
+nodes:
+  ask: {kind: approval, message: "Go?", approvers: {roles: [viewer]}}
+"""
+"""A workflow whose run waits at once on an approval any role may answer (viewer is in every role)."""
+
+
+async def gate_workflow(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    response = await client.post("/api/workflows", json={"source": GATE}, headers=bearer("admin", OWNER))
+    assert response.status_code == 201, response.text
+    return "gate"
+
+
+async def waiting_run(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    await gate_workflow(client, orch)
+    response = await client.post("/api/workflows/gate/runs", json={}, headers=bearer("admin", OWNER))
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+async def ended_run(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    run_id = await waiting_run(client, orch)
+    response = await client.post(f"/api/workflow-runs/{run_id}/cancel", headers=bearer("admin", OWNER))
+    assert response.json()["status"] == "cancelled", response.text
+    return run_id
+
+
+async def pending_approval(client: httpx2.AsyncClient, orch: Orchestrator) -> str:
+    return f"{await waiting_run(client, orch)}.ask.1"
+
+
 MATRIX: dict[tuple[str, str], Route] = {
     ("GET", "/api/agents/{agent_id}"): Route("viewer", False, existing_agent),
     # An agent registered over the API is its tenant's (deployment agents: test_tenant_agents.py).
@@ -89,6 +121,16 @@ MATRIX: dict[tuple[str, str], Route] = {
     ("POST", "/api/tasks/{task_id}/collaborate"): Route("operator", True, completed_task, {}, ok=(202,)),
     ("GET", "/api/tasks/{task_id}/events"): Route("viewer", True, completed_task),
     ("GET", "/v1/models/{model_id}"): Route("viewer", False, existing_agent),
+    ("GET", "/api/workflows/{name}"): Route("viewer", True, gate_workflow),
+    ("POST", "/api/workflows/{name}/runs"): Route("operator", True, gate_workflow, {}, ok=(202,)),
+    ("GET", "/api/workflow-runs/{run_id}"): Route("viewer", True, waiting_run),
+    ("GET", "/api/workflow-runs/{run_id}/events"): Route("viewer", True, ended_run),
+    ("POST", "/api/workflow-runs/{run_id}/pause"): Route("operator", True, waiting_run),
+    ("POST", "/api/workflow-runs/{run_id}/resume"): Route("operator", True, waiting_run),
+    ("POST", "/api/workflow-runs/{run_id}/cancel"): Route("operator", True, waiting_run),
+    ("GET", "/api/approvals/{approval_id}"): Route("viewer", True, pending_approval),
+    # Any role may call it; whether the caller is an approver is the approval's (403 without required_role).
+    ("POST", "/api/approvals/{approval_id}"): Route("viewer", True, pending_approval, {"decision": "approve"}),
 }
 
 
