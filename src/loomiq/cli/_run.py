@@ -32,7 +32,6 @@ from ._options import (
     PromptArgument,
     PromptFileOption,
     StrategyOption,
-    TenantOption,
     ToolsOption,
 )
 
@@ -164,7 +163,9 @@ def run_command(
     prompt_file: PromptFileOption = None,
     allow_fewer: AllowFewerOption = False,
     failover_outside: FailoverOutsideOption = False,
-    tenant: TenantOption = "default",
+    tenant: Annotated[str, typer.Option(
+        "--tenant", help="With --durable: the tenant the task is filed under (as `loomiq tasks --tenant` shows it).",
+    )] = "default",
 ) -> None:
     """Run a task on the agents and show the answer, who gave it, and what it cost.
 
