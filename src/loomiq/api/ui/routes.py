@@ -25,6 +25,8 @@ from .session import COOKIE, CSRF_FIELD, CSRF_HEADER, MAX_AGE_S, Session, Sessio
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/ui", include_in_schema=False)
+LIST_ROWS = 50
+"""Tasks the live list shows (the newest)."""
 STATUSES = ("queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out")
 
 
@@ -157,6 +159,30 @@ async def overview_page(request: Request) -> Response:
     return _page(request, "overview.html", principal, session, o=data)
 
 
+class _Shared:
+    """What every dashboard of a tenant polls (the overview's figures, the task list), read once per `ttl_s`
+    and shared: 50 dashboards open on one tenant cost the database what one does. Bounded (oldest dropped);
+    holds the tenant's data only, never a CSRF token or anything per user."""
+
+    def __init__(self, ttl_s: float, size: int = 256) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: tuple[str, ...], body: Any) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (time.monotonic() + self.ttl_s, body)
+
+
+_OVERVIEWS = _Shared(2.0)
+_TASK_LISTS = _Shared(1.0)
+
+
 @router.get("/fragments/overview", response_class=HTMLResponse)
 async def overview_fragment(request: Request) -> Response:
     state, principal, session = await _who(request)
@@ -166,7 +192,12 @@ async def overview_fragment(request: Request) -> Response:
 async def _overview_data(state: ApiState, principal: Principal) -> _overview.Overview | None:
     if not state.settings.tasks_enabled:
         return None
-    return await _overview.overview(state.orchestrator.engine, principal.tenant)
+    key = (str(id(state)), principal.tenant)
+    data = _OVERVIEWS.get(key)
+    if data is None:
+        data = await _overview.overview(state.orchestrator.engine, principal.tenant)
+        _OVERVIEWS.put(key, data)
+    return data  # type: ignore[no-any-return]
 
 
 # -- tasks -----------------------------------------------------------------------------------------------
@@ -190,13 +221,24 @@ async def tasks_fragment(request: Request, status: str = "", strategy: str = "",
 async def _tasks(state: ApiState, principal: Principal, status: str, strategy: str, agent: str) -> list[Any]:
     if not state.settings.tasks_enabled:
         return []
+    key = (str(id(state)), principal.tenant, status, strategy, agent)
+    rows = _TASK_LISTS.get(key)
+    if rows is None:
+        rows = await _read_tasks(state, principal, status, strategy, agent)
+        _TASK_LISTS.put(key, rows)
+    return rows  # type: ignore[no-any-return]
+
+
+async def _read_tasks(state: ApiState, principal: Principal, status: str, strategy: str, agent: str) -> list[Any]:
     wanted = [status] if status in STATUSES else None
-    tasks = await state.orchestrator.engine.list_tasks(tenant_id=principal.tenant, status=wanted, limit=200)
+    filtered = bool(strategy or agent)
+    tasks = await state.orchestrator.engine.list_tasks(tenant_id=principal.tenant, status=wanted,
+                                                       limit=200 if filtered else LIST_ROWS)
     if strategy:
         tasks = [t for t in tasks if t.request.strategy == strategy]
     if agent:
         tasks = [t for t in tasks if agent in t.request.agents]
-    return tasks[:100]
+    return tasks[:LIST_ROWS]
 
 
 async def _task(state: ApiState, principal: Principal, task_id: str) -> Any:
