@@ -266,8 +266,15 @@ async def _worker_main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
         runner = loop.create_task(worker.run())
+        driver = None
+        if args.workflows:  # drive workflow runs too, as `loomiq worker` does
+            from loomiq.engine import WorkflowRuns
+
+            driver = loop.create_task(WorkflowRuns(engine, poll_s=0.1).serve())
         print(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid()}), flush=True)
         await runner
+        if driver is not None:
+            driver.cancel()
         print(json.dumps({"event": "worker_stopped", "worker_id": worker.id, "claimed": worker.claimed}), flush=True)
     finally:
         await orch.aclose()
@@ -288,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stall-s", type=float, default=0.0)
     p.add_argument("--freeze-in-tx-s", type=float, default=0.0)
     p.add_argument("--worker-id", default=None)
+    p.add_argument("--workflows", type=int, default=0, help="1: also drive workflow runs")
     return asyncio.run(_worker_main(p.parse_args(argv)))
 
 

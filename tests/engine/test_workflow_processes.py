@@ -1,0 +1,74 @@
+"""Workflow runs across real worker processes killed with SIGKILL (SQLite and PostgreSQL): a run
+parked on an approval survives every worker being killed three times, is answered concurrently (one
+key five times, another key once) and finished by fresh workers; every node task ran once and no
+finished model call was repeated (the workers' ledger against the journal)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from loomiq import Orchestrator
+from loomiq.engine import WorkflowRuns
+from loomiq.engine._ops import Stmt
+from tests.engine._procs import check_durable_run, read_ledger, step_rows, submit_agents, worker_pool
+from tests.engine.conftest import FAST, eventually
+from tests.workflows.conftest import RELEASE_NOTES
+
+
+async def test_a_parked_run_survives_kill_9_of_every_worker(db_url: str, tmp_path: Path) -> None:
+    orch = Orchestrator(submit_agents())
+    engine = await orch.open_engine(db_url, config=FAST)
+    runs = WorkflowRuns(engine)
+    killed: set[int] = set()
+    try:
+        async with worker_pool(db_url, tmp_path, workflows=1, lease_s=2.0, renew_s=0.5) as start:
+            run = await runs.start(RELEASE_NOTES, {"version": "2.0"})
+            await runs.close()  # this process only submitted: the workers' drivers take it from here
+            workers = [await start("w1"), await start("w2")]
+            await eventually(lambda: runs.approvals(status="pending"), timeout_s=60, every_s=0.1)
+            for _ in range(3):  # kill -9 every worker while the run waits, then start fresh ones
+                for w in workers:
+                    killed.add(w.pid)
+                    await w.kill()
+                workers = [await start("w1"), await start("w2")]
+                await asyncio.sleep(0.3)
+            [approval] = await runs.approvals(status="pending")
+            answerers = [WorkflowRuns(engine) for _ in range(6)]
+            results = await asyncio.gather(
+                *(a.answer(approval.id, subject="ann", roles=["admin"], decision="approve", idempotency_key="k")
+                  for a in answerers[:5]),
+                answerers[5].answer(approval.id, subject="bob", roles=["operator"], decision="reject",
+                                    idempotency_key="other"),
+                return_exceptions=True)
+            for a in answerers:
+                await a.close()
+            await eventually(lambda: _finished(runs, run.id), timeout_s=60, every_s=0.1)
+            for w in workers:
+                await w.stop()
+        verdicts = [r.verdict if not isinstance(r, BaseException) else type(r).__name__ for r in results]
+        assert sum(v == "accepted" for v in verdicts) == 1, verdicts
+        assert set(verdicts) <= {"accepted", "replayed", "duplicate", "ApprovalConflict"}, verdicts
+        state = await runs.state(run.id)
+        assert (await runs.get_run(run.id)).status == "succeeded"
+        decision = state.nodes["approve"].approval.decision  # type: ignore[union-attr]
+        after = "publish" if decision == "approved" else "held_back"
+        rows = await engine.store.fetch(Stmt(
+            "SELECT idempotency_key, id FROM tasks WHERE idempotency_key LIKE ? ORDER BY created_at",
+            (f"wf:{run.id}:%",), "all"))
+        assert [r[0] for r in rows] == [f"wf:{run.id}:node/draft/1", f"wf:{run.id}:node/{after}/1"]
+        steps = await step_rows(engine)
+        ledger = read_ledger(tmp_path / "ledger.jsonl")
+        for _, task_id in rows:
+            calls = sum(1 for (t, _a) in steps if t == task_id)
+            report = await check_durable_run(engine, [task_id], ledger, killed, calls_per_task=calls)
+            assert report.problems == [], report.problems
+        notices = [e["type"] for e in await runs.events(run.id)]
+        assert notices.count("approval_requested") == 1 and notices.count("approval_resolved") == 1
+        assert notices.count("node_started") == 2 and notices.count("workflow_finished") == 1
+    finally:
+        await orch.aclose()
+
+
+async def _finished(runs: WorkflowRuns, run_id: str) -> bool:
+    return (await runs.get_run(run_id)).status != "running"
