@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NewType
+from typing import Any, NewType
 
 from ..models import ChatModel
 from ._resilience import BreakerState, CircuitBreaker, RetryPolicy
@@ -47,6 +48,9 @@ class AgentConfig:
     def display_name(self) -> str:
         """The name shown to people: `name`, or the id when no name is set."""
         return self.name or self.id
+
+
+_TOTALS = ("calls", "successes", "failures", "total_latency_s", "input_tokens", "output_tokens", "cost_usd")
 
 
 class AgentState(StrEnum):
@@ -137,9 +141,15 @@ class Agent:
         """In-flight calls as a share of the agent's concurrency limit."""
         return self.stats.in_flight / self.config.max_concurrency
 
-    def snapshot(self) -> dict[str, object]:
-        """JSON-ready description for `loomiq agents --json` and the API."""
+    def snapshot(self, totals: Mapping[str, Any] | None = None) -> dict[str, object]:
+        """JSON-ready description for `loomiq agents --json` and the API. `totals`: statistics to
+        show instead of this process's own (the database's, summed over every process). Before any
+        finished call, ``success_rate`` is None: no call means no rate."""
         s = self.stats
+        if totals is not None:
+            s = AgentStats(**{k: totals[k] for k in _TOTALS if k in totals}, in_flight=s.in_flight,
+                           last_error=totals.get("last_error") or s.last_error)
+        finished = s.successes + s.failures
         return {
             "id": self.id,
             "name": self.config.display_name,
@@ -149,7 +159,7 @@ class Agent:
             "state": self.state.value,
             "offline": self.offline,
             "calls": s.calls,
-            "success_rate": round(s.success_rate, 4),
+            "success_rate": round(s.successes / finished, 4) if finished else None,
             "mean_latency_ms": round(s.mean_latency_s * 1000, 2),
             "input_tokens": s.input_tokens,
             "output_tokens": s.output_tokens,

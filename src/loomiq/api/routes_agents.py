@@ -69,12 +69,18 @@ class AgentPatch(BaseModel):
     """False keeps the agent registered but never picks it (its state reads ``offline``)."""
 
 
-def describe(agent: Agent) -> dict[str, Any]:
-    """An agent's JSON form: its snapshot (state, capabilities, success rate, latency, tokens, cost)
-    plus its owner and limits."""
+async def database_totals(orch: Orchestrator) -> dict[str, dict[str, Any]] | None:
+    """The agents' statistics summed over every process on the service's database (None without an
+    engine: then each agent shows this process's own)."""
+    return await orch.engine.agent_stats() if orch.has_engine else None
+
+
+def describe(agent: Agent, totals: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An agent's JSON form: its snapshot (state, capabilities, success rate, latency, tokens, cost;
+    from `totals` when given) plus its owner and limits."""
     cfg = agent.config
     return {
-        **agent.snapshot(),
+        **agent.snapshot(None if totals is None else totals.get(agent.id, {})),
         "tenant": agent.tenant,
         "enabled": agent.enabled,
         "timeout_s": cfg.timeout_s,
@@ -145,13 +151,15 @@ _NO_AGENT = "No agent with this id. List them with GET /api/agents."
 async def list_agents(principal: PrincipalDep, orch: OrchestratorDep) -> dict[str, list[dict[str, Any]]]:
     """The shared agents and the tenant's own, with state, capabilities, success rate, latency, tokens
     and cost."""
-    return {"agents": [describe(a) for a in orch.registry.visible_to(principal.tenant)]}
+    totals = await database_totals(orch)
+    return {"agents": [describe(a, totals) for a in orch.registry.visible_to(principal.tenant)]}
 
 
 @router.get("/{agent_id}", response_model=AgentBody, responses=problems(*AUTHENTICATED, 404, s404=_NO_AGENT))
 async def get_agent(agent_id: str, principal: PrincipalDep, orch: OrchestratorDep) -> dict[str, Any]:
     """One agent (a shared one, or the tenant's own)."""
-    return describe(_find(orch, agent_id, principal))
+    agent = _find(orch, agent_id, principal)
+    return describe(agent, await database_totals(orch))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentBody, responses={

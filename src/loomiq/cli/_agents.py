@@ -28,6 +28,10 @@ ConfigOption = Annotated[Path | None, typer.Option(
     show_default=False, dir_okay=False,
 )]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--database", help="Where the statistics are: the database of the workers and servers (default: "
+                       "$LOOMIQ_DATABASE_URL, else sqlite:///loomiq.db here, when it exists).", show_default=False,
+)]
 
 agents_app = typer.Typer(
     name="agents",
@@ -50,6 +54,34 @@ def _load(config: Path | None) -> list[Agent]:
         fail(str(exc))
 
 
+def _database_totals(database: str | None) -> dict[str, dict[str, Any]]:
+    """The agents' statistics in the database (every process's calls); none when there is no database
+    yet (a SQLite file that does not exist is not created)."""
+    from ..engine import database_file, database_url, open_store, read_agent_stats
+
+    url = database_url(database)
+    try:
+        file = database_file(url)
+    except ValueError as exc:
+        fail(f"--database: {exc}")
+    if file is not None and not Path(file).exists():
+        return {}
+
+    async def read() -> dict[str, dict[str, Any]]:
+        store = await open_store(url)
+        try:
+            return await read_agent_stats(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the user's to fix: say which
+        from ._tasks import shown_url
+
+        fail(f"cannot read agent statistics from {shown_url(url)}: {type(exc).__name__}: {exc}")
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -64,7 +96,7 @@ def _print_notice(console: Console, agents: list[Agent], config: Path | None) ->
 def _stats(s: dict[str, Any]) -> list[tuple[str, str]]:
     called = s["calls"] > 0
     return [
-        ("success", f"{s['success_rate']:.0%}" if called else "—"),
+        ("success", f"{s['success_rate']:.0%}" if s["success_rate"] is not None else "—"),
         ("latency", fmt_ms(s["mean_latency_ms"]) if called else "—"),
         ("tokens", fmt_tokens(s["input_tokens"] + s["output_tokens"])),
         ("cost", fmt_cost(s["cost_usd"])),
@@ -86,13 +118,16 @@ def _agents_table(snapshots: list[dict[str, Any]]) -> Table:
 
 
 @agents_app.callback()
-def agents_command(ctx: typer.Context, config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """List the configured agents: provider, model, capabilities, state and statistics."""
+def agents_command(ctx: typer.Context, config: ConfigOption = None, json_output: JsonOption = False,
+                   database: DatabaseOption = None) -> None:
+    """List the configured agents: provider, model, capabilities, state, and the statistics of every
+    worker and server on the database (calls, success rate, latency, tokens, cost)."""
     ctx.obj = {"config": config, "json": json_output}
     if ctx.invoked_subcommand is not None:
         return
     agents = _load(config)
-    snapshots: list[dict[str, Any]] = [a.snapshot() for a in agents]
+    totals = _database_totals(database)
+    snapshots: list[dict[str, Any]] = [a.snapshot(totals.get(a.id, {})) for a in agents]
     if json_output:
         _print_json(snapshots)
         return

@@ -24,6 +24,7 @@ written once), `_queue` (pure ordering and retry decisions), `_schema` (migratio
 """
 
 from ._ops import Claim
+from .agent_stats import AgentStatsRecorder, read_agent_stats
 from .context import DurableContext, TaskLog
 from .engine import EngineConfig, TaskEngine
 from .errors import (
@@ -95,6 +96,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AgentLimit",
     "AgentLimiter",
+    "AgentStatsRecorder",
     "Answered",
     "Approval",
     "ApprovalClosed",
@@ -150,4 +152,5 @@ __all__ = [
     "database_url",
     "new_task_id",
     "open_store",
+    "read_agent_stats",
 ]

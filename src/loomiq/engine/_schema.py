@@ -15,6 +15,7 @@ transaction; versions only move forward, and a database newer than this code is 
   workflow_answers (the responses kept per Idempotency-Key).
 - v8: api_keys (the API's keys: `keys.KeyTable`); ``IF NOT EXISTS``, since the API kept the same table
   in a PostgreSQL task database before it became a migration.
+- v9: agent_stats, each agent's call statistics summed over every process (`agent_stats.py`).
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -270,6 +271,23 @@ _SQLITE_V8 = (
 )
 
 
+# v9. Agent statistics, the totals of every process (deltas are added, never overwritten).
+_SQLITE_V9 = (
+    """CREATE TABLE agent_stats (
+        agent_id TEXT PRIMARY KEY,
+        calls BIGINT NOT NULL DEFAULT 0,
+        successes BIGINT NOT NULL DEFAULT 0,
+        failures BIGINT NOT NULL DEFAULT 0,
+        total_latency_s REAL NOT NULL DEFAULT 0,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at REAL NOT NULL
+    )""",
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -281,9 +299,10 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7, _SQLITE_V8),
+    "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7, _SQLITE_V8,
+               _SQLITE_V9),
     "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
-                   _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8)),
+                   _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8), _postgres(_SQLITE_V9)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

@@ -195,6 +195,10 @@ class TaskEngine:
         self._closed = False
         self.keys = KeyTable(store)
         """The API keys kept in the engine's database."""
+        from .agent_stats import AgentStatsRecorder
+
+        self.agent_stats_recorder = AgentStatsRecorder(store, lambda: runner.registry)
+        """Writes this process's agent statistics to the database every second (`agent_stats()`)."""
 
     @classmethod
     async def open(
@@ -228,6 +232,17 @@ class TaskEngine:
         self.store.on_cancel = self._cancel_local
         if self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="loomiq-lease-keeper")
+        self.agent_stats_recorder.start()
+
+    async def agent_stats(self) -> dict[str, dict[str, Any]]:
+        """Every agent's call statistics summed over every process on this database (this process's
+        written first), by agent id: calls, successes, failures, total_latency_s, input_tokens,
+        output_tokens, cost_usd, last_error, updated_at."""
+        from .agent_stats import read_agent_stats
+
+        await self.agent_stats_recorder.write()
+        await self.store.flush()
+        return await read_agent_stats(self.store)
 
     async def close(self) -> None:
         """Stop the lease keeper and close the store. Runs still in flight lose their lease."""
@@ -244,6 +259,8 @@ class TaskEngine:
         runners = [h.runner for h in self._held.values()]
         if runners:
             await asyncio.gather(*runners, return_exceptions=True)
+        await self.agent_stats_recorder.close()
+        await self.store.flush()
         await self.store.close()
 
     # -- submitting and inspecting --------------------------------------------------------------
