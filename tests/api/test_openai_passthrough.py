@@ -197,13 +197,23 @@ def wire() -> Iterator[WireServer]:
         server.stop()
 
 
+@pytest.fixture(params=["openai-compatible", "anthropic"])
+def provider(request: pytest.FixtureRequest) -> str:
+    """The wire format the agent behind loomiq speaks."""
+    return str(request.param)
+
+
 @pytest.fixture
-def sdk(tmp_path: Path, wire: WireServer) -> Iterator[openai.OpenAI]:
+def sdk(tmp_path: Path, wire: WireServer, provider: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[openai.OpenAI]:
     """The official SDK against a real loomiq server whose agent ``wired`` talks to the wire server
     (from loomiq.yaml, so the server owns the agent and closes its connections when it stops)."""
     config = tmp_path / "loomiq.yaml"
-    config.write_text(f"agents:\n  - {{id: wired, provider: openai-compatible, model: gpt-wire, "
-                      f"base_url: '{wire.openai_base_url}'}}\n", encoding="utf-8")
+    if provider == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wire")
+        agent = f"{{id: wired, provider: anthropic, model: claude-wire, base_url: '{wire.url}'}}"
+    else:
+        agent = f"{{id: wired, provider: openai-compatible, model: gpt-wire, base_url: '{wire.openai_base_url}'}}"
+    config.write_text(f"agents:\n  - {agent}\n", encoding="utf-8")
     settings = Settings(jwt_secret=SECRET, keys_path=tmp_path / "keys.db", database_url=f"sqlite:///{tmp_path}/t.db",
                         config_path=config, sse_ping_s=0.2, worker_drain_s=0.5)
     server = build_server("127.0.0.1", 0, settings=settings, app=create_app(settings), log_level="warning",
@@ -230,7 +240,8 @@ def _weather(city: str) -> str:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_the_sdks_tool_loop_works_through_loomiq(sdk: openai.OpenAI, wire: WireServer, stream: bool) -> None:
+def test_the_sdks_tool_loop_works_through_loomiq(sdk: openai.OpenAI, wire: WireServer, provider: str,
+                                                 stream: bool) -> None:
     wire.script(tool_call_reply("get_weather", {"city": "Paris"}, call_id="call_w1"),
                 text_reply("Yes: it is sunny in Paris."))
     messages: list[Any] = [{"role": "user", "content": "Should I bike in Paris today?"}]
@@ -252,7 +263,19 @@ def test_the_sdks_tool_loop_works_through_loomiq(sdk: openai.OpenAI, wire: WireS
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": _weather(**arguments)})
     assert finish == "stop" and text == "Yes: it is sunny in Paris."
     first, second = (r.body for r in wire.requests)
-    assert first["tools"] == [WEATHER] and first["temperature"] == 0.1
+    assert first["temperature"] == 0.1
+    if provider == "anthropic":
+        assert first["tools"] == [{"name": "get_weather", "description": "The weather in a city.",
+                                   "input_schema": WEATHER["function"]["parameters"]}]
+        assert second["messages"] == [
+            {"role": "user", "content": [{"type": "text", "text": "Should I bike in Paris today?"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "call_w1", "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_w1",
+                                          "content": "Paris: 18 C, sunny"}]},
+        ]
+        return
+    assert first["tools"] == [WEATHER]
     assert second["messages"] == [
         {"role": "user", "content": "Should I bike in Paris today?"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "call_w1", "type": "function", "function": {
