@@ -63,6 +63,36 @@ class HarnessModel:
         return None
 
 
+OBSERVE = os.environ.get("LOOMIQ_BENCH_OBSERVE", "off")
+"""``off`` (default); ``on``: JSON logs at INFO (to /dev/null), tracing set up with no exporter configured, and
+(durable) the server's metrics observer on the engine; ``otlp``: the same, with spans exported over OTLP/HTTP to
+``$LOOMIQ_BENCH_OTLP`` (bench/otlp_sink.py). docs/benchmarks.md compares the three."""
+
+
+def observe(orch: Orchestrator) -> None:
+    """Turn observability on as `OBSERVE` says (logs and tracing for the process; metrics on the engine once
+    open, see `observe_engine`)."""
+    if OBSERVE == "off":
+        return
+    from loomiq.observe import configure_logging, tracing
+
+    configure_logging("json", "info", stream=open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+    if OBSERVE == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        tracing("loomiq-bench", exporter=OTLPSpanExporter(endpoint=os.environ["LOOMIQ_BENCH_OTLP"]))
+    else:
+        tracing("loomiq-bench")  # no endpoint in the environment: stays off, as in production
+
+
+def observe_engine(orch: Orchestrator) -> None:
+    """The server's metrics observer on the durable engine (what `loomiq serve` attaches)."""
+    if OBSERVE != "off":
+        from loomiq.api.metrics import ApiMetrics
+
+        orch.engine.run_observers.append(ApiMetrics(orch.registry).observe)
+
+
 def build_orchestrator(llm: Callable[[str], Awaitable[str]] = fake_llm) -> Orchestrator:
     """Four agents, ``a1``..``a3`` and ``lead``, each on its own `HarnessModel` over `llm`, no system
     prompt, `MAX_CONCURRENCY`; every other setting loomiq's default."""
@@ -70,7 +100,9 @@ def build_orchestrator(llm: Callable[[str], Awaitable[str]] = fake_llm) -> Orche
         Agent(AgentConfig(name, "bench", "harness-fake", max_concurrency=MAX_CONCURRENCY), HarnessModel(llm))
         for name in ("a1", "a2", "a3", "lead")
     ]
-    return Orchestrator(agents)
+    orch = Orchestrator(agents)
+    observe(orch)
+    return orch
 
 
 def workloads(orch: Orchestrator, what: str, **options: Any) -> tuple[Workload, Workload, Workload]:
@@ -101,5 +133,5 @@ def workloads(orch: Orchestrator, what: str, **options: Any) -> tuple[Workload, 
 
 __all__ = [
     "ANSWER", "IMPORT_S", "MAX_CONCURRENCY", "TASK", "W1_AGENTS", "W2_AGENTS", "W3_AGENTS", "Fake", "HarnessModel",
-    "build_orchestrator", "fake_llm", "harness", "workloads",
+    "OBSERVE", "build_orchestrator", "fake_llm", "harness", "observe_engine", "workloads",
 ]

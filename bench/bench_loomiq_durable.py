@@ -56,6 +56,7 @@ from _workloads import (
     build_orchestrator,
     fake_llm,
     harness,
+    observe_engine,
     workloads,
 )
 
@@ -189,6 +190,7 @@ async def setup() -> None:
     url = database_url()
     await resume_check(url)
     await ORCH.open_engine(url)
+    observe_engine(ORCH)
 
 
 async def teardown() -> None:
