@@ -74,3 +74,13 @@ async def test_only_operators_change_the_knowledge_base(client: httpx2.AsyncClie
     viewer = bearer(role="viewer")
     response = await client.post("/api/kb/documents", json={"source": "a", "text": "x"}, headers=viewer)
     assert response.status_code == 403
+
+
+async def test_a_tenants_own_agent_is_listed_to_that_tenant_only(client: httpx2.AsyncClient,
+                                                                 orchestrator: Orchestrator) -> None:
+    own = Agent(AgentConfig("acme-bot", "scripted", "scripted", tools=("python",)), ScriptedModel(), tenant="acme")
+    orchestrator.add_agent(own)
+    mine = {t["name"]: t for t in (await client.get("/api/tools")).json()["tools"]}
+    theirs = {t["name"]: t for t in (await client.get("/api/tools", headers=bearer(tenant="other"))).json()["tools"]}
+    assert mine["python"]["agents"] == ["coder", "acme-bot"]
+    assert theirs["python"]["agents"] == ["coder"]

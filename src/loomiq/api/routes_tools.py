@@ -137,13 +137,13 @@ def _describe(tool: Tool, agents: list[Agent]) -> dict[str, Any]:
 @router.get("/api/tools", response_model=ToolList, responses=problems(*AUTHENTICATED))
 async def list_tools(principal: PrincipalDep, orch: OrchestratorDep) -> dict[str, Any]:
     """Every tool agents may call (MCP servers' tools too, starting them if needed), its argument
-    schema, and which agents may use it (any role)."""
+    schema, and which of the agents this tenant sees may use it (any role)."""
     registry = orch.tools
     try:
         failed = await registry.prepare()
     except ToolSourceError as exc:
         failed = {exc.source: str(exc)}
-    agents = list(orch.registry)
+    agents = list(orch.registry.visible_to(principal.tenant))  # shared agents, and the tenant's own
     tools = []
     for name in registry.names():
         try:
