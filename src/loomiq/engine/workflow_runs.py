@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -221,13 +223,6 @@ def _append(d: Any, run_id: str, tenant: str, rows: Journal, now: float) -> Any:
     return Outcome(value=written)
 
 
-def _exec(statements: Sequence[Stmt]) -> Any:
-    results = []
-    for stmt in statements:
-        results.append((yield stmt))
-    return Outcome(value=results)
-
-
 def _event_key(event: Event) -> str:
     """The journal key of an input event: what makes writing it twice a no-op."""
     if isinstance(event, NodeSucceeded | NodeFailed):
@@ -253,8 +248,8 @@ class WorkflowRuns:
         self.store = engine.store
         self.clock = clock
         self.poll_s = poll_s
-        self._defs: dict[tuple[str, int, str], WorkflowDefinition] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._defs: dict[tuple[str, str], WorkflowDefinition] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._watching: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self.on_node_start: list[Callable[[str, str], None]] = []
@@ -301,10 +296,13 @@ class WorkflowRuns:
             raise WorkflowNotFound(f"no workflow '{name}'" + (f" version {version}" if version else ""))
         return int(row[0]), row[1]
 
-    def _definition(self, run_id: str, name: str, version: int, source: str) -> WorkflowDefinition:
-        key = (name, version, run_id if version == 0 else "")
+    def _definition(self, name: str, source: str) -> WorkflowDefinition:
+        # Parsed once per distinct text (runs of one workflow share it), whatever the run or version.
+        key = (name, hashlib.sha256(source.encode()).hexdigest())
         d = self._defs.get(key)
         if d is None:
+            if len(self._defs) >= 256:
+                self._defs.clear()
             d = self._defs[key] = loads_workflow(source, f"{name}.yaml")
         return d
 
@@ -320,7 +318,7 @@ class WorkflowRuns:
         bound = bind_inputs(definition, dict(inputs or {}), from_strings=from_strings)
         rid = run_id or f"wr-{uuid.uuid4().hex[:16]}"
         now = self.clock()
-        self._defs[(definition.name, version, rid if version == 0 else "")] = definition
+        self._defs.setdefault((definition.name, hashlib.sha256(source.encode()).hexdigest()), definition)
         event = RunStarted(bound, now)
         rows: Journal = [("start", "input", event.type, event_to_json(event)),
                          ("notice/workflow_started", "notice", "workflow_started",
@@ -445,7 +443,7 @@ class WorkflowRuns:
         if row is None or (tenant_id is not None and row[1] != tenant_id):
             raise WorkflowRunNotFound(f"no workflow run {run_id}")
         run = _run(row)
-        return run, self._definition(run.id, run.workflow, run.version, row[11])
+        return run, self._definition(run.workflow, row[11])
 
     # ---- commands ---------------------------------------------------------------------------------
 
@@ -652,9 +650,18 @@ class WorkflowRuns:
             updates.append(Stmt(
                 "UPDATE workflow_runs SET paused = ?, active_tasks = ?, wake_at = ?, updated_at = ? WHERE id = ?",
                 (int(state.paused), active, min(wake) if wake else None, now, run_id)))
-        if updates:
-            await self.store.run_op(_exec(updates))
-        written = await self._record(run, events, notices) if events or notices else []
+        # One transaction: the approval rows and the run's row, then the journal.
+        rows: Journal = [*((_event_key(e), "input", e.type, event_to_json(e)) for e in events), *notices]
+        dialect = self.store.dialect
+
+        def op() -> Any:
+            for stmt in updates:  # noqa: UP028 - the store sends each result back (a list iterator cannot take it)
+                yield stmt
+            if rows:
+                return (yield from _append(dialect, run.id, run.tenant_id, rows, now))
+            return Outcome(value=[])
+
+        written = (await self.store.run_op(op())).value
         return any(not k.startswith("notice/") for k in written)
 
     async def _cancel_task(self, run: WorkflowRun, key: str) -> None:
