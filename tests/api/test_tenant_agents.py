@@ -243,3 +243,15 @@ async def test_the_deployment_can_allow_a_private_network(tmp_path: Path) -> Non
             assert ok.status_code == 201, ok.text
             metadata = await register(s, "meta", base_url="http://169.254.169.254/v1", provider="ollama", model="m")
             assert metadata.status_code == 422
+
+
+def test_the_dashboard_lists_only_the_shared_agents_and_the_tenants_own() -> None:
+    from types import SimpleNamespace
+
+    from loomiq.api.ui.routes import _agents
+
+    mine, theirs = make_agent("mine"), make_agent("theirs")
+    mine.tenant, theirs.tenant = OWNER, OTHER
+    state = SimpleNamespace(orchestrator=Orchestrator([make_agent("shared"), mine, theirs]))
+    assert [a["id"] for a in _agents(state, OWNER)] == ["shared", "mine"]  # type: ignore[arg-type]
+    assert [a["id"] for a in _agents(state, OTHER)] == ["shared", "theirs"]  # type: ignore[arg-type]

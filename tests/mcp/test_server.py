@@ -19,6 +19,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from tests.factories import make_agent
+
 from ..api.support import token
 from .conftest import LiveServer
 
@@ -96,6 +98,12 @@ async def test_http_tools_run_task_with_progress_and_the_task_resource(live_serv
 
         agents = payload(await client.call_tool("list_agents", {}))["agents"]
         assert {a["id"] for a in agents} >= {"analyst", "critic", "pragmatist", "lead"}
+        # Another tenant's agent (registered over the API) is not listed (issue 10, item 1).
+        hidden = make_agent("globex-only")
+        hidden.tenant = "globex"
+        live_server.app.state.loomiq.orchestrator.add_agent(hidden)
+        agents = payload(await client.call_tool("list_agents", {}))["agents"]
+        assert "globex-only" not in {a["id"] for a in agents}
 
         queued = payload(await client.call_tool("submit_task", {"prompt": "Plan it", "agents": ["slow"],
                                                                 "strategy": "single"}))

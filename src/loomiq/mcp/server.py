@@ -215,9 +215,10 @@ def build_server(
 
     @server.tool(title="List the agents")
     async def list_agents(ctx: Context) -> dict[str, Any]:
-        """The agents: id, provider, model, capabilities, state, success rate, latency, cost."""
-        caller_of(ctx, default_caller)
-        return {"agents": [dict(a.snapshot()) for a in orchestrator().agents]}
+        """The agents you may use (the shared ones and your tenant's): id, provider, model, capabilities,
+        state, success rate, latency, cost."""
+        caller = caller_of(ctx, default_caller)
+        return {"agents": [dict(a.snapshot()) for a in orchestrator().registry.visible_to(caller.tenant)]}
 
     @server.tool(title="Search the knowledge base")
     async def search_knowledge(

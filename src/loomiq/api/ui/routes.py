@@ -316,18 +316,18 @@ async def cancel(request: Request, task_id: str) -> Response:
 @router.get("/agents", response_class=HTMLResponse)
 async def agents_page(request: Request) -> Response:
     state, principal, session = await _who(request)
-    return _page(request, "agents.html", principal, session, agents=_agents(state))
+    return _page(request, "agents.html", principal, session, agents=_agents(state, principal.tenant))
 
 
 @router.get("/fragments/agents", response_class=HTMLResponse)
 async def agents_fragment(request: Request) -> Response:
     state, principal, session = await _who(request)
-    return _page(request, "_agent_rows.html", principal, session, agents=_agents(state))
+    return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal.tenant))
 
 
-def _agents(state: ApiState) -> list[dict[str, Any]]:
+def _agents(state: ApiState, tenant: str) -> list[dict[str, Any]]:
     out = []
-    for agent in state.orchestrator.registry:
+    for agent in state.orchestrator.registry.visible_to(tenant):  # the shared agents and the tenant's own
         s = agent.stats
         out.append({
             "id": agent.id, "name": agent.config.name or agent.id, "provider": agent.config.provider,
@@ -351,7 +351,7 @@ async def toggle_agent(request: Request, agent_id: str, action: str) -> Response
     principal.require("admin", f"{action} an agent")
     await update_agent(agent_id, AgentPatch(enabled=action == "enable"), principal, state)
     if request.headers.get("HX-Request"):
-        return _page(request, "_agent_rows.html", principal, session, agents=_agents(state))
+        return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal.tenant))
     return RedirectResponse("/ui/agents", status_code=303)
 
 
