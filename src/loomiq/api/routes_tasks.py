@@ -30,6 +30,7 @@ from ..engine import (
     Task,
     TaskNotFound,
     TaskStatus,
+    check_text,
 )
 from ..orchestrator import Orchestrator
 from ..strategies import StrategyError
@@ -175,6 +176,10 @@ async def _submit(
     allow_failover_outside: bool = False,
 ) -> Submitted:
     """Submit in the caller's tenant; `replayed` when the Idempotency-Key named an earlier task."""
+    try:
+        check_text("after", list(after))  # (before the lookups below: an id no task can have)
+    except InvalidTask as exc:
+        raise Problem(422, f"{exc}.", param=exc.field) from None
     for dependency in after:
         await find_task(orch, dependency, principal)  # a tenant may only depend on its own tasks
     try:
@@ -192,7 +197,7 @@ async def _submit(
                       f"{', '.join(exc.differs)}. Use a new key for a new request.",
                       slug="idempotency-key-reused") from None
     except InvalidTask as exc:
-        raise Problem(422, f"{exc}.") from None
+        raise Problem(422, f"{exc}.", param=exc.field) from None
     task = submitted.task
     if submitted.replayed and (task.request.prompt != prompt or task.tenant_id != principal.tenant):
         raise Problem(422, f"The Idempotency-Key {key!r} was used for a different request (task {task.id}). Use a "

@@ -24,6 +24,7 @@ written once), `_queue` (pure ordering and retry decisions), `_schema` (migratio
 """
 
 from ._ops import Claim
+from ._text import check_text
 from .agent_stats import AgentStatsRecorder, read_agent_stats
 from .context import DurableContext, TaskLog
 from .engine import EngineConfig, TaskEngine
@@ -147,6 +148,7 @@ __all__ = [
     "WorkflowRun",
     "WorkflowRunNotFound",
     "WorkflowRuns",
+    "check_text",
     "WriterStats",
     "database_file",
     "database_url",

@@ -11,6 +11,7 @@ does) and, on SQLite, the event loop that future belongs to.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -171,6 +172,32 @@ def segments(batch: Sequence[Item], *, split_own_ends: bool) -> list[Segment | i
             out.append(i)
             i += 1
     return out
+
+
+def singles(seg: Segment) -> list[Segment]:
+    """`seg`'s items one segment each, in the order a segment writes them (submissions, rows, ends):
+    when a segment is refused as a whole (a row no database can store, a constraint), each item is
+    written on its own, so that only the one at fault fails (with the reason) and the others commit."""
+    return ([Segment([k], [], []) for k in seg.submits] + [Segment([], [k], []) for k in seg.rows]
+            + [Segment([], [], [k]) for k in seg.finishes])
+
+
+def items_of(seg: Segment) -> list[int]:
+    """The batch indexes `seg` writes."""
+    return [*seg.submits, *seg.rows, *seg.finishes]
+
+
+def reset(batch: Sequence[Item], items: Sequence[int], results: list[Any], exc: Exception) -> None:
+    """Before a refused segment's items are written one by one: forget what the refused attempt set,
+    except for an operation it drove (it cannot run again): that one fails with `exc`."""
+    for k in items:
+        item = batch[k]
+        results[k] = Failed(exc) if isinstance(item, OpItem) and not fresh(item.op) else None
+
+
+def fresh(op: Op[Any]) -> bool:
+    """Whether `op` has not started (an operation driven in a segment that was then refused cannot run again)."""
+    return inspect.getgeneratorstate(op) == inspect.GEN_CREATED
 
 
 # -- what a segment's statements decided, handed to each item (the same on both dialects) ----------

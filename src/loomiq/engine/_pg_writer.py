@@ -37,12 +37,16 @@ from ._batch import (
     Stop,
     end_record,
     fence_rows,
+    fresh,
+    items_of,
     op_at,
+    reset,
     resolve,
     row_at,
     segments,
     settle_ends,
     settle_submits,
+    singles,
     submit_record,
 )
 from ._codec import dumps, step_to_json, tool_entry_to_json
@@ -175,7 +179,7 @@ class PostgresWriter(Store):
             conn = await self._writer_conn()
             first = segs[0]
             if len(segs) == 1 and isinstance(first, Segment):
-                left = await self._write_rows(conn, batch, first, results, set(), True)
+                left = await self._write_alone(conn, batch, first, results)
                 self.stats.transactions += 1
                 self.stats.ops += len(first.submits) + len(first.finishes)
                 for k in left:  # each in a transaction of its own
@@ -206,7 +210,7 @@ class PostgresWriter(Store):
             for seg in segs:
                 if isinstance(seg, Segment):
                     nops += len(seg.submits) + len(seg.finishes)
-                    for k in await self._write_rows(conn, batch, seg, results, notify, False):
+                    for k in await self._write_in_transaction(conn, batch, seg, results, notify):
                         await self._run_op(conn, batch, k, results, notify)
                 elif isinstance(batch[seg], OpItem):  # (a barrier has nothing to write)
                     nops += 1
@@ -218,6 +222,49 @@ class PostgresWriter(Store):
         await conn.execute(self._commit_sql(notify))
         self.stats.transactions += 1
         self.stats.ops += nops
+
+    async def _write_alone(self, conn: asyncpg.Connection, batch: list[Item], seg: Segment,
+                           results: list[Any]) -> list[int]:
+        """`_write_rows` as a statement of its own; if it is refused, each of the segment's items on its
+        own (`_batch.singles`): the one at fault fails with the reason, the others are written."""
+        try:
+            return await self._write_rows(conn, batch, seg, results, set(), True)
+        except Exception as exc:
+            if is_lost(exc, conn):
+                raise
+            return await self._singles(conn, batch, seg, results, exc, None)
+
+    async def _write_in_transaction(self, conn: asyncpg.Connection, batch: list[Item], seg: Segment,
+                                    results: list[Any], notify: set[str]) -> list[int]:
+        """`_write_rows` in a savepoint of the batch's transaction, with `_write_alone`'s fallback."""
+        await conn.execute("SAVEPOINT seg")
+        try:
+            left = await self._write_rows(conn, batch, seg, results, notify, False)
+        except Exception as exc:
+            if is_lost(exc, conn):
+                raise
+            await conn.execute("ROLLBACK TO SAVEPOINT seg")
+            await conn.execute("RELEASE SAVEPOINT seg")
+            return await self._singles(conn, batch, seg, results, exc, notify)
+        await conn.execute("RELEASE SAVEPOINT seg")
+        return left
+
+    async def _singles(self, conn: asyncpg.Connection, batch: list[Item], seg: Segment, results: list[Any],
+                       exc: Exception, notify: set[str] | None) -> list[int]:
+        items = items_of(seg)
+        if len(items) == 1:
+            logger.warning("a write was refused: %s", exc)
+            results[items[0]] = Failed(exc)
+            return []
+        logger.warning("a write batch was refused (%s); writing its %d items one by one", exc, len(items))
+        reset(batch, items, results, exc)
+        left: list[int] = []
+        for one in singles(seg):
+            if notify is None:
+                left += await self._write_alone(conn, batch, one, results)
+            else:
+                left += await self._write_in_transaction(conn, batch, one, results, notify)
+        return left
 
     def _commit_sql(self, notify: set[str]) -> str:
         """COMMIT, after the NOTIFY of `notify` (transactional: sent with the COMMIT, in one round trip)."""
@@ -247,9 +294,12 @@ class PostgresWriter(Store):
     async def _run_op(conn: asyncpg.Connection, batch: list[Item], i: int, results: list[Any],
                       notify: set[str]) -> None:
         """Drive the operation of `batch[i]` in a savepoint (a refused one undoes nothing else)."""
+        op = op_at(batch, i)
+        if not fresh(op):
+            return  # it ran in a segment that was then refused: its result is that failure
         await conn.execute("SAVEPOINT op")
         try:
-            out = results[i] = await drive(conn, op_at(batch, i))
+            out = results[i] = await drive(conn, op)
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
             await conn.execute("ROLLBACK TO SAVEPOINT op")
             results[i] = Failed(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import sqlite3
 import threading
@@ -43,12 +44,16 @@ from ._batch import (
     Stop,
     end_record,
     fence_rows,
+    fresh,
+    items_of,
     op_at,
+    reset,
     resolve,
     row_at,
     segments,
     settle_ends,
     settle_submits,
+    singles,
     submit_record,
 )
 from ._codec import dumps, step_to_json, tool_entry_to_json
@@ -64,6 +69,8 @@ from ._ops import (
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from .errors import EngineClosed, SchemaError
 from .store import Store
+
+logger = logging.getLogger("loomiq.engine")
 
 _INSERT_STEP = (
     "INSERT INTO steps (task_id, step_key, tenant_id, epoch, ok, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -522,7 +529,7 @@ class SQLiteStore(Store):
         try:
             for seg in segments(batch, split_own_ends=False):
                 if isinstance(seg, Segment):
-                    self._segment(conn, batch, seg, results)
+                    self._segment_or_singles(conn, batch, seg, results)
                     nops += len(seg.submits) + len(seg.finishes)
                 elif isinstance(batch[seg], OpItem):  # (a barrier has nothing to write)
                     nops += 1
@@ -536,12 +543,38 @@ class SQLiteStore(Store):
             results = [Failed(exc)] * len(batch)
         return results
 
+    def _segment_or_singles(self, conn: sqlite3.Connection, batch: list[Item], seg: Segment,
+                            results: list[Any]) -> None:
+        """`_segment` in a savepoint; if it is refused, each of its items on its own (`_batch.singles`):
+        the one at fault fails with the reason, the others are written."""
+        conn.execute("SAVEPOINT seg")
+        try:
+            self._segment(conn, batch, seg, results)
+        except Exception as exc:  # noqa: BLE001 - handed to the item at fault
+            conn.execute("ROLLBACK TO seg")
+            conn.execute("RELEASE seg")
+            items = items_of(seg)
+            if len(items) > 1:
+                logger.warning("a write batch was refused (%s); writing its %d items one by one", exc, len(items))
+                reset(batch, items, results, exc)
+                for one in singles(seg):
+                    self._segment_or_singles(conn, batch, one, results)
+            else:
+                logger.warning("a write was refused: %s", exc)
+                results[items[0]] = Failed(exc)
+            return
+        conn.execute("RELEASE seg")
+
     @staticmethod
     def _run_op(conn: sqlite3.Connection, batch: list[Item], i: int, results: list[Any]) -> None:
-        """Drive the operation of `batch[i]` in a savepoint."""
+        """Drive the operation of `batch[i]` in a savepoint (unless it ran in a segment then refused:
+        its result stays that segment's failure)."""
+        op = op_at(batch, i)
+        if not fresh(op):
+            return
         conn.execute("SAVEPOINT op")
         try:
-            results[i] = _drive(conn, op_at(batch, i))
+            results[i] = _drive(conn, op)
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
             conn.execute("ROLLBACK TO op")
             results[i] = Failed(exc)

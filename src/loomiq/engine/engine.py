@@ -30,6 +30,7 @@ from ..runtime.options import count, positive_seconds
 from . import _ops
 from ._codec import check_json, request_to_json, result_to_json
 from ._ops import Claim, RunEnd
+from ._text import check_text, unstorable
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, IdempotencyConflict, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT
@@ -328,6 +329,11 @@ class TaskEngine:
             after=after, retry=_retry(retry),
             idempotency_key=idempotency_key, tenant_id=tenant_id,
         )
+        for name, value in (("prompt", prompt), ("strategy", strategy), ("agents", agents),
+                             ("capabilities", capabilities), ("options", options), ("context", context),
+                             ("tools", tools), ("after", after), ("idempotency_key", idempotency_key),
+                             ("tenant_id", tenant_id), ("task_id", task_id)):
+            check_text(name, value)
         tid = task_id or new_task_id()
         request, _ = self._request(prompt, opts, tid)
         now = time.time()
@@ -636,7 +642,10 @@ class TaskEngine:
             logger.warning("task %s: the end of its durable run was refused (lease taken over)", task_id)
 
     async def _settled(self, task_id: str | None = None) -> None:
-        """Wait for ends this process queued but has not seen commit (all of them when no id)."""
+        """Wait for ends this process queued but has not seen commit (all of them when no id). Raises
+        `TaskNotFound` for an id no task can have (text no database stores: `_text.unstorable`)."""
+        if task_id is not None and unstorable(task_id) is not None:
+            raise TaskNotFound(f"no task {task_id!r}")
         if not self._ending:
             return
         futs = list(self._ending.values()) if task_id is None else [self._ending.get(task_id)]

@@ -15,7 +15,11 @@ class TaskNotFound(EngineError, LookupError):
 
 class InvalidTask(EngineError, InvalidOptions):
     """A submission the engine refuses: bad priority, unserialisable context, bad retry policy...
-    (an `InvalidOptions`, so a `ValueError`)."""
+    (an `InvalidOptions`, so a `ValueError`). `field` names the argument at fault when one is known."""
+
+    def __init__(self, message: str, *args: object, field: str | None = None) -> None:
+        super().__init__(message, *args)
+        self.field = field
 
 
 class DependencyError(InvalidTask):
