@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,7 +278,7 @@ class Orchestrator:
         """Cancel a durable task (and the tasks waiting on it). See `TaskEngine.cancel_task`."""
         return await self.engine.cancel_task(task_id)
 
-    def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+    def events(self, task_id: str, after: int = 0) -> AsyncGenerator[TaskEvent]:
         """A durable task's events after `after`, replayed then live. See `TaskEngine.events`."""
         return self.engine.events(task_id, after)
 

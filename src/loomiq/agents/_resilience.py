@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,7 +34,7 @@ class RetryPolicy:
             return None
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after_s else None
-        backoff = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        backoff = min(self.max_delay_s, self.base_delay_s * (2.0**attempt))
         return backoff / 2 + (rng or random).uniform(0, backoff / 2)
 
 
@@ -54,7 +55,8 @@ class CircuitBreaker:
 
     __slots__ = ("threshold", "cooldown_s", "_failures", "_opened_at", "_probing", "_clock")
 
-    def __init__(self, threshold: int = 5, cooldown_s: float = 30.0, clock=time.monotonic) -> None:
+    def __init__(self, threshold: int = 5, cooldown_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self._failures = 0

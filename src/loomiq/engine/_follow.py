@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ._codec import event_from_row
@@ -186,7 +186,7 @@ def follower_for(store: Store) -> LogFollower:
     return follower
 
 
-async def follow_task(store: Store, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+async def follow_task(store: Store, task_id: str, after: int = 0) -> AsyncGenerator[TaskEvent]:
     """`TaskEngine.events`: the task's events with ``seq > after``, from the log, then live.
 
     A follower whose `after` is past the end of the log (a client that claims events not logged yet,

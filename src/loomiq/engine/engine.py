@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -425,7 +425,7 @@ class TaskEngine:
             await asyncio.gather(asyncio.shield(held.runner), return_exceptions=True)
         return await self.get_task(task_id)
 
-    def events(self, task_id: str, after: int = 0) -> AsyncIterator[TaskEvent]:
+    def events(self, task_id: str, after: int = 0) -> AsyncGenerator[TaskEvent]:
         """The task's events with ``seq > after``: first from the log, then live as they happen, with
         no gap and no duplicate; ends after the task's ``task_finished`` event, and at once when
         `after` is at or past it (a client resuming a finished task already has everything).

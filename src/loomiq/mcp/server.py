@@ -58,8 +58,9 @@ def caller_of(ctx: Context, default: McpCaller | None) -> McpCaller:
     (stdio). Raises `ToolError` when there is none, which only a misconfigured server can cause."""
     request = ctx.request_context.request
     scope = getattr(request, "scope", None)
-    if isinstance(scope, dict) and SCOPE_KEY in scope:
-        return scope[SCOPE_KEY]
+    found = scope.get(SCOPE_KEY) if isinstance(scope, dict) else None
+    if isinstance(found, McpCaller):
+        return found
     if default is None:
         raise ToolError("this request carries no authenticated caller")
     return default
@@ -136,7 +137,7 @@ def build_server(
         return task
 
     async def submit(caller: McpCaller, action: str, prompt: str, strategy: str, agents: list[str] | None,
-                     priority: str, timeout_s: float | None) -> Task:
+                     priority: Priority, timeout_s: float | None) -> Task:
         try:
             caller.require("operator", action)
         except Forbidden as exc:

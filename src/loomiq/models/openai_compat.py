@@ -298,8 +298,9 @@ def _cause(exc: BaseException, secret: str) -> BaseException | None:
 
 def _body_message(body: object, fallback: str) -> str:
     err = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"]
+    message = err.get("message") if isinstance(err, dict) else None
+    if isinstance(message, str):
+        return message
     if isinstance(err, str) and err:
         return err
     return fallback

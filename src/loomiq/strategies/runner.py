@@ -175,7 +175,9 @@ class StrategyRunner:
         started = time.perf_counter()
         status: RunStatus = "completed"
         error: str | None = None
-        output, outputs, notes = "", (), ()
+        output = ""
+        outputs: tuple[str, ...] = ()
+        notes: tuple[str, ...] = ()
         try:
             if timeout_s is None:
                 outcome = await plan.strategy.execute(ctx, agents)

@@ -260,8 +260,8 @@ def _model_at(loc: Path) -> type[BaseModel] | None:
     if len(loc) >= 3 and loc[0] == "nodes":
         model = _MODELS.get(str(loc[2])) if len(loc) > 3 else None
         if model is not None and len(loc) == 5 and loc[3] in ("task", "approvers", "escalate_to", "retry"):
-            sub = {"task": TaskFields, "approvers": ApproversModel, "escalate_to": EscalationModel,
-                   "retry": RetryModel}
+            sub: dict[str, type[BaseModel]] = {"task": TaskFields, "approvers": ApproversModel,
+                                               "escalate_to": EscalationModel, "retry": RetryModel}
             return sub[str(loc[3])]
         return model if len(loc) == 4 else None
     if len(loc) == 1:

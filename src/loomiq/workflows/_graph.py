@@ -12,22 +12,24 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from .model import NodeId, WorkflowDefinition
 
 __all__ = ["Topology", "find_cycle"]
 
+_Id = TypeVar("_Id", bound=str)
 
-def find_cycle(needs: Mapping[str, Sequence[str]]) -> list[str] | None:
+
+def find_cycle(needs: Mapping[_Id, Sequence[_Id]]) -> list[_Id] | None:
     """A cycle in the `needs` graph as a list of ids (first == last), or None. Unknown ids are ignored."""
     WHITE, GREY, BLACK = 0, 1, 2
     color = dict.fromkeys(needs, WHITE)
     for root in needs:
         if color[root] != WHITE:
             continue
-        stack: list[tuple[str, int]] = [(root, 0)]
+        stack: list[tuple[_Id, int]] = [(root, 0)]
         path = [root]
         color[root] = GREY
         while stack:

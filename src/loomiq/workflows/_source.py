@@ -50,11 +50,12 @@ class _Resolver(yaml.resolver.BaseResolver):
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
             return _MERGE_TAG if value == "<<" else _PLAIN_TAG
-        return super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        return tag
 
 
 if yaml.__with_libyaml__:
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser  # where yaml.cyaml imports it from (the stubs do not re-export it)
 
     class _Loader(CParser, yaml.constructor.BaseConstructor, _Resolver):
         """libyaml's parser and composer with our resolver."""
@@ -234,7 +235,8 @@ def compose(text: str, filename: str = "<string>") -> Composed:
         text = text[1:]
     source = SourceMap(text=text, line_starts=[0, *(m.end() for m in _BREAK.finditer(text))])
     try:
-        nodes: Sequence[yaml.Node] = list(yaml.compose_all(text, Loader=_Loader))
+        # The stubs list PyYAML's own loaders only; ours is assembled from the same parts (see _Loader).
+        nodes: Sequence[yaml.Node] = list(yaml.compose_all(text, Loader=_Loader))  # type: ignore[arg-type]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())

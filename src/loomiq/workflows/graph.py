@@ -91,8 +91,8 @@ def to_mermaid(definition: WorkflowDefinition) -> str:
                     routed[key] = f"{routed[key]} | {c.value}" if key in routed else c.value
     for node in definition.nodes:
         for dep in node.needs:
-            label = routed.get((dep, node.id))
-            text = f"|\"{_text(label)}\"|" if label else ""
+            edge_label = routed.get((dep, node.id))
+            text = f"|\"{_text(edge_label)}\"|" if edge_label else ""
             if node.on == "failure":
                 lines.append(f"  {_mid(dep)} -. on failure .-> {_mid(node.id)}")
             elif node.on == "always":

@@ -22,7 +22,7 @@ from .state import (
 __all__ = ["EVENT_TYPES", "event_from_json", "event_to_json"]
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls  # type: ignore[misc]
+    cls.type: cls
     for cls in (RunStarted, NodeSucceeded, NodeFailed, ApprovalAnswered, ApprovalTimedOut, RunPaused, RunResumed,
                 RunCancelled)
 }
@@ -41,7 +41,7 @@ def event_from_json(type_: str, text: str) -> Event:
     data = json.loads(text)
     if "roles" in data:
         data["roles"] = tuple(data["roles"])
-    return cls(**data)  # type: ignore[call-arg]
+    return cls(**data)
 
 
 def _plain(value: Any) -> Any:

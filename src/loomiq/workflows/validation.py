@@ -27,8 +27,10 @@ from .inputs import input_value_problem
 from .model import (
     ApprovalNode,
     Approvers,
+    DecisionCase,
     DecisionNode,
     ErrorHandlerNode,
+    NodeId,
     ParallelNode,
     Require,
     SubworkflowNode,
@@ -120,7 +122,7 @@ class _Validator:
                 if problem:
                     self.add((*path, "default"), f"default {problem}")
 
-    def needs(self, node_id: str, needs: tuple[str, ...], on: str) -> None:
+    def needs(self, node_id: NodeId, needs: tuple[NodeId, ...], on: str) -> None:
         path: Path = ("nodes", node_id, "needs")
         seen: set[str] = set()
         for i, dep in enumerate(needs):
@@ -171,7 +173,7 @@ class _Validator:
 
     def decision(self, node: DecisionNode, path: Path) -> None:
         values: set[str] = set()
-        cases = [(("cases", i), c) for i, c in enumerate(node.cases)]
+        cases: list[tuple[Path, DecisionCase]] = [(("cases", i), c) for i, c in enumerate(node.cases)]
         if node.default is not None:
             cases.append((("default",), node.default))
         for where, case in cases:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
 from collections.abc import Sequence
@@ -121,11 +122,12 @@ class PostgresKBStore(KBStore):
 
     async def delete(self, tenant: str, document_id: str) -> bool:
         """See `KBStore.delete` (chunks go with their document: ON DELETE CASCADE)."""
-        status = await self._pool.execute("DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2",
+        status: str = await self._pool.execute("DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2",
                                           tenant, document_id)
         return status.endswith(" 1")
 
-    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int) -> list[SearchHit]:
+    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int
+                     ) -> builtins.list[SearchHit]:  # `list` here is the method above
         """See `KBStore.search`: the terms OR-ed into a tsquery, ranked by ``ts_rank_cd``."""
         if not terms:
             return []

@@ -8,6 +8,7 @@ writer in the same file.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import sqlite3
 import time
@@ -94,7 +95,7 @@ def sqlite_file(url: str) -> str:
 
 
 def _document(row: Sequence[Any]) -> Document:
-    return Document(*row[:7], int(row[7]), int(row[8]), float(row[9]))
+    return Document(row[0], row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]), int(row[8]), float(row[9]))
 
 
 class SQLiteKBStore(KBStore):
@@ -211,7 +212,8 @@ class SQLiteKBStore(KBStore):
         self._total_at = -1e9
         return removed
 
-    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int) -> list[SearchHit]:
+    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int
+                     ) -> builtins.list[SearchHit]:  # `list` here is the method above
         """See `KBStore.search`: the informative terms OR-ed, ranked by BM25 (see `_informative`)."""
         if not terms:
             return []
@@ -239,7 +241,7 @@ class SQLiteKBStore(KBStore):
         return [SearchHit(f"{r[0]}#{r[1]}", r[0], int(r[1]), r[2], r[3], r[4], float(r[5]), int(r[6]), int(r[7]))
                 for r in rows]
 
-    def _informative(self, conn: sqlite3.Connection, terms: Sequence[str]) -> list[str]:
+    def _informative(self, conn: sqlite3.Connection, terms: Sequence[str]) -> builtins.list[str]:
         """The query words worth ranking by.
 
         Scoring a word costs a BM25 evaluation per chunk that holds it: tens of milliseconds for a

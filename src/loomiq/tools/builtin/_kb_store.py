@@ -7,6 +7,7 @@ same database, with their own migrations; every row carries its tenant.
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -137,7 +138,8 @@ class KBStore(ABC):
         """Remove a document and its chunks; False when the tenant has no such document."""
 
     @abstractmethod
-    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int) -> list[SearchHit]:
+    async def search(self, tenant: str, collection: str | None, terms: Sequence[str], limit: int
+                     ) -> builtins.list[SearchHit]:  # `list` here is the method above
         """The tenant's chunks best matching any of `terms`, best first."""
 
 

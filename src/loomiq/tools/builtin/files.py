@@ -56,7 +56,7 @@ class FilesTool(ConfigurableTool):
         "replaces the file); op=list {path?, recursive?}; op=search {pattern, path?, regex?} finds lines "
         "containing the pattern."
     )
-    parameters: ClassVar[Mapping[str, Any]] = {
+    parameters: Mapping[str, Any] = {
         "type": "object",
         "properties": {
             "op": {"type": "string", "enum": list(_OPS), "description": "what to do"},

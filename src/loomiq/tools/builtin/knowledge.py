@@ -137,7 +137,7 @@ class KnowledgeBase:
         raw = data.encode() if isinstance(data, str) else data
         if len(raw) > self.max_document_bytes:
             raise KnowledgeError(f"{source}: {len(raw)} bytes; the limit is {self.max_document_bytes}")
-        kind, found_title, text = await asyncio.to_thread(extract, source, raw, kind)
+        found_kind, found_title, text = await asyncio.to_thread(extract, source, raw, kind)
         text = text.replace("\0", "")  # PostgreSQL text cannot hold NUL
         if not text.strip():
             raise KnowledgeError(f"{source}: no text found in it")
@@ -149,7 +149,7 @@ class KnowledgeBase:
                   for c in chunk_text(text, self.chunk_chars, self.overlap_chars)]
         document = Document(
             id=f"doc_{uuid.uuid4().hex[:16]}", tenant_id=tenant, collection=collection, source=source,
-            title=(title or found_title)[:500], kind=kind, sha256=sha, chars=len(text), chunks=len(chunks),
+            title=(title or found_title)[:500], kind=found_kind, sha256=sha, chars=len(text), chunks=len(chunks),
             created_at=time.time(),
         )
         await self.store.insert(document, chunks)
@@ -217,7 +217,7 @@ class KnowledgeTool(ConfigurableTool):
         "Search the knowledge base: op=search {query, collection?, limit?} returns the best matching passages, "
         "each with its source and a chunk id to cite. op=add {text, source, title?, collection?} stores a text."
     )
-    parameters: ClassVar[Mapping[str, Any]] = {
+    parameters: Mapping[str, Any] = {
         "type": "object",
         "properties": {
             "op": {"type": "string", "enum": ["search", "add"], "description": "search (default) or add"},

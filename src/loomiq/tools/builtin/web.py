@@ -54,7 +54,7 @@ class HttpFetchTool(ConfigurableTool):
         "Fetch a web page or document by URL (http or https, GET) and return its text: HTML is reduced to "
         "its visible text, PDF to its text. Private and internal addresses are not reachable."
     )
-    parameters: ClassVar[Mapping[str, Any]] = {
+    parameters: Mapping[str, Any] = {
         "type": "object",
         "properties": {"url": {"type": "string", "description": "the http(s) URL to fetch"}},
         "required": ["url"],
@@ -170,7 +170,7 @@ class WebSearchTool(ConfigurableTool):
         "Search the web. Returns the top results, each with a title, a URL and a snippet; use http_fetch "
         "to read a result."
     )
-    parameters: ClassVar[Mapping[str, Any]] = {
+    parameters: Mapping[str, Any] = {
         "type": "object",
         "properties": {
             "query": {"type": "string", "description": "what to search for"},

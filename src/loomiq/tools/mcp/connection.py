@@ -23,9 +23,10 @@ import contextlib
 import importlib.metadata
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import mcp_types
@@ -38,6 +39,8 @@ from .oauth import provider as oauth_provider
 from .spec import McpConfigError, McpServerSpec
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 RESTART_BASE_S = 0.25
 """Wait before the first restart after a failure; doubled for each further consecutive failure."""
@@ -241,7 +244,7 @@ class McpConnection:
         tools: list[mcp_types.Tool] = []
         cursor: str | None = None
         for _ in range(1000):
-            page = await self._request("tools/list", lambda c, cur=cursor: c.list_tools(cursor=cur))
+            page = await self._request("tools/list", partial(Client.list_tools, cursor=cursor))
             tools.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -253,7 +256,7 @@ class McpConnection:
         server answered the request with a JSON-RPC error)."""
         return await self._request(f"tools/call {name!r}", lambda c: c.call_tool(name, arguments))
 
-    async def _request(self, what: str, send: Callable[[Client], Any]) -> Any:
+    async def _request(self, what: str, send: Callable[[Client], Awaitable[_T]]) -> _T:
         client = await self.start()
         dead = self._dead
         assert dead is not None

@@ -156,8 +156,12 @@ def _code_from(location: str) -> AuthorizationCodeResult:
         raise ConsentNeeded(f"authorization refused: {query['error'][0]} {query.get('error_description', [''])[0]}")
     if "code" not in query:
         raise ConsentNeeded(f"no authorization code in the redirect to {urlparse(location).path}")
-    return AuthorizationCodeResult(code=query["code"][0], state=(query.get("state") or [None])[0],
-                                   iss=(query.get("iss") or [None])[0])
+    return AuthorizationCodeResult(code=query["code"][0], state=_first(query, "state"), iss=_first(query, "iss"))
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
 
 
 class FileTokenStorage:
@@ -170,9 +174,10 @@ class FileTokenStorage:
 
     def _read(self) -> dict[str, object]:
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, object]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
