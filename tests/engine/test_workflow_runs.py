@@ -36,8 +36,9 @@ def counting(agent_id: str = "a0") -> tuple[object, ScriptedModel]:
     return scripted(agent_id, model), model
 
 
-async def _engine(open_engine: Callable[..., object], model_agent: object) -> TaskEngine:
-    return await open_engine([model_agent])  # type: ignore[misc,no-any-return]
+async def _engine(open_engine: Callable[..., object], agents: object) -> TaskEngine:
+    team = agents if isinstance(agents, list) else [agents]
+    return await open_engine(team)  # type: ignore[misc,no-any-return]
 
 
 async def prompts(engine: TaskEngine) -> list[str]:
@@ -242,3 +243,101 @@ async def test_cancel_of_a_paused_run_is_quick(open_engine: Callable[..., object
     assert (await runs.cancel(run.id)).status == "cancelled"
     assert asyncio.get_running_loop().time() - t0 < 2.0
     await runs.close()
+
+
+THREE = """\
+name: three
+nodes:
+""" + "".join(f"""\
+  ask{i}: {{kind: approval, message: "Branch {i}?", approvers: {{roles: [admin]}}}}
+  go{i}: {{kind: task, needs: [ask{i}], prompt: "Branch {i} goes on"}}
+""" for i in (1, 2, 3))
+
+
+async def test_three_approvals_answered_in_reverse_each_resume_only_their_branch(
+        open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    engine = await _engine(open_engine, agent)
+    run = await WorkflowRuns(engine).start(THREE)
+    async with running(engine):
+        for i in (3, 2, 1):
+            runs = WorkflowRuns(engine)  # a fresh driver between answers: as if every process had died
+            await runs.answer(f"{run.id}.ask{i}.1", subject="ann", roles=["admin"], decision="approve")
+            await eventually(lambda i=i, runs=runs: _succeeded(runs, run.id, f"go{i}"), timeout_s=10)
+            state = await runs.state(run.id)
+            for j in (1, 2, 3):
+                expected = "succeeded" if j >= i else "pending"
+                assert state.nodes[f"go{j}"].status == expected, (i, j, state.nodes[f"go{j}"])
+            await runs.close()
+        done = await WorkflowRuns(engine).wait(run.id, timeout_s=10)
+    assert done.status == "succeeded" and len(model.calls) == 3
+    types = [e["type"] for e in await WorkflowRuns(engine).events(run.id)]
+    assert types.count("approval_requested") == 3 and types.count("approval_resolved") == 3
+
+
+async def _succeeded(runs: WorkflowRuns, run_id: str, node: str) -> bool:
+    await runs.drive(run_id)
+    return str((await runs.state(run_id)).nodes[node].status) == "succeeded"
+
+
+HANDLED = """\
+name: handled
+nodes:
+  flaky:
+    kind: task
+    prompt: "This one breaks"
+    agents: [broken]
+    retry: {max_attempts: 2, backoff: 1s}
+  fix:
+    kind: error_handler
+    handles: [flaky]
+    action: route
+    prompt: "Recover from: ${{ error.message }}"
+    agents: [a0]
+  route:
+    kind: decision
+    needs: [fix]
+    cases:
+      - when: ${{ nodes.fix.status == 'succeeded' }}
+        value: recovered
+        then: [finish]
+  finish:
+    kind: task
+    needs: [route]
+    prompt: "Finish after ${{ nodes.route.decision }}"
+    agents: [a0]
+"""
+
+
+async def test_a_failing_node_retries_then_its_handler_runs_once_and_a_decision_routes(
+        open_engine: Callable[..., object]) -> None:
+    agent, model = counting()
+    broken_model = ScriptedModel(failures={i: "server_error" for i in range(20)})
+    clock = Clock()
+    engine = await _engine(open_engine, [agent, scripted("broken", broken_model)])  # type: ignore[arg-type]
+    runs = WorkflowRuns(engine, clock=clock)
+    async with running(engine):
+        run = await runs.start(HANDLED)
+        await eventually(lambda: _failed_once(runs, run.id), timeout_s=10)
+        assert await runs.due() == []  # the retry waits for its backoff (1 s on the fake clock)
+        clock.now += 1
+        assert await runs.due() == [run.id]
+        drivers = [WorkflowRuns(engine, clock=clock) for _ in range(3)]
+        await asyncio.gather(*(d.tick() for d in drivers))
+        done = await runs.wait(run.id, timeout_s=20)
+        for d in drivers:
+            await d.close()
+    await runs.close()
+    assert done.status == "succeeded", done.error
+    state = await runs.state(run.id)
+    assert state.nodes["flaky"].status == "failed" and state.nodes["flaky"].attempts == 2
+    assert state.nodes["fix"].attempts == 1 and state.nodes["route"].decision == "recovered"
+    assert state.nodes["finish"].attempts == 1
+    keys = sorted(t.request.prompt for t in await engine.list_tasks())
+    assert sum(k.startswith("Recover from:") for k in keys) == 1
+    assert len(model.calls) == 2  # the handler and the finish, once each
+
+
+async def _failed_once(runs: WorkflowRuns, run_id: str) -> bool:
+    await runs.drive(run_id)
+    return (await runs.state(run_id)).nodes["flaky"].error is not None
