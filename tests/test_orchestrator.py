@@ -213,7 +213,8 @@ async def test_unknown_strategy_is_refused_with_the_valid_names() -> None:
 
 
 async def test_named_agent_without_the_capability_is_refused() -> None:
-    orch = Orchestrator([make_agent("a", {"writing"})])
+    # "coding" is a known capability (b has it), so the refusal is about the named agent lacking it
+    orch = Orchestrator([make_agent("a", {"writing"}), make_agent("b", {"coding"})])
     with pytest.raises(StrategyError, match="agent\\(s\\) a lack the required capabilities coding"):
         orch.plan(TASK, strategy="single", agents=["a"], capabilities=["coding"])
 

@@ -202,6 +202,8 @@ class KeyVerifier:
         found = await self.store.lookup(key_id)
         if found is None or not found[0].active:
             self.forget(key_id)
+            if before_hash is not None:
+                before_hash()  # a guess (an unknown or revoked key) is charged like a hash: guessing stays limited
             return None
         record, digest = found
         fingerprint = hashlib.sha256(token.encode()).digest()
