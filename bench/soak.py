@@ -17,7 +17,8 @@ Scenarios:
   the due time). Every ``--sample-s`` seconds the resident memory (VmRSS, /proc) of each service
   process is sampled with the number of tasks accepted and finished so far. After ``--warmup``
   seconds, RSS is fitted against tasks finished by least squares: the slope, in KB per task, is
-  the figure (a per-task leak is a positive slope; a one-off growth is not). Accept latency p50/p99
+  the figure (a per-task leak is a positive slope; a one-off growth is not; the second half's slope,
+  reported beside it, tells a warm-up tail, such as SQLite's page caches filling, from a leak). Accept latency p50/p99
   per ``--window-s`` window shows whether the service slows down over time.
 * ``sse`` / ``ws``: ``--clients`` clients follow tasks that stay running (a scripted agent that
   answers after an hour) over ``GET /api/tasks/{id}/events`` or the WebSocket
@@ -71,6 +72,24 @@ HANG_CONFIG = """agents:
       latency_s: 3600
       replies: ["done."]
 """
+
+
+class FreshClient(Client):
+    """`api_load.Client` that never reuses a connection idle for over `max_idle_s`: the server closes
+    keep-alive connections idle for 5 s, and a request sent on one as it closes is reset."""
+
+    max_idle_s = 2.0
+
+    async def request(self, method: str, path: str, payload: Any = None) -> Any:
+        t = time.monotonic()
+        stale = [c for c in self.idle if t - getattr(c, "idle_since", t) > self.max_idle_s]
+        for c in stale:
+            self.idle.remove(c)
+            c.close()
+        response = await super().request(method, path, payload)
+        if self.idle:
+            self.idle[-1].idle_since = time.monotonic()  # type: ignore[attr-defined]
+        return response
 
 
 def rss_kb(pid: int) -> int:
@@ -209,9 +228,12 @@ def fit(samples: list[dict[str, Any]], x_key: str, names: list[str], start: floa
         xs = [float(s[x_key]) for s in used]
         ys = [float(s["rss_kb"][name]) for s in used]
         b, se = slope(xs, ys)
+        half = len(xs) // 2
+        late, _ = slope(xs[half:], ys[half:])  # the second half alone: is what is left a warm-up tail?
         out[name] = {
             "kb_per_unit": round(b, 4),
             "stderr": round(se, 4) if math.isfinite(se) else None,
+            "kb_per_unit_second_half": round(late, 4),
             "mb_per_100k": round(b * 100_000 / 1024, 2),
             "rss_mb_first": round(ys[0] / 1024, 1) if ys else None,
             "rss_mb_last": round(ys[-1] / 1024, 1) if ys else None,
@@ -229,7 +251,7 @@ async def finished_count(client: Client) -> int:
 
 
 async def scenario_tasks(args: argparse.Namespace, url: str, pids: dict[str, int]) -> dict[str, Any]:
-    client = Client(url, None, args.max_conns)
+    client = FreshClient(url, None, args.max_conns)
     interval_ns = int(NS / args.rate)
     total = int(round(args.rate * args.duration))
     accepted = [0]
@@ -343,7 +365,7 @@ async def _ws_once(url: str, task_id: str) -> None:
 
 
 async def scenario_streams(args: argparse.Namespace, url: str, pids: dict[str, int]) -> dict[str, Any]:
-    client = Client(url, None)
+    client = FreshClient(url, None)
     ids = []
     for i in range(args.stream_tasks):
         r = await client.request("POST", "/api/tasks", {"prompt": f"held {i}", "strategy": "single",
