@@ -139,9 +139,24 @@ async def _with_engine(url: str | None, orch: Orchestrator, body: Callable[[Orch
             await orch.open_engine(resolved, config=config)
         except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
             fail(f"cannot open the database {shown_url(resolved)}: {type(exc).__name__}: {exc}")
-        return await body(orch)
+        try:
+            return await body(orch)
+        except Exception as exc:
+            if not _database_error(exc):
+                raise
+            # A read-only database opens (and reads) fine, then refuses the first write.
+            fail(f"the database {shown_url(resolved)} refused a write: {type(exc).__name__}: {exc}")
     finally:
         await orch.aclose()
+
+
+def _database_error(exc: BaseException) -> bool:
+    """Whether `exc` is the database's refusal (read-only, corrupt, unreachable), not a bug of ours."""
+    import sqlite3
+
+    from ..engine import StoreUnavailable
+
+    return isinstance(exc, sqlite3.Error | StoreUnavailable) or type(exc).__module__.startswith("asyncpg")
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -601,6 +616,7 @@ def worker_command(
         driver = loop.create_task(WorkflowRuns(o.engine).serve(), name="loomiq-workflow-driver")
         try:
             runner = loop.create_task(worker.run())
+            await worker.until_registered(runner)  # ready only once the database took a write
             if notice:
                 sys.stderr.write(notice + "\n")
             sys.stderr.write(f"loomiq worker {worker.id}: up to {concurrency} task(s) at once from "

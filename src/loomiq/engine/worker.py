@@ -91,6 +91,20 @@ class Worker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._running = False
+        self.registered = asyncio.Event()
+        """Set once `run` has written this worker's row: the database takes its writes (a read-only or
+        corrupt one makes `run` raise instead). Report the worker ready only then (`until_registered`)."""
+
+    async def until_registered(self, runner: asyncio.Task[None]) -> None:
+        """Wait until `runner` (the task of `run`) has registered this worker; raises what `run` raised
+        when it ended first (a database that refuses writes)."""
+        ready = asyncio.ensure_future(self.registered.wait())
+        try:
+            await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if not self.registered.is_set():
+            await runner  # (it ended without registering: its error, if any, is raised here)
 
     @property
     def running(self) -> list[str]:
@@ -108,6 +122,7 @@ class Worker:
             await store.run_op(_ops.register_worker(
                 d, self.id, socket.gethostname(), os.getpid(), self.concurrency, time.time()
             ))
+            self.registered.set()
             next_beat = time.monotonic() + self.heartbeat_s
             while not self._stopping:
                 self._wake.clear()
@@ -215,6 +230,7 @@ async def _main(args: argparse.Namespace) -> int:
         runner = loop.create_task(worker.run())
         # Workflow runs are driven by every live worker (their node tasks' ends, deadlines, retries).
         driver = loop.create_task(WorkflowRuns(engine).serve(), name="loomiq-workflow-driver")
+        await worker.until_registered(runner)
         print(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
                           "concurrency": worker.concurrency}), flush=True)
         try:
