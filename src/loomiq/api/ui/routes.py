@@ -316,20 +316,24 @@ async def cancel(request: Request, task_id: str) -> Response:
 @router.get("/agents", response_class=HTMLResponse)
 async def agents_page(request: Request) -> Response:
     state, principal, session = await _who(request)
-    return _page(request, "agents.html", principal, session, agents=_agents(state, principal.tenant))
+    return _page(request, "agents.html", principal, session, agents=_agents(state, principal))
 
 
 @router.get("/fragments/agents", response_class=HTMLResponse)
 async def agents_fragment(request: Request) -> Response:
     state, principal, session = await _who(request)
-    return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal.tenant))
+    return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal))
 
 
-def _agents(state: ApiState, tenant: str) -> list[dict[str, Any]]:
+def _agents(state: ApiState, principal: Principal) -> list[dict[str, Any]]:
+    """The agents the tenant sees (the shared ones and its own), each saying whether this principal may
+    enable or disable it (its own agents: its admins; shared ones: the deployment's admins)."""
     out = []
-    for agent in state.orchestrator.registry.visible_to(tenant):  # the shared agents and the tenant's own
+    admins = state.settings.agent_admin_tenants
+    for agent in state.orchestrator.registry.visible_to(principal.tenant):
         s = agent.stats
         out.append({
+            "may_change": principal.can("admin") and (agent.tenant is not None or principal.tenant in admins),
             "id": agent.id, "name": agent.config.name or agent.id, "provider": agent.config.provider,
             "model": agent.config.model, "state": str(agent.state), "enabled": agent.enabled,
             "breaker": str(agent.breaker.state), "calls": s.calls,
@@ -351,7 +355,7 @@ async def toggle_agent(request: Request, agent_id: str, action: str) -> Response
     principal.require("admin", f"{action} an agent")
     await update_agent(agent_id, AgentPatch(enabled=action == "enable"), principal, state)
     if request.headers.get("HX-Request"):
-        return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal.tenant))
+        return _page(request, "_agent_rows.html", principal, session, agents=_agents(state, principal))
     return RedirectResponse("/ui/agents", status_code=303)
 
 
