@@ -72,3 +72,49 @@ async def test_a_parked_run_survives_kill_9_of_every_worker(db_url: str, tmp_pat
 
 async def _finished(runs: WorkflowRuns, run_id: str) -> bool:
     return (await runs.get_run(run_id)).status != "running"
+
+
+SLOW = """\
+name: slow
+nodes:
+  long:
+    kind: task
+    strategy: single
+    agents: [a0]
+    prompt: "Take your time"
+  next:
+    kind: task
+    needs: [long]
+    prompt: "Never starts"
+"""
+
+
+async def test_cancel_reaches_a_node_running_in_another_process_within_2_s(db_url: str, tmp_path: Path) -> None:
+    orch = Orchestrator(submit_agents())
+    engine = await orch.open_engine(db_url, config=FAST)
+    runs = WorkflowRuns(engine)
+    try:
+        async with worker_pool(db_url, tmp_path, workflows=1, latency_min=60.0, latency_max=60.0) as start:
+            worker = await start("w1")
+            run = await runs.start(SLOW)
+            ledger = tmp_path / "ledger.jsonl"
+            await eventually(lambda: ledger.exists() and any(
+                line["ev"] == "start" for line in read_ledger(ledger)), timeout_s=30)
+            t0 = asyncio.get_running_loop().time()
+            assert (await runs.cancel(run.id)).status == "cancelled"
+            [task] = await engine.list_tasks()
+            await eventually(lambda: _task_ended(engine, task.id), timeout_s=2.0, every_s=0.02)
+            assert asyncio.get_running_loop().time() - t0 < 2.0
+            await asyncio.sleep(0.5)
+            await worker.stop()
+        assert (await engine.get_task(task.id)).status == "cancelled"
+        assert not any(line["ev"] == "done" for line in read_ledger(ledger))  # the provider call was aborted
+        assert len(await engine.list_tasks()) == 1  # nothing started after the cancel
+        assert (await runs.state(run.id)).nodes["next"].attempts == 0
+    finally:
+        await runs.close()
+        await orch.aclose()
+
+
+async def _task_ended(engine: object, task_id: str) -> bool:
+    return (await engine.get_task(task_id)).terminal  # type: ignore[attr-defined,no-any-return]
