@@ -1,6 +1,8 @@
 """Task events at the HTTP edge: the SSE and WebSocket encodings of the engine's `TaskEvent` log.
 
-Both follow `Orchestrator.events(task_id, after)`, which replays the log after ``seq`` and then
+Each frame is the typed event (`TaskEvent.event`) in the one JSON form `loomiq.runtime.event_json`
+defines, with the log entry's ``task_id`` and ``seq``; `docs/events.md` lists every type. Both follow
+`Orchestrator.events(task_id, after)`, which replays the log after ``seq`` and then
 follows live, with no gap and no duplicate, ending after ``task_finished``. SSE sends each event with
 ``id: <seq>`` (so a reconnecting browser's ``Last-Event-ID`` resumes right after it) and
 ``event: <type>``; the WebSocket sends the same JSON objects as text frames.
@@ -12,20 +14,26 @@ object to every subscriber of this process, and `ENCODER` keeps the last events'
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 
 from sse_starlette import ServerSentEvent
 
 from ..engine import TaskEvent
 from ..orchestrator import Orchestrator
+from ..runtime import EventDecodeError, encode_event
+from ..runtime.event_json import dumps, json_str
 
 RECONNECT_MS = 2000
 """What the stream tells browsers to wait before reconnecting."""
 
 
 def _json(event: TaskEvent) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    """The typed event's JSON (`encode_event`, the one codec) with the entry's ``task_id`` and ``seq``."""
+    try:
+        body = encode_event(event.event)
+    except EventDecodeError:  # a type this version does not know (a newer writer's): passed on as logged
+        body = dumps(dict(event.data))
+    return f'{body[:-1]},"task_id":{json_str(event.task_id)},"seq":{event.seq}}}'
 
 
 class _Encoded:

@@ -19,6 +19,7 @@ from ..agents import Agent
 from ..config import ConfigError, find_config, load_agents
 from ..models import Message, ModelRequest, ModelSettings
 from ._common import fail, fmt_cost, fmt_ms, fmt_tokens, offline_notice
+from ._terminal import safe_line
 
 PROBE_TIMEOUT_S = 15.0
 """How long `agents check` waits for each model's answer."""
@@ -209,7 +210,8 @@ def check_command(ctx: typer.Context, config: ConfigOption = None, json_output: 
                 detail = fmt_ms(r["latency_ms"]) + (" (offline scripted model)" if r["offline"] else "")
                 table.add_row(r["id"], where, Text("ok", style="green"), detail)
             else:
-                table.add_row(r["id"], where, Text("failed", style="bold red"), f"{r['error_kind']}: {r['error']}")
+                table.add_row(r["id"], where, Text("failed", style="bold red"),
+                              safe_line(f"{r['error_kind']}: {r['error']}"))
         console.print(table)
         summary = f"{len(reports) - failed} of {len(reports)} agents answered"
         console.print(Text(summary, style="bold red" if failed else "green"))

@@ -1,18 +1,18 @@
 """How the CLI shows a run to a person: a live `rich` table on a terminal, plain progressive lines
 anywhere else (pipes, logs, tests), and the same final summary for both.
 
-The plain lines come from one place, `EventPrinter`, which reads events in their JSON form (as the
-durable task log stores them), so `loomiq run`, `loomiq run --durable` and `loomiq wait` print a
-run's progress the same way."""
+The plain lines come from one place, `EventPrinter`, which matches on the typed events (a durable
+task's log is decoded into the same classes), so `loomiq run`, `loomiq run --durable` and
+`loomiq wait` print a run the same way. Text from models, tools and agents is shown only through
+`safe` (no terminal control sequence reaches the terminal)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import typer
 from rich import box
@@ -23,19 +23,31 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from ..engine import TaskEvent
 from ..orchestrator import RunPlan
 from ..runtime import (
     AgentFailedOver,
+    Event,
+    EventDecodeError,
     RunEvent,
+    RunFinished,
     RunResult,
+    RunStarted,
     StepDelta,
     StepFinished,
     StepStarted,
+    TaskHandedBack,
+    TaskQueued,
+    TaskReady,
+    TaskRetrying,
+    TaskStarted,
+    TaskWaiting,
     ToolFinished,
     ToolRefused,
     ToolSerialized,
 )
 from ._common import fmt_cost, fmt_ms, fmt_tokens
+from ._terminal import safe, safe_line
 
 SCRIPTED_NOTE = "offline: these answers come from loomiq's built-in scripted agents, not a real model"
 
@@ -49,15 +61,15 @@ def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     """(label, value) pairs describing a finished run, for either display."""
     rows = [("status", result.status)]
     if result.error:
-        rows.append(("error", result.error))
-    rows.append(("strategy", strategy_line(result.strategy, result.strategy_reason)))
-    rows.extend(("note", note) for note in result.notes)
-    rows.append(("answered", ", ".join(result.answered) or "none"))
+        rows.append(("error", safe_line(result.error)))
+    rows.append(("strategy", safe_line(strategy_line(result.strategy, result.strategy_reason))))
+    rows.extend(("note", safe_line(note)) for note in result.notes)
+    rows.append(("answered", safe_line(", ".join(result.answered)) or "none"))
     failed = result.failed
     if not failed:
         rows.append(("failed", "none"))
     for agent, why in failed.items():
-        rows.append(("failed", f"{agent} ({why})"))
+        rows.append(("failed", safe_line(f"{agent} ({why})")))
     u = result.usage
     rows.append(("tokens", f"{fmt_tokens(u.total_tokens)} ({fmt_tokens(u.input_tokens)} in, "
                            f"{fmt_tokens(u.output_tokens)} out)"))
@@ -77,62 +89,102 @@ def header_lines(notice: str | None, strategy: str, reason: str, agents: Iterabl
 
 
 class EventPrinter:
-    """One plain line per event of a run or task, from the event's JSON form (``to_dict()``, as the
-    task log stores it). Text deltas are not echoed (concurrent steps would interleave them; the
-    output is printed whole at the end). With `lifecycle`, a durable task's queue events
-    (queued, started, retrying...) get a line too. Notes `offline` when the run said so."""
+    """One plain line per typed event of a run or task (`loomiq.runtime.Event`, matched on its
+    class): the one display of `loomiq run`, `loomiq run --durable` and `loomiq wait`. Text deltas
+    are not echoed (concurrent steps would interleave them; the output is printed whole at the end).
+    With `lifecycle`, a durable task's queue events (queued, started, retrying...) get a line too.
+    Remembers whether the run said it was `offline`, and its `result` once it finished. Every text
+    from a model, tool or agent goes through `safe` first."""
 
-    def __init__(self, write: Callable[[str], None] = typer.echo, lifecycle: bool = True) -> None:
+    def __init__(self, write: Callable[[str], None] = typer.echo, lifecycle: bool = True,
+                 notice: str | None = None) -> None:
         self.write = write
         self.lifecycle = lifecycle
+        self.notice = notice
+        """The offline notice to head the run with (None: the scripted note when the run is offline)."""
         self.offline = False
+        self.result: RunResult | None = None
 
-    def __call__(self, type_: str, data: Mapping[str, Any]) -> None:
-        line = self.line(type_, data)
+    def __call__(self, event: Event) -> None:
+        line = self.line(event)
         if line is not None:
             self.write(line)
 
-    def line(self, type_: str, d: Mapping[str, Any]) -> str | None:
+    def line(self, event: Event) -> str | None:  # noqa: PLR0911 - one case per event type
         """The line for one event, or None for events not shown."""
-        if type_ == "run_started":
-            self.offline = bool(d.get("offline"))
-            return "\n".join(header_lines(SCRIPTED_NOTE if self.offline else None, str(d.get("strategy")),
-                                           str(d.get("reason") or ""), d.get("agents") or ()))
-        if type_ == "step_started":
-            return f"[{d.get('step')}] {d.get('agent')} working ({d.get('role')})"
-        if type_ == "agent_failed_over":
-            return f"[{d.get('step')}] {d.get('from_agent')} failed over to {d.get('to_agent')}: {d.get('error')}"
-        if type_ == "tool_call_finished":
-            outcome = f"error: {d.get('error')}" if d.get("error") else _one_line(str(d.get("result") or ""))
-            took = fmt_ms(d.get("duration_ms") or 0.0)
-            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} ({took}): {outcome}"
-        if type_ == "tool_call_refused":
-            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} refused: {d.get('error')}"
-        if type_ == "tool_call_serialized":
-            waits = ", ".join(f"#{i}" for i in d.get("waits_for") or ())
-            return f"[{d.get('step')}] {d.get('agent')} tool {d.get('name')} waits for call {waits} (same resource)"
-        if type_ == "step_finished":
-            if d.get("error") is None:
-                usage = d.get("usage") or {}
-                return (f"[{d.get('key')}] {d.get('agent')} done: {fmt_tokens(usage.get('total_tokens', 0))} tokens, "
-                        f"{fmt_cost(d.get('cost_usd') or 0.0)}, {fmt_ms(d.get('duration_ms') or 0.0)}")
-            return f"[{d.get('key')}] {d.get('agent')} failed: {d.get('error')}"
+        match event:
+            case RunStarted():
+                self.offline = event.offline
+                notice = self.notice if self.notice is not None else (SCRIPTED_NOTE if event.offline else None)
+                return "\n".join(header_lines(notice, safe_line(event.strategy), safe_line(event.reason),
+                                               map(safe_line, event.agents)))
+            case StepStarted():
+                return f"[{safe_line(event.step)}] {safe_line(event.agent)} working ({safe_line(event.role)})"
+            case AgentFailedOver():
+                return (f"[{safe_line(event.step)}] {safe_line(event.from_agent)} failed over to "
+                        f"{safe_line(event.to_agent)}: {safe_line(event.error)}")
+            case ToolFinished():
+                r = event.record
+                outcome = f"error: {safe_line(r.error)}" if r.error else _one_line(safe_line(r.excerpt))
+                return (f"[{safe_line(event.step)}] {safe_line(event.agent)} tool {safe_line(r.name)} "
+                        f"({fmt_ms(r.duration_ms)}): {outcome}")
+            case ToolRefused():
+                r = event.record
+                return (f"[{safe_line(event.step)}] {safe_line(event.agent)} tool {safe_line(r.name)} refused: "
+                        f"{safe_line(r.error or '')}")
+            case ToolSerialized():
+                waits = ", ".join(f"#{i}" for i in event.waits_for)
+                return (f"[{safe_line(event.step)}] {safe_line(event.agent)} tool {safe_line(event.name)} waits for "
+                        f"call {waits} (same resource)")
+            case StepFinished():
+                st = event.result
+                if st.error is None:
+                    return (f"[{safe_line(st.key)}] {safe_line(st.agent)} done: {fmt_tokens(st.usage.total_tokens)} "
+                            f"tokens, {fmt_cost(st.cost_usd)}, {fmt_ms(st.duration_ms)}")
+                return f"[{safe_line(st.key)}] {safe_line(st.agent)} failed: {safe_line(st.error)}"
+            case RunFinished():
+                self.result = event.result
+                return None
         if not self.lifecycle:
             return None
-        if type_ == "task_queued":
-            return f"queued (priority {d.get('priority')})"
-        if type_ == "task_waiting":
-            return f"waiting for {', '.join(d.get('after') or ()) or 'its dependencies'}"
-        if type_ == "task_ready":
-            return "ready: its dependencies completed"
-        if type_ == "task_started":
-            resumed = ", resumed from its journal" if d.get("resumed") or (d.get("attempt") or 1) > 1 else ""
-            return f"started: attempt {d.get('attempt')} on worker {d.get('worker')}{resumed}"
-        if type_ == "task_handed_back":
-            return f"handed back by worker {d.get('worker')} (attempt {d.get('attempt')}); another worker resumes it"
-        if type_ == "task_retrying":
-            return f"attempt {d.get('attempt')} failed ({d.get('error')}); retrying in {d.get('delay_s', 0):g}s"
+        match event:
+            case TaskQueued():
+                return f"queued (priority {safe_line(event.priority)})"
+            case TaskWaiting():
+                return f"waiting for {', '.join(map(safe_line, event.after)) or 'its dependencies'}"
+            case TaskReady():
+                return "ready: its dependencies completed"
+            case TaskStarted():
+                resumed = ", resumed from its journal" if event.resumed or event.attempt > 1 else ""
+                return f"started: attempt {event.attempt} on worker {safe_line(event.worker)}{resumed}"
+            case TaskHandedBack():
+                return (f"handed back by worker {safe_line(event.worker)} (attempt {event.attempt}); "
+                        "another worker resumes it")
+            case TaskRetrying():
+                return (f"attempt {event.attempt} failed ({safe_line(event.error or '')}); "
+                        f"retrying in {event.delay_s:g}s")
         return None
+
+
+def typed(entry: TaskEvent) -> Event | None:
+    """The typed event a task log's entry holds, or None for one this version does not know (a
+    newer writer's type: not shown, never fatal)."""
+    try:
+        return entry.event
+    except EventDecodeError:
+        return None
+
+
+def finish_lines(result: RunResult, notice: str | None) -> list[str]:
+    """The final output, then the summary: how every plain display ends a run (`notice`: the offline
+    notice the run was headed with, if any)."""
+    lines = ["", "output:", safe(result.output) if result.output else "(no output)", ""]
+    rows = summary_rows(result)
+    width = max(len(label) for label, _ in rows) + 1
+    lines.extend(f"{label + ':':<{width}} {value}" for label, value in rows)
+    if result.offline and notice is None:
+        lines.append("offline: some answers come from loomiq's built-in scripted agents, not a real model")
+    return lines
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -141,40 +193,30 @@ def _one_line(text: str, limit: int = 120) -> str:
 
 
 class PlainDisplay:
-    """Progressive plain-text lines, one per step event; no colours, no cursor movement."""
+    """Progressive plain-text lines, one per step event (`EventPrinter`); no colours, no cursor
+    movement."""
 
     def __init__(self, notice: str | None) -> None:
         self.notice = notice
-        self._printer = EventPrinter(self._line, lifecycle=False)
+        self._printer = EventPrinter(self._line, lifecycle=False, notice=notice)
 
     def _line(self, text: str = "") -> None:
         typer.echo(text)
 
     async def begin(self, plan: RunPlan) -> None:
-        """Announce the run: offline notice first, then strategy and agents."""
-        for line in header_lines(self.notice, plan.strategy.name, plan.reason, (a.id for a in plan.agents)):
-            self._line(line)
+        """Nothing yet: the run's first event, `RunStarted`, announces it."""
 
     def event(self, event: RunEvent) -> None:
-        """One line per step start, end or failover, as `EventPrinter` writes it."""
-        if isinstance(event, StepStarted | AgentFailedOver | StepFinished | ToolFinished | ToolRefused
-                      | ToolSerialized):
-            self._printer(event.type, event.to_dict())
+        """One line per event shown, as `EventPrinter` writes it."""
+        self._printer(event)
 
     async def close(self) -> None:
         """Nothing to stop."""
 
     async def finish(self, result: RunResult) -> None:
         """The final output, then the summary."""
-        self._line()
-        self._line("output:")
-        self._line(result.output if result.output else "(no output)")
-        self._line()
-        width = max(len(label) for label, _ in summary_rows(result)) + 1
-        for label, value in summary_rows(result):
-            self._line(f"{label + ':':<{width}} {value}")
-        if result.offline and self.notice is None:
-            self._line("offline: some answers come from loomiq's built-in scripted agents, not a real model")
+        for line in finish_lines(result, self.notice):
+            self._line(line)
 
 
 _STATE_STYLE = {
@@ -218,7 +260,7 @@ class LiveDisplay:
         if self.notice:
             c.print(Text(self.notice, style="bold yellow"))
         c.print(Text.assemble(("strategy ", "bold"), (plan.strategy.name, "cyan"),
-                              (f" ({plan.reason or 'chosen with --strategy'})", "dim")))
+                              (safe_line(f" ({plan.reason or 'chosen with --strategy'})"), "dim")))
         self.rows = [_Row(a.id) for a in plan.agents]
         # Refreshed from the event loop (auto_refresh off) so rendering never races the updates.
         self._live = Live(console=c, auto_refresh=False, get_renderable=self._render, transient=False)
@@ -244,28 +286,29 @@ class LiveDisplay:
             if row is None:
                 row = _Row(event.agent)
                 self.rows.append(row)
-            row.step, row.role, row.state, row.started = event.step, event.role, "working", time.perf_counter()
+            row.step, row.role, row.state = event.step, safe_line(event.role), "working"
+            row.started = time.perf_counter()
         elif isinstance(event, StepDelta):
             row = self._row(event.step, event.agent)
             if row is not None:
-                row.text.append(event.text)
+                row.text.append(safe(event.text))
                 self._streaming = row
         elif isinstance(event, AgentFailedOver):
             row = self._row(event.step, event.from_agent)
             if row is not None:
-                row.state, row.detail = "failed over", f"→ {event.to_agent}: {event.error}"
+                row.state, row.detail = "failed over", safe_line(f"→ {event.to_agent}: {event.error}")
                 row.ms = (time.perf_counter() - row.started) * 1000
         elif isinstance(event, ToolFinished | ToolRefused):
             row = self._row(event.step, event.agent)
             if row is not None:
                 r = event.record
-                row.detail = f"tool {r.name}: " + (f"{r.status}: {r.error}" if r.error else "ok")
+                row.detail = safe_line(f"tool {r.name}: " + (f"{r.status}: {r.error}" if r.error else "ok"))
         elif isinstance(event, StepFinished):
             s = event.result
             row = self._row(s.key, s.agent)
             if row is not None:
                 row.state = "done" if s.ok else "failed"
-                row.detail = s.error or ""
+                row.detail = safe_line(s.error or "")
                 row.tokens, row.cost = s.usage.total_tokens, s.cost_usd
                 # A step's own duration includes the agents it failed over from; the row is one agent's.
                 row.ms = s.duration_ms if not s.failed_over_from else (time.perf_counter() - row.started) * 1000
@@ -295,7 +338,7 @@ class LiveDisplay:
                 state = Text(row.state, style=_STATE_STYLE.get(row.state, ""))
             ms = row.ms if row.ms is not None else ((now - row.started) * 1000 if row.state == "working" else None)
             table.add_row(
-                row.agent,
+                safe_line(row.agent),
                 row.role or "—",
                 state,
                 fmt_tokens(row.tokens) if row.tokens is not None else "",
@@ -313,7 +356,7 @@ class LiveDisplay:
         width = self._width - 4
         lines = Text("".join(row.text)).wrap(self.console, width)
         tail = Text("\n").join(lines[-self.tail_lines:])
-        title = Text.assemble((row.agent, "bold"), f" · {row.role} · {row.step}")
+        title = Text.assemble((safe_line(row.agent), "bold"), safe_line(f" · {row.role} · {row.step}"))
         return Group(table, Panel(tail, title=title, title_align="left", border_style="dim", width=width + 4))
 
     async def close(self) -> None:
@@ -342,7 +385,7 @@ class LiveDisplay:
         title = "output (offline scripted answer, not a real model's)" if result.offline else "output"
         c.print()
         c.rule(Text(title, style="bold"), align="left")
-        c.print(Text(result.output) if result.output else Text("(no output)", style="dim"))
+        c.print(Text(safe(result.output)) if result.output else Text("(no output)", style="dim"))
         c.rule(style="dim")
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)

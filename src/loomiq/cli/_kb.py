@@ -14,6 +14,7 @@ import typer
 
 from ..tools.builtin.knowledge import DEFAULT_COLLECTION, KnowledgeBase, KnowledgeError
 from ._common import fail
+from ._terminal import safe_line
 
 T = TypeVar("T")
 
@@ -90,8 +91,8 @@ def search(
     if not hits:
         typer.echo(f"no match for {query!r} in tenant {tenant}'s knowledge base")
     for h in hits:
-        snippet = " ".join(h.text.split())
-        typer.echo(f"[{h.chunk_id}] {h.score:.4g}  {h.title} ({h.source})\n    {snippet[:300]}")
+        snippet = " ".join(safe_line(h.text).split())
+        typer.echo(safe_line(f"[{h.chunk_id}] {h.score:.4g}  {h.title} ({h.source})") + f"\n    {snippet[:300]}")
 
 
 @kb_app.command("list")
@@ -109,7 +110,7 @@ def list_documents(
     if not docs:
         typer.echo(f"tenant {tenant} has no documents")
     for d in docs:
-        typer.echo(f"{d.id}  {d.collection}  {d.kind}  {d.chunks} chunks  {d.title}  ({d.source})")
+        typer.echo(safe_line(f"{d.id}  {d.collection}  {d.kind}  {d.chunks} chunks  {d.title}  ({d.source})"))
 
 
 @kb_app.command("remove")

@@ -22,7 +22,7 @@ from ..orchestrator import Orchestrator, RunHandle
 from ..runtime import InvalidOptions, RunOptions, RunResult
 from ..strategies import StrategyError
 from ._common import fail, offline_notice, read_prompt, split_list, strategy_options
-from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay
+from ._display import SCRIPTED_NOTE, EventPrinter, LiveDisplay, PlainDisplay, finish_lines, typed
 from ._options import (
     AgentsOption,
     AllowFewerOption,
@@ -102,7 +102,8 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
                 # The log ends with the task's last event, committed by the time `run` returned.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(follower), 10)
-                await PlainDisplay(SCRIPTED_NOTE if printer.offline else None).finish(result)
+                for line in finish_lines(result, SCRIPTED_NOTE if printer.offline else None):
+                    typer.echo(line)
         finally:
             if follower is not None and not follower.done():
                 follower.cancel()
@@ -113,8 +114,10 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
 
 
 async def _print_events(engine: Any, task_id: str, printer: Any) -> None:
-    async for event in engine.events(task_id):
-        printer(event.type, event.data)
+    async for entry in engine.events(task_id):
+        event = typed(entry)
+        if event is not None:
+            printer(event)
 
 
 async def _execute(orch: Orchestrator, prompt: str, options: RunOptions, json_output: bool,

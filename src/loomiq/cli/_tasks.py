@@ -42,7 +42,7 @@ from ._common import (
     split_list,
     strategy_options,
 )
-from ._display import EventPrinter
+from ._display import SCRIPTED_NOTE, EventPrinter, finish_lines, typed
 from ._options import (
     AgentsOption,
     AllowFewerOption,
@@ -55,6 +55,7 @@ from ._options import (
     TenantOption,
     ToolsOption,
 )
+from ._terminal import safe, safe_line
 
 if TYPE_CHECKING:
     from ..engine import EngineConfig, Priority
@@ -220,12 +221,18 @@ def _task_json(task: Any) -> dict[str, Any]:
     return data
 
 
+def task_lines(task: Any) -> list[str]:
+    """A finished task's own rows (id, tenant, attempts), under its run's summary."""
+    rows = [("task", task.id), ("tenant", task.tenant_id), ("attempts", str(task.attempts))]
+    return [f"{label + ':':<9} {value}" for label, value in rows]
+
+
 def summary_lines(task: Any) -> list[str]:
     """The final output and a summary of a finished task."""
-    out = ["", "output:", task.output if task.output else "(no output)", ""]
+    out = ["", "output:", safe(task.output) if task.output else "(no output)", ""]
     rows: list[tuple[str, str]] = [("task", task.id), ("tenant", task.tenant_id), ("status", task.status)]
     if task.error:
-        rows.append(("error", task.error))
+        rows.append(("error", safe_line(task.error)))
     rows.append(("attempts", str(task.attempts)))
     u = task.usage
     rows.append(("tokens", f"{fmt_tokens(u.total_tokens)} ({fmt_tokens(u.input_tokens)} in, "
@@ -385,11 +392,11 @@ def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
         rows.append(("answers", "offline scripted answers, not a real model's"))
     width = max(len(label) for label, _ in rows) + 1
     for label, value in rows:
-        typer.echo(f"{label + ':':<{width}} {value}")
+        typer.echo(f"{label + ':':<{width}} {safe_line(value)}")
     if task.terminal:
         typer.echo("")
         typer.echo("output:")
-        typer.echo(task.output if task.output else "(no output)")
+        typer.echo(safe(task.output) if task.output else "(no output)")
 
 
 # -- loomiq wait ----------------------------------------------------------------------------------
@@ -424,8 +431,8 @@ def wait_command(
                     if json_output:
                         sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
                         sys.stdout.flush()
-                    else:
-                        printer(event.type, event.data)
+                    elif (typed_event := typed(event)) is not None:
+                        printer(typed_event)
         except TimeoutError:
             task = await o.get_task(task_id)
             sys.stderr.write(f"loomiq: task {task_id} is still {task.status} after {timeout:g}s\n")
@@ -434,7 +441,11 @@ def wait_command(
 
     task = _run(_with_engine(database, Orchestrator(), body, create=False))
     if not json_output:
-        for line in summary_lines(task):
+        # The run's end as `loomiq run` shows it (when the task ran), then the task's own rows.
+        run = printer.result
+        lines = summary_lines(task) if run is None else [
+            *finish_lines(run, SCRIPTED_NOTE if printer.offline else None), *task_lines(task)]
+        for line in lines:
             typer.echo(line)
     raise typer.Exit(0 if task.status == "completed" else 1)
 
@@ -515,7 +526,7 @@ def tasks_command(
     header = ("id", "status", "priority", "strategy", "attempts", "created", "prompt")
     rows = [
         (t.id, t.status, t.request.priority, t.request.strategy, str(t.attempts),
-         datetime.fromtimestamp(t.created_at).strftime("%Y-%m-%d %H:%M:%S"), _short(t.request.prompt))
+         datetime.fromtimestamp(t.created_at).strftime("%Y-%m-%d %H:%M:%S"), _short(safe_line(t.request.prompt)))
         for t in tasks
     ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
