@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ..models import ModelResponse
 from ..runtime import StepResult
@@ -58,8 +57,6 @@ from ._batch import (
 )
 from ._codec import dumps, step_to_json, tool_entry_to_json
 from ._ops import (
-    FINISH_TASK_COLUMNS,
-    SUBMIT_TASK_COLUMNS,
     Dialect,
     FastOp,
     Op,
@@ -67,84 +64,22 @@ from ._ops import (
     Stmt,
 )
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
+from ._sqlite_sql import (
+    FENCE_MANY,
+    FENCE_ONE,
+    FINISH,
+    INSERT_ATTEMPT,
+    INSERT_EVENT,
+    INSERT_STEP,
+    INSERT_TASK,
+    UPDATE_ATTEMPT,
+    drive,
+    sqlite_path,
+)
 from .errors import EngineClosed, SchemaError
 from .store import Store
 
 logger = logging.getLogger("loomiq.engine")
-
-_INSERT_STEP = (
-    "INSERT INTO steps (task_id, step_key, tenant_id, epoch, ok, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (task_id, step_key) DO NOTHING"
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (task_id, seq) DO NOTHING"
-)
-
-
-_INSERT_TASK = (
-    f"INSERT INTO tasks ({SUBMIT_TASK_COLUMNS}, status, attempts, lease_epoch) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 1, 1)"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (task_id, attempt, tenant_id, epoch, worker_id, started_at, status) "
-    "VALUES (?, 1, ?, 1, ?, ?, 'running')"
-)
-_UPDATE_ATTEMPT = "UPDATE attempts SET status = ?, finished_at = ?, error = ? WHERE task_id = ? AND attempt = ?"
-_FINISH = (
-    "UPDATE tasks SET " + ", ".join(f"{c} = ?" for c in FINISH_TASK_COLUMNS)
-    + ", lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_epoch = ? AND status = 'running'"
-)
-_FENCE = (
-    "SELECT id, lease_epoch, attempts, tenant_id, EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on = id) "
-    "FROM tasks WHERE status = 'running' AND "
-)
-_FENCE_ONE = _FENCE + "id = ?"
-_FENCE_MANY = _FENCE + "id IN ({marks})"
-
-
-def sqlite_path(url: str) -> str:
-    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if parts.netloc:
-        raise ValueError(f"a sqlite URL has no host: {url!r} (use sqlite:///file.db)")
-    if path.startswith("/"):
-        path = path[1:]
-    if not path or path == ":memory:":
-        raise ValueError(f"the engine needs a database file, not {url!r}")
-    return path
-
-
-def _drive(conn: sqlite3.Connection, op: Op[Any]) -> Any:
-    """Run a generator operation to its end on `conn`."""
-    result: Any = None
-    try:
-        while True:
-            stmt = op.send(result)
-            if stmt.mode == "many":
-                conn.executemany(stmt.sql, stmt.args)
-                result = None
-                continue
-            cur = conn.execute(stmt.sql, stmt.args)
-            mode = stmt.mode
-            if mode == "exec":
-                cur.fetchall()  # a RETURNING-less statement; rowcount is final once stepped through
-                result = cur.rowcount
-            elif mode == "one":
-                result = cur.fetchone()
-                cur.fetchall()
-            elif mode == "all":
-                result = cur.fetchall()
-            else:
-                row = cur.fetchone()
-                cur.fetchall()
-                result = row[0] if row is not None else None
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        op.close()  # a statement that raised leaves the generator suspended
-
 
 def _resolve(items: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
     for fut, value in items:
@@ -574,7 +509,7 @@ class SQLiteStore(Store):
             return
         conn.execute("SAVEPOINT op")
         try:
-            results[i] = _drive(conn, op)
+            results[i] = drive(conn, op)
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
             conn.execute("ROLLBACK TO op")
             results[i] = Failed(exc)
@@ -595,8 +530,8 @@ class SQLiteStore(Store):
             records = [submit_record(batch, k) for k in submits]
             conn.execute("SAVEPOINT fast")
             try:
-                conn.executemany(_INSERT_TASK, [f.task_row() for f in records])
-                conn.executemany(_INSERT_ATTEMPT, [(f.task_id, f.tenant, f.holder, f.now) for f in records])
+                conn.executemany(INSERT_TASK, [f.task_row() for f in records])
+                conn.executemany(INSERT_ATTEMPT, [(f.task_id, f.tenant, f.holder, f.now) for f in records])
             except Exception:  # noqa: BLE001 - the operations tell which failed, and why
                 conn.execute("ROLLBACK TO fast")
                 conn.execute("RELEASE fast")
@@ -608,7 +543,7 @@ class SQLiteStore(Store):
                 for f in records:
                     events.extend(f.event_rows())
         if not rows and not finishes:
-            conn.executemany(_INSERT_EVENT, events)
+            conn.executemany(INSERT_EVENT, events)
             return
         # The fence: a row, or an end, is written only if its task still runs under the epoch it names.
         ids = list({row_at(batch, k).task_id for k in rows}.union(end_record(batch, k).task_id for k in finishes))
@@ -616,9 +551,9 @@ class SQLiteStore(Store):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             if len(chunk) == 1:
-                sql = _FENCE_ONE
+                sql = FENCE_ONE
             else:
-                sql = _FENCE_MANY.format(marks=",".join("?" * len(chunk)))
+                sql = FENCE_MANY.format(marks=",".join("?" * len(chunk)))
             for tid, epoch, attempts, tenant, dependents in conn.execute(sql, chunk):
                 state[tid] = (epoch, attempts, tenant, dependents)
         steps: list[tuple[Any, ...]] = []
@@ -638,12 +573,12 @@ class SQLiteStore(Store):
             events.append((f.task_id, f.seq, got[2], f.epoch, "task_finished", f.event_json, f.now))
         slow = settle_ends(batch, finishes, ended.__contains__, results, listening, notify)
         if steps:
-            conn.executemany(_INSERT_STEP, steps)
+            conn.executemany(INSERT_STEP, steps)
         if events:
-            conn.executemany(_INSERT_EVENT, events)
+            conn.executemany(INSERT_EVENT, events)
         if ends:
-            conn.executemany(_FINISH, ends)
-            conn.executemany(_UPDATE_ATTEMPT, attempts_rows)
+            conn.executemany(FINISH, ends)
+            conn.executemany(UPDATE_ATTEMPT, attempts_rows)
         self.stats.rows += written
         for k in slow:
             self._run_op(conn, batch, k, results)
