@@ -34,7 +34,7 @@ def soak(*args: str) -> dict[str, Any]:
 def test_serve_memory_levels_off_under_sustained_load() -> None:
     runs = []
     for _ in range(2):
-        result = soak("--mode", "serve", "--db", "sqlite", "--rate", "120", "--duration", "60", "--warmup", "30",
+        result = soak("--mode", "serve", "--db", "sqlite", "--rate", "120", "--duration", "70", "--warmup", "40",
                       "--drain", "20")
         assert result["errors"] == 0, result["error_samples"]
         assert result["finished"] >= result["accepted"] * 0.9, result  # the worker kept up
