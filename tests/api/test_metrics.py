@@ -187,3 +187,33 @@ async def test_another_tenants_runs_are_labelled_as_theirs(client: httpx2.AsyncC
     values = samples((await client.get("/metrics", headers={"Authorization": ""})).text)
     assert total(values, "loomiq_model_calls_total", tenant="globex") == 1
     assert total(values, "loomiq_model_calls_total", tenant="acme") == 0
+
+
+async def test_pending_approvals_and_their_age_are_sampled(tmp_path: Path) -> None:
+    from loomiq.engine import WorkflowRuns
+
+    flow = """
+name: gate
+nodes:
+  ask:
+    kind: approval
+    message: "Go?"
+    approvers: {roles: [admin]}
+"""
+    orch = Orchestrator(scripted_agents())
+    await orch.open_engine(f"sqlite:///{tmp_path}/a.db")
+    try:
+        metrics = ApiMetrics(orch.registry)
+        await metrics.sample(orch.engine)
+        values = samples(metrics.render(None)[0].decode())
+        assert values[("loomiq_approvals_pending", frozenset())] == 0
+        assert values[("loomiq_approval_oldest_pending_seconds", frozenset())] == 0
+        runs = WorkflowRuns(orch.engine)
+        for tenant in ("acme", "globex"):
+            await runs.start(flow, tenant_id=tenant)
+        await metrics.sample(orch.engine)
+        values = samples(metrics.render(None)[0].decode())
+        assert values[("loomiq_approvals_pending", frozenset())] == 2
+        assert values[("loomiq_approval_oldest_pending_seconds", frozenset())] >= 0
+    finally:
+        await orch.aclose()

@@ -202,11 +202,9 @@ class ApiMetrics:
         now = time.time()
         workers = await engine.workers()
         self.workers.set(sum(1 for w in workers if w.status == "running" and now - w.heartbeat_at < stale_s))
-        pending = getattr(engine, "pending_approvals_summary", None)
-        if pending is not None:
-            count, oldest = await pending()
-            self.approvals_pending.set(count)
-            self.approval_age.set(max(0.0, now - oldest) if oldest else 0.0)
+        count, oldest = await engine.pending_approvals_summary()
+        self.approvals_pending.set(count)
+        self.approval_age.set(max(0.0, now - oldest) if oldest is not None else 0.0)
         self.sampled_at.set(now)
 
     async def sample_forever(self, engine: Any, every_s: float = 5.0) -> None:

@@ -391,6 +391,11 @@ class TaskEngine:
         ``queued`` (ready to run), ``waiting`` (for dependencies) and ``running`` (metrics, dashboards)."""
         return await self.store.queue_depth(tenant_id)
 
+    async def pending_approvals_summary(self) -> tuple[int, float | None]:
+        """Workflow approvals of every tenant waiting for an answer: how many, and when the oldest was asked
+        (Unix time; None when none waits). For metrics."""
+        return await self.store.pending_approvals_summary()
+
     async def activity(self, tenant_id: str, since: float, limit: int = 20_000
                        ) -> list[tuple[float, float | None, float | None, str, float]]:
         """(created_at, started_at, finished_at, status, cost_usd) of the tenant's tasks created since `since`

@@ -322,6 +322,13 @@ class Store(ABC):
         ), blocking=True)
         return {(st, pr): int(n) for st, pr, n in rows}
 
+    async def pending_approvals_summary(self) -> tuple[int, float | None]:
+        """Workflow approvals waiting for an answer, every tenant's: how many, and when the oldest was asked."""
+        row = await self.fetch(Stmt(
+            "SELECT COUNT(*), MIN(created_at) FROM workflow_approvals WHERE status = 'pending'", (), "one",
+        ), blocking=True)
+        return (int(row[0]), None if row[1] is None else float(row[1])) if row else (0, None)
+
     async def activity(self, tenant_id: str, since: float, limit: int = 20_000
                        ) -> list[tuple[float, float | None, float | None, str, float]]:
         """(created_at, started_at, finished_at, status, cost_usd) of the tenant's tasks created since `since`,
