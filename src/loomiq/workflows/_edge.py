@@ -77,9 +77,9 @@ def _retry_short(value: Any) -> Any:
 class TaskFields(_Strict):
     prompt: str
     strategy: str = "auto"
-    agents: list[str] = []
-    capabilities: list[str] = []
-    tools: list[str] = []
+    agents: list[str] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
     timeout: float | None = None
     retry: RetryModel | None = None
     output_schema: dict[str, Any] | None = None
@@ -90,7 +90,7 @@ class TaskFields(_Strict):
 
 
 class NodeCommon(_Strict):
-    needs: list[str] = []
+    needs: list[str] = Field(default_factory=list)
     if_: str | None = Field(None, alias="if")
     on: Literal["success", "failure", "always"] = "success"
     description: str = ""
@@ -110,7 +110,7 @@ class TaskNodeModel(NodeCommon, TaskFields):
 class CaseModel(_Strict):
     when: str
     value: str | None = None
-    then: list[str] = []
+    then: list[str] = Field(default_factory=list)
 
     _then = field_validator("then", mode="before")(_names)
 
@@ -122,7 +122,7 @@ class CaseModel(_Strict):
 
 class DefaultCaseModel(_Strict):
     value: str | None = None
-    then: list[str] = []
+    then: list[str] = Field(default_factory=list)
 
     _then = field_validator("then", mode="before")(_names)
 
@@ -156,8 +156,8 @@ def _require(value: Any) -> Any:
 
 
 class EscalationModel(_Strict):
-    roles: list[str] = []
-    subjects: list[str] = []
+    roles: list[str] = Field(default_factory=list)
+    subjects: list[str] = Field(default_factory=list)
     require: Any = "any"
     timeout: float | None = None
     on_timeout: Literal["reject", "fail"] = "reject"
@@ -168,8 +168,8 @@ class EscalationModel(_Strict):
 
 
 class ApproversModel(_Strict):
-    roles: list[str] = []
-    subjects: list[str] = []
+    roles: list[str] = Field(default_factory=list)
+    subjects: list[str] = Field(default_factory=list)
 
     _lists = field_validator("roles", "subjects", mode="before")(_names)
 
@@ -189,14 +189,14 @@ class ApprovalNodeModel(NodeCommon):
 
 class ErrorHandlerNodeModel(NodeCommon):
     kind: Literal["error_handler"]
-    handles: list[str] = []
+    handles: list[str] = Field(default_factory=list)
     action: Literal["retry", "compensate", "route", "fail"]
     retry: RetryModel | None = None
     prompt: str | None = None
     strategy: str = "auto"
-    agents: list[str] = []
-    capabilities: list[str] = []
-    tools: list[str] = []
+    agents: list[str] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
     timeout: float | None = None
     output_schema: dict[str, Any] | None = None
     message: str | None = None
@@ -209,7 +209,7 @@ class ErrorHandlerNodeModel(NodeCommon):
 class SubworkflowNodeModel(NodeCommon):
     kind: Literal["subworkflow"]
     workflow: str
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
     retry: RetryModel | None = None
 
@@ -236,10 +236,10 @@ class InputModel(_Strict):
 class WorkflowModel(_Strict):
     name: str = Field(pattern=WORKFLOW_NAME_PATTERN)
     description: str = ""
-    inputs: dict[str, InputModel] = {}
-    vars: dict[str, Any] = {}
+    inputs: dict[str, InputModel] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
     nodes: dict[str, NodeModel] = Field(min_length=1)
-    outputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("inputs", mode="before")
     @classmethod
