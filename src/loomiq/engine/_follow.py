@@ -200,6 +200,7 @@ async def follow_task(store: Store, task_id: str, after: int = 0) -> AsyncGenera
     follower = follower_for(store)
     watch = follower.watch(task_id, q, after)
     page = 1000
+    event: TaskEvent | None
     try:
         last = after
         ahead = False

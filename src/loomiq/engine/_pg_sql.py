@@ -158,7 +158,7 @@ LOST = (
 )
 
 
-def is_lost(exc: BaseException, conn: asyncpg.Connection | None) -> bool:
+def is_lost(exc: BaseException, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | None) -> bool:
     """Whether `exc` means the connection to the server is gone (rather than a refused statement)."""
     return isinstance(exc, LOST) or (conn is not None and conn.is_closed())
 
@@ -189,7 +189,9 @@ def literal(text: str) -> str:
 
 def chunks(ids: list[str], limit: int = 7000) -> list[str]:
     """Comma-joined ids in payloads under NOTIFY's 8000-byte limit."""
-    out, cur, size = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    size = 0
     for i in ids:
         if size + len(i) + 1 > limit and cur:
             out.append(",".join(cur))

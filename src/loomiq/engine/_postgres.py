@@ -295,7 +295,8 @@ class PostgresStore(PostgresWriter):
         """The database's schema version."""
         return int(await self.fetch(Stmt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", (), "val")))
 
-    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        payload = str(payload)  # asyncpg's listener type says object; a NOTIFY payload is text
         hub = self._hub
         if hub is None or self._closed:
             return

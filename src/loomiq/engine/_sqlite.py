@@ -81,7 +81,7 @@ from .store import Store
 
 logger = logging.getLogger("loomiq.engine")
 
-def _resolve(items: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
+def _resolve(items: Sequence[tuple[asyncio.Future[Any] | None, Any]]) -> None:
     for fut, value in items:
         resolve(fut, value)
 
@@ -563,14 +563,14 @@ class SQLiteStore(Store):
         ends, attempts_rows = [], []
         ended: set[str] = set()
         for k in finishes:
-            f = end_record(batch, k)
-            got = state.get(f.task_id)
-            if got is None or got[0] != f.epoch or got[3]:
+            fin = end_record(batch, k)
+            got = state.get(fin.task_id)
+            if got is None or got[0] != fin.epoch or got[3]:
                 continue  # lease lost, or dependents to promote: the operation decides
-            ended.add(f.task_id)
-            ends.append((*f.task_row()[2:], f.task_id, f.epoch))
-            attempts_rows.append((f.status, f.now, f.error, f.task_id, got[1]))
-            events.append((f.task_id, f.seq, got[2], f.epoch, "task_finished", f.event_json, f.now))
+            ended.add(fin.task_id)
+            ends.append((*fin.task_row()[2:], fin.task_id, fin.epoch))
+            attempts_rows.append((fin.status, fin.now, fin.error, fin.task_id, got[1]))
+            events.append((fin.task_id, fin.seq, got[2], fin.epoch, "task_finished", fin.event_json, fin.now))
         slow = settle_ends(batch, finishes, ended.__contains__, results, listening, notify)
         if steps:
             conn.executemany(INSERT_STEP, steps)

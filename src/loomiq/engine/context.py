@@ -119,10 +119,9 @@ class _EventLog:
             self.flush_deltas()  # a step's text is logged before the step's next event
         if self.observe is not None:
             self.observe(event)
-        t = type(event)
-        if t is StepFinished:
+        if type(event) is StepFinished:
             text = step_finished_json(event, self.steps_json)
-        elif t is RunFinished:
+        elif type(event) is RunFinished:
             result = event.result
             text = result_to_json(result, self.steps_json)
             self.result_json = (result, text)  # the task's result column reuses it
@@ -196,7 +195,7 @@ class DurableContext(ExecutionContext):
         store: Store,
         log: TaskLog,
         journal: Mapping[str, StepResult | ModelResponse | ToolCallRecord] | None = None,
-        on_lease_lost: Callable[[], None] | None = None,
+        on_lease_lost: Callable[[], object] | None = None,
         hold: Callable[[str], Any] | None = None,
         delta_flush_s: float = 0.05,
         stream_text: bool = True,

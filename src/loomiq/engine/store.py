@@ -232,7 +232,8 @@ class Store(ABC):
         offset: int = 0,
     ) -> list[Task]:
         """Tasks, newest first, filtered by tenant (None: all), status(es) and dead-letter flag."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if tenant_id is not None:
             where.append("tenant_id = ?")
             args.append(tenant_id)

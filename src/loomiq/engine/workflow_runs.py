@@ -447,11 +447,13 @@ class WorkflowRuns:
 
     # ---- commands ---------------------------------------------------------------------------------
 
-    async def _record(self, run: WorkflowRun, events: Sequence[Event], notices: Journal = ()) -> list[str]:
+    async def _record(self, run: WorkflowRun, events: Sequence[Event], notices: Sequence[tuple[str, str, str, str]] = ()
+                      ) -> list[str]:
         rows: Journal = [(_event_key(e), "input", e.type, event_to_json(e)) for e in events]
         out = await self.store.run_op(_append(self.store.dialect, run.id, run.tenant_id, [*rows, *notices],
                                               self.clock()))
-        return out.value
+        keys: list[str] = out.value
+        return keys
 
     async def pause(self, run_id: str, *, tenant_id: str = DEFAULT_TENANT) -> WorkflowRun:
         """Start nothing new until `resume` (running nodes finish; approvals still take answers)."""
@@ -498,7 +500,7 @@ class WorkflowRuns:
         verdict = out.value
         if verdict in ("accepted", "duplicate", "replayed"):
             await self.drive(approval.run_id)  # the decision is applied (the approval row closed) before answering
-            return Answered(verdict, await self.get_approval(approval_id_, tenant_id=tenant_id))  # type: ignore[arg-type]
+            return Answered(verdict, await self.get_approval(approval_id_, tenant_id=tenant_id))
         if verdict == "forbidden":
             raise ApprovalForbidden(f"{subject} is not among the approvers of {approval_id_}")
         if verdict == "conflict":
