@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -313,7 +313,7 @@ class RunHandle:
         """Wait for the run to end and return its result."""
         return await asyncio.shield(self._task)
 
-    async def __aiter__(self) -> AsyncIterator[RunEvent]:
+    async def __aiter__(self) -> AsyncGenerator[RunEvent]:
         while True:
             event = await self._events.get()
             yield event

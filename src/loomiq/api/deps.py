@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
@@ -56,7 +57,7 @@ async def get_state(connection: HTTPConnection) -> ApiState:
     state = getattr(connection.app.state, "loomiq", None)
     if state is None:
         raise Problem(503, "The server is still starting. Retry in a moment.", headers={"Retry-After": "1"})
-    return state
+    return cast("ApiState", state)  # Starlette's app.state is untyped; create_app puts an ApiState there
 
 
 StateDep = Annotated[ApiState, Depends(get_state)]
@@ -147,7 +148,7 @@ PrincipalDep = Annotated[Principal, Depends(authenticate)]
 """The authenticated caller, any role (reading needs no more)."""
 
 
-def _requiring(role: Role):  # noqa: ANN202 - returns a FastAPI dependency
+def _requiring(role: Role) -> Callable[[HTTPConnection, Principal], Awaitable[Principal]]:
     async def dependency(connection: HTTPConnection, principal: PrincipalDep) -> Principal:
         method = getattr(connection, "method", "WS")
         route = connection.scope.get("route")

@@ -67,7 +67,7 @@ class ApiMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._agents: Callable[[], AgentRegistry | None] = (
-            agents if callable(agents) and not isinstance(agents, AgentRegistry) else (lambda: agents)  # type: ignore[misc,return-value]
+            agents if callable(agents) and not isinstance(agents, AgentRegistry) else (lambda: agents)
         )
         self._tenants: set[str] = set()
         self.http_requests = Counter(

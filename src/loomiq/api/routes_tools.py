@@ -202,7 +202,8 @@ async def add_document(
     except KnowledgeError as exc:
         raise _kb_problem(exc) from None
     response.headers["Location"] = f"/api/kb/documents/{document.id}"
-    return document.to_dict()
+    added: dict[str, Any] = document.to_dict()
+    return added
 
 
 @router.get("/api/kb/documents", response_model=DocumentList, responses=problems(*AUTHENTICATED, 422, 503,

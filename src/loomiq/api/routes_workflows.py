@@ -29,6 +29,7 @@ from ..engine import (
     EngineClosed,
     TaskEngine,
     WorkflowNotFound,
+    WorkflowRun,
     WorkflowRunNotFound,
     WorkflowRuns,
 )
@@ -256,7 +257,8 @@ async def _control(runs: WorkflowRuns, verb: str, run_id: str, principal: Princi
         run = await runs.get_run(run_id, tenant_id=principal.tenant)
         if run.status != "running":
             raise Problem(409, f"Run {run_id} already ended ({run.status}); there is nothing to {verb}.")
-        return (await getattr(runs, verb)(run_id, tenant_id=principal.tenant)).to_dict()
+        ended: WorkflowRun = await getattr(runs, verb)(run_id, tenant_id=principal.tenant)
+        return ended.to_dict()
     except WorkflowRunNotFound as exc:
         raise _not_found(exc) from None
     except EngineClosed:

@@ -59,7 +59,7 @@ def strategy_line(strategy: str, reason: str) -> str:
 
 def summary_rows(result: RunResult) -> list[tuple[str, str]]:
     """(label, value) pairs describing a finished run, for either display."""
-    rows = [("status", result.status)]
+    rows: list[tuple[str, str]] = [("status", result.status)]
     if result.error:
         rows.append(("error", safe_line(result.error)))
     rows.append(("strategy", safe_line(strategy_line(result.strategy, result.strategy_reason))))

@@ -147,7 +147,7 @@ def serve_command(
     if not TENANT_RE.match(tenant):
         fail(f"--tenant: {tenant!r} is not a tenant id (1-64 letters, digits, '.', '_' or '-')")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    caller = McpCaller(f"stdio:{role}@{tenant}", tenant, role)  # type: ignore[arg-type]
+    caller = McpCaller(f"stdio:{role}@{tenant}", tenant, role)
     try:
         asyncio.run(serve_stdio(caller, config=config, workers=workers))
     except ConfigError as exc:

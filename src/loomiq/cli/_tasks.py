@@ -58,7 +58,7 @@ from ._options import (
 from ._terminal import safe, safe_line
 
 if TYPE_CHECKING:
-    from ..engine import EngineConfig, Priority
+    from ..engine import EngineConfig, Priority, TaskStatus
 
 T = TypeVar("T")
 
@@ -216,7 +216,7 @@ def _load(config: Path | None) -> Orchestrator:
 
 
 def _task_json(task: Any) -> dict[str, Any]:
-    data = task.to_dict()
+    data: dict[str, Any] = task.to_dict()
     data["offline"] = task.result.get("offline") if task.result else None
     return data
 
@@ -510,7 +510,8 @@ def tasks_command(
     check_tenant(tenant)
 
     async def body(o: Orchestrator) -> tuple[list[Any], str]:
-        tasks = await o.list_tasks(tenant_id=tenant, status=wanted or None, limit=limit)
+        # every one checked against STATUSES above
+        tasks = await o.list_tasks(tenant_id=tenant, status=cast("list[TaskStatus]", wanted) or None, limit=limit)
         return tasks, ("" if tasks or json_output else await _other_tenants(o, tenant))
 
     tasks, others = _run(_with_engine(database, Orchestrator(), body, create=False))

@@ -22,10 +22,10 @@ import typer
 from ..orchestrator import Orchestrator
 from ..workflows import WorkflowError, read_workflow_source
 from ._common import fail
+from ._options import TenantOption
 from ._tasks import (
     DatabaseOption,
     JsonOption,
-    TenantOption,
     _load,
     _print_json,
     _run,
@@ -165,7 +165,8 @@ def run_command(
                 await worker.stop(drain_s=5.0)
                 await asyncio.gather(task, return_exceptions=True)
                 await runs.close()
-        return await runs.status(run.id, tenant_id=tenant)
+        state: dict[str, Any] = await runs.status(run.id, tenant_id=tenant)
+        return state
 
     status = _call(database, body, orch, create=True)
     if json_output:
@@ -196,7 +197,8 @@ def status_command(run_id: RunArg, json_output: JsonOption = False, database: Da
                    tenant: TenantOption = "default") -> None:
     """A run's status: node states, variables, path, pending approvals."""
     async def body(o: Orchestrator) -> dict[str, Any]:
-        return await (await _runs(o)).status(run_id, tenant_id=tenant)
+        state: dict[str, Any] = await (await _runs(o)).status(run_id, tenant_id=tenant)
+        return state
 
     status = _call(database, body)
     if json_output:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ..agents import Agent, AgentCallFailed, call_agent
@@ -131,7 +131,7 @@ class ChatHandle:
         """Wait for the turn to end."""
         return await asyncio.shield(self._task)
 
-    async def __aiter__(self) -> AsyncIterator[RunEvent]:
+    async def __aiter__(self) -> AsyncGenerator[RunEvent]:
         while True:
             event = await self._events.get()
             yield event

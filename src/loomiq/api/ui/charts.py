@@ -18,7 +18,7 @@ def bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, str, Seq
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">'
            f"<title>{escape(title)}</title>"]
     for i in range(len(labels)):
-        y = H - PAD
+        y: float = H - PAD
         for name, css, values in series:
             v = values[i]
             if v <= 0:

@@ -7,7 +7,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from ...engine import TaskNotFound
+from ...engine import TaskNotFound, TaskStatus
 from ..auth import LOCAL_PRINCIPAL, Principal
 from ..deps import ApiState, _is_loopback, verify_credential
 from ..problems import Problem
@@ -38,7 +38,7 @@ def _state(request: Request) -> ApiState:
     state = getattr(request.app.state, "loomiq", None)
     if state is None:
         raise Problem(503, "The server is still starting. Retry in a moment.", headers={"Retry-After": "1"})
-    return state
+    return cast("ApiState", state)  # Starlette's app.state is untyped; create_app puts an ApiState there
 
 
 def _codec(request: Request, state: ApiState) -> SessionCodec:
@@ -230,7 +230,8 @@ async def _tasks(state: ApiState, principal: Principal, status: str, strategy: s
 
 
 async def _read_tasks(state: ApiState, principal: Principal, status: str, strategy: str, agent: str) -> list[Any]:
-    wanted = [status] if status in STATUSES else None
+    # checked against STATUSES, the engine's task statuses
+    wanted = [cast("TaskStatus", status)] if status in STATUSES else None
     filtered = bool(strategy or agent)
     tasks = await state.orchestrator.engine.list_tasks(tenant_id=principal.tenant, status=wanted,
                                                        limit=200 if filtered else LIST_ROWS)
@@ -484,7 +485,7 @@ async def workflow_action(request: Request, run_id: str, action: str) -> Respons
 
 
 def _roles(principal: Principal) -> list[str]:
-    return [r for r in ("viewer", "operator", "admin") if principal.can(r)]  # type: ignore[arg-type]
+    return [r for r in ("viewer", "operator", "admin") if principal.can(r)]
 
 
 @router.get("/approvals", response_class=HTMLResponse)
@@ -525,7 +526,7 @@ async def answer_approval(request: Request, approval_id: str) -> Response:
         raise Problem(422, "decision must be approve or reject.")
     try:
         await _runs(state).answer(approval_id, subject=principal.subject, roles=_roles(principal),
-                                  decision=decision, comment=str(form.get("comment", ""))[:4000],  # type: ignore[arg-type]
+                                  decision=decision, comment=str(form.get("comment", ""))[:4000],
                                   tenant_id=principal.tenant, idempotency_key=str(form.get("key") or "") or None)
     except ApprovalNotFound:
         raise Problem(404, f"No approval {approval_id!r} in tenant {principal.tenant!r}.") from None
