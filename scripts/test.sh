@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up (a .venv in the repo, the package with its test extras) and runs every check: lint, then
-# the whole test suite. This is the README's test command and what CI runs.
+# Sets up (a .venv in the repo, the package with its test extras) and runs every check: lint, the
+# strict type check (mypy), then the whole test suite. This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -41,4 +41,6 @@ if ! cmp -s "$CONFORMANCE/package-lock.json" "$CONFORMANCE/node_modules/.loomiq-
   cp "$CONFORMANCE/package-lock.json" "$CONFORMANCE/node_modules/.loomiq-lock"
 fi
 .venv/bin/python -m ruff check
+# Strict type check of src/ (mypy --strict with the pydantic plugin; settings in pyproject.toml).
+.venv/bin/python -m mypy
 .venv/bin/python -m pytest -q "$@"
