@@ -373,7 +373,7 @@ def database_file(url: str | None = None) -> str | None:
     url = database_url(url)
     if not url.lower().startswith("sqlite:"):
         return None
-    from ._sqlite import sqlite_path
+    from ._sqlite_sql import sqlite_path
 
     return sqlite_path(url)
 

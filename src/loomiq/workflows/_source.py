@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -191,8 +191,8 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path) -> Any:
         mark = node.start_mark
         self.source.values[path] = (mark.line, mark.column)
-        kind = node.__class__
-        if kind is yaml.ScalarNode:
+        kind = type(node)
+        if type(node) is yaml.ScalarNode:  # type(node), not kind: mypy narrows node by this test
             style = node.style
             self.source.styles[path] = style
             tag = node.tag
@@ -211,7 +211,7 @@ class _Builder:
             self.issue(f"{_dotted(path)}: '{node.value}' is not a valid {tag.rsplit(':', 1)[-1]}", path, mark)
             return node.value
         if kind is yaml.MappingNode:
-            return self.mapping(node, path)  # type: ignore[arg-type]  # narrowed by the class test
+            return self.mapping(cast(yaml.MappingNode, node), path)  # by the class test
         if kind is yaml.SequenceNode:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         self.issue("unsupported YAML node", path, mark)
