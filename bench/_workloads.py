@@ -72,7 +72,7 @@ OBSERVE = os.environ.get("LOOMIQ_BENCH_OBSERVE", "off")
 def observe(orch: Orchestrator) -> None:
     """Turn observability on as `OBSERVE` says (logs and tracing for the process; metrics on the engine once
     open, see `observe_engine`)."""
-    if OBSERVE == "off":
+    if OBSERVE in ("off", "metrics"):
         return
     from loomiq.observe import configure_logging, tracing
 
@@ -87,7 +87,7 @@ def observe(orch: Orchestrator) -> None:
 
 def observe_engine(orch: Orchestrator) -> None:
     """The server's metrics observer on the durable engine (what `loomiq serve` attaches)."""
-    if OBSERVE != "off":
+    if OBSERVE not in ("off", "logs"):
         from loomiq.api.metrics import ApiMetrics
 
         orch.engine.run_observers.append(ApiMetrics(orch.registry).observe)
