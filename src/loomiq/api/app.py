@@ -202,6 +202,7 @@ async def _start_engine(orch: Orchestrator, settings: Settings, metrics: ApiMetr
     if not orch.has_engine:
         await orch.open_engine(settings.database_url)
         stack.push_async_callback(orch.close_engine)
+    await orch.engine.load_tenant_agents(settings.config_path)  # the agents registered over the API
     orch.engine.run_observers.append(metrics.observe)  # runs of this process's workers, whoever submitted them
     stack.callback(orch.engine.run_observers.remove, metrics.observe)
     if not settings.embedded_workers:

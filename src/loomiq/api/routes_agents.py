@@ -8,8 +8,10 @@ Two kinds of agents (README "Tenants and their agents"):
 - An agent registered over the API belongs to the admin's tenant: other tenants never see, change or
   use it (404). It may use as ``api_key_env`` only a variable the deployment allows that tenant
   (``secrets: tenants:`` in loomiq.yaml), and its ``base_url`` must pass the SSRF guard unless
-  ``api_agents:`` allows the host. It lives in the serving process (not in the database): it is gone
-  after a restart, and workers in other processes do not have it.
+  ``api_agents:`` allows the host. It is stored in the engine's database (``TaskEngine.tenant_agents``)
+  as registered (its key variable's name, never a key): it survives a restart, and every server and
+  worker on the database loads it (checked again against the tenant's rules) at start, and a worker
+  reloads when a task names an agent it does not know.
 """
 
 from __future__ import annotations
@@ -189,6 +191,12 @@ async def register_agent(
     if body.id in orch.registry:  # registered meanwhile (the checks above await)
         raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
     agent.tenant = principal.tenant
+    if orch.has_engine and not await orch.engine.tenant_agents.insert(
+            agent.id, principal.tenant, body.model_dump(mode="json", exclude_unset=True)):
+        raise Problem(409, f"An agent with id {body.id!r} exists (registered by another server on this database). "
+                      "Choose another id, or PATCH or DELETE that one.")
+    if body.id in orch.registry:  # registered meanwhile (the insert awaits)
+        raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
     orch.add_agent(agent)
     response.headers["Location"] = f"/api/agents/{agent.id}"
     return describe(agent)
@@ -228,6 +236,12 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
             retry=type(cfg.retry)(**section.retry.model_dump()),
         )
     enabled = current.enabled if body.enabled is None else body.enabled
+    if current.tenant is not None and orch.has_engine:
+        stored = await orch.engine.tenant_agents.get(agent_id)
+        if stored is not None:
+            config = {**stored.config, **body.model_dump(mode="json", exclude_unset=True, exclude={"enabled"})}
+            await orch.engine.tenant_agents.update(agent_id, config, enabled)
+        current = _find(orch, agent_id, principal)  # the same agent, unless removed meanwhile (404)
     replacement = Agent(cfg, current.model, stats=current.stats, enabled=enabled, tenant=current.tenant)
     # No await between removing and adding: no request can see the registry without the agent.
     orch.remove_agent(agent_id)
@@ -240,6 +254,11 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
 async def remove_agent(agent_id: str, principal: AdminDep, state: StateDep) -> Response:
     """Remove an agent (admin). Calls it has in flight finish; it is never picked again. A deployment
     agent: deployment admins only."""
-    _check_may_change(_find(state.orchestrator, agent_id, principal), principal, state.settings.agent_admin_tenants)
-    state.orchestrator.remove_agent(agent_id)
+    orch = state.orchestrator
+    agent = _find(orch, agent_id, principal)
+    _check_may_change(agent, principal, state.settings.agent_admin_tenants)
+    if agent.tenant is not None and orch.has_engine:
+        await orch.engine.tenant_agents.delete(agent_id)
+    if agent_id in orch.registry:  # not removed meanwhile (the delete awaits)
+        orch.remove_agent(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -616,6 +616,7 @@ def worker_command(
     async def body(o: Orchestrator) -> int:
         from ..engine import Worker
 
+        await o.engine.load_tenant_agents(find_config(config))  # the agents registered over the API
         worker = Worker(o.engine, concurrency=concurrency, worker_id=worker_id, drain_s=drain)
         loop = asyncio.get_running_loop()
         sampler = None

@@ -74,6 +74,7 @@ from .task import (
     WorkerInfo,
     new_task_id,
 )
+from .tenant_agents import TenantAgentRecord, TenantAgentTable
 from .worker import Worker
 from .workflow_runs import (
     Answered,
@@ -140,6 +141,8 @@ __all__ = [
     "TaskStarted",
     "TaskStatus",
     "TaskWaiting",
+    "TenantAgentRecord",
+    "TenantAgentTable",
     "TenantID",
     "Worker",
     "WorkerID",

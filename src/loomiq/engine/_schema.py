@@ -16,6 +16,7 @@ transaction; versions only move forward, and a database newer than this code is 
 - v8: api_keys (the API's keys: `keys.KeyTable`); ``IF NOT EXISTS``, since the API kept the same table
   in a PostgreSQL task database before it became a migration.
 - v9: agent_stats, each agent's call statistics summed over every process (`agent_stats.py`).
+- v10: tenant_agents, the agents registered over the API (`tenant_agents.py`).
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -288,6 +289,20 @@ _SQLITE_V9 = (
 )
 
 
+# v10. Agents registered over the API: their config as registered (JSON; a key variable's name, never a key).
+_SQLITE_V10 = (
+    """CREATE TABLE tenant_agents (
+        agent_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX tenant_agents_tenant ON tenant_agents (tenant_id)",
+)
+
+
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
     out = []
@@ -300,9 +315,10 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7, _SQLITE_V8,
-               _SQLITE_V9),
+               _SQLITE_V9, _SQLITE_V10),
     "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
-                   _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8), _postgres(_SQLITE_V9)),
+                   _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8), _postgres(_SQLITE_V9),
+                   _postgres(_SQLITE_V10)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..observe import bind_ids, span, trace_carrier
@@ -54,6 +55,7 @@ from .task import (
     WorkerInfo,
     new_task_id,
 )
+from .tenant_agents import TenantAgentTable
 
 logger = logging.getLogger("loomiq.engine")
 
@@ -195,6 +197,10 @@ class TaskEngine:
         submitted them: what metrics count. An observer that raises is logged and skipped."""
         self._closed = False
         self.keys = KeyTable(store)
+        self.tenant_agents = TenantAgentTable(store)
+        """The agents registered over the API (`load_tenant_agents` builds them into the runner's registry)."""
+        self.agent_policy_path: Path | None = None
+        """The config file whose rules stored agents are checked against (set by `load_tenant_agents`)."""
         """The API keys kept in the engine's database."""
         from .agent_stats import AgentStatsRecorder
 
@@ -234,6 +240,15 @@ class TaskEngine:
         if self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="loomiq-lease-keeper")
         self.agent_stats_recorder.start()
+
+    async def load_tenant_agents(self, config_path: Path | None = None) -> list[str]:
+        """Add the stored API agents the runner's registry lacks, each checked again against the rules of
+        `config_path` (default: $LOOMIQ_CONFIG or ./loomiq.yaml) for its tenant; returns the ids added."""
+        from .tenant_agents import load_tenant_agents
+
+        if config_path is not None:
+            self.agent_policy_path = config_path
+        return await load_tenant_agents(self.tenant_agents, self.runner.registry, self.agent_policy_path)
 
     async def agent_stats(self) -> dict[str, dict[str, Any]]:
         """Every agent's call statistics summed over every process on this database (this process's
@@ -551,6 +566,12 @@ class TaskEngine:
                 end = RunEnd("cancelled", "cancelled by request", "", 0, 0, 0.0, None)
             else:
                 r = task.request
+                registry = self.runner.registry
+                if (any(a not in registry for a in r.agents)
+                        or not registry.capabilities.issuperset(r.capabilities)):
+                    # An agent registered over the API after this process loaded them: reload once (a
+                    # stored agent still unknown then fails the plan below, naming it).
+                    await self.load_tenant_agents()
                 if plan is None or r.after:
                     context = dict(r.context)
                     if r.after:

@@ -223,6 +223,7 @@ async def _main(args: argparse.Namespace) -> int:
     strategies = StrategyRunner(registry, tools)
     engine = await TaskEngine.open(strategies, args.database_url, config=config)
     try:
+        await engine.load_tenant_agents(where)  # the agents registered over the API
         worker = Worker(engine, concurrency=args.concurrency, worker_id=args.worker_id, drain_s=args.drain_s)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
