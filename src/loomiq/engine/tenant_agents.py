@@ -81,7 +81,8 @@ class TenantAgentTable:
 
     async def list_agents(self, tenant: str | None = None) -> list[TenantAgentRecord]:
         """Stored agents, oldest first; every tenant's when `tenant` is None."""
-        sql, args = f"SELECT {_COLUMNS} FROM tenant_agents", ()
+        sql = f"SELECT {_COLUMNS} FROM tenant_agents"
+        args: tuple[str, ...] = ()
         if tenant is not None:
             sql, args = sql + " WHERE tenant_id = ?", (tenant,)
         rows = await self.store.fetch(Stmt(sql + " ORDER BY created_at, agent_id", args, "all"), blocking=True)
