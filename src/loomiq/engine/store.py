@@ -316,7 +316,10 @@ class Store(ABC):
     async def queue_depth(self, tenant_id: str | None = None) -> dict[tuple[str, str], int]:
         """Tasks not yet ended, of `tenant_id` (None: every tenant's), by (status, priority): queued, waiting
         and running."""
-        clause, args = ("AND tenant_id = ? ", (tenant_id,)) if tenant_id is not None else ("", ())
+        # On SQLite, `+tenant_id` keeps the planner off the (tenant_id, created_at) index: following it costs
+        # a random row read per task of the tenant (310 ms at 100,000 tasks), where one scan costs 33 ms.
+        column = "+tenant_id" if self.dialect.name == "sqlite" else "tenant_id"
+        clause, args = (f"AND {column} = ? ", (tenant_id,)) if tenant_id is not None else ("", ())
         rows = await self.fetch(Stmt(
             "SELECT status, priority, COUNT(*) FROM tasks WHERE status IN ('queued', 'waiting', 'running') "
             f"{clause}GROUP BY status, priority", args, "all",

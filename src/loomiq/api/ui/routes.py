@@ -214,8 +214,15 @@ async def tasks_page(request: Request, status: str = "", strategy: str = "", age
 @router.get("/fragments/tasks", response_class=HTMLResponse)
 async def tasks_fragment(request: Request, status: str = "", strategy: str = "", agent: str = "") -> Response:
     state, principal, session = await _who(request)
-    rows = await _tasks(state, principal, status, strategy, agent)
-    return _page(request, "_task_rows.html", principal, session, tasks=rows, now=time.time())
+    # The rows hold the tenant's data only (no CSRF token, nothing per user): rendered once per refresh and
+    # shared by every dashboard of the tenant, like the data they show.
+    key = ("html", str(id(state)), principal.tenant, status, strategy, agent)
+    body = _TASK_LISTS.get(key)
+    if body is None:
+        rows = await _tasks(state, principal, status, strategy, agent)
+        body = bytes(_page(request, "_task_rows.html", principal, session, tasks=rows, now=time.time()).body)
+        _TASK_LISTS.put(key, body)
+    return HTMLResponse(body)
 
 
 async def _tasks(state: ApiState, principal: Principal, status: str, strategy: str, agent: str) -> list[Any]:
