@@ -136,13 +136,18 @@ async def finished(s: Service, task_id: str) -> dict[str, Any]:
     raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
-async def test_a_separate_worker_process_runs_a_task_naming_a_tenant_agent(url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", [("loomiq.cli", "worker"), ("loomiq.engine.worker",)], ids=["cli", "module"])
+async def test_a_separate_worker_process_runs_a_task_naming_a_tenant_agent(
+    url: str, tmp_path: Path, entry: tuple[str, ...]
+) -> None:
     async with served(url, tmp_path) as s:
         assert (await register(s, "remote")).status_code == 201
     path = tmp_path / "loomiq.yaml"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loomiq.cli", "worker", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(path)))
+        sys.executable, "-m", *entry, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(path)),
+             # runpy warns that `python -m loomiq.engine.worker` finds its module imported by its package.
+             "PYTHONWARNINGS": "error,ignore::RuntimeWarning:runpy"})
     try:
         assert proc.stdout is not None and proc.stderr is not None
         line = await proc.stdout.readline()
