@@ -77,6 +77,18 @@ async def test_api_agents_survive_a_restart_and_stay_the_tenants(url: str, tmp_p
         assert (await register(s, "dropped")).status_code == 201
 
 
+async def test_patching_an_agent_another_server_removed_is_a_404(tmp_path: Path) -> None:
+    async with database("sqlite", tmp_path) as url, served(url, tmp_path) as a:
+        assert (await register(a, "both")).status_code == 201
+        async with served(url, tmp_path) as b:  # a second server on the database: it loads "both"
+            assert (await b.client.get("/api/agents/both", headers=bearer("viewer", OWNER))).status_code == 200
+            assert (await a.client.delete("/api/agents/both", headers=bearer("admin", OWNER))).status_code == 204
+            patched = await b.client.patch("/api/agents/both", json={"name": "x"}, headers=bearer("admin", OWNER))
+            assert patched.status_code == 404, patched.text
+            assert (await b.client.get("/api/agents/both", headers=bearer("viewer", OWNER))).status_code == 404
+        assert await a.orch.engine.tenant_agents.get("both") is None  # the PATCH wrote nothing back
+
+
 async def test_a_stored_agent_the_rules_no_longer_allow_is_skipped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

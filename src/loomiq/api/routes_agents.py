@@ -238,9 +238,12 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
     enabled = current.enabled if body.enabled is None else body.enabled
     if current.tenant is not None and orch.has_engine:
         stored = await orch.engine.tenant_agents.get(agent_id)
-        if stored is not None:
-            config = {**stored.config, **body.model_dump(mode="json", exclude_unset=True, exclude={"enabled"})}
-            await orch.engine.tenant_agents.update(agent_id, config, enabled)
+        if stored is None:  # removed by another server on the database: gone here too
+            if agent_id in orch.registry:
+                orch.remove_agent(agent_id)
+            raise Problem(404, f"unknown agent {agent_id!r}: it was removed. List the agents with GET /api/agents.")
+        config = {**stored.config, **body.model_dump(mode="json", exclude_unset=True, exclude={"enabled"})}
+        await orch.engine.tenant_agents.update(agent_id, config, enabled)
         current = _find(orch, agent_id, principal)  # the same agent, unless removed meanwhile (404)
     replacement = Agent(cfg, current.model, stats=current.stats, enabled=enabled, tenant=current.tenant)
     # No await between removing and adding: no request can see the registry without the agent.
