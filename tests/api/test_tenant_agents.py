@@ -248,10 +248,15 @@ async def test_the_deployment_can_allow_a_private_network(tmp_path: Path) -> Non
 def test_the_dashboard_lists_only_the_shared_agents_and_the_tenants_own() -> None:
     from types import SimpleNamespace
 
+    from loomiq.api.auth import Principal
     from loomiq.api.ui.routes import _agents
 
     mine, theirs = make_agent("mine"), make_agent("theirs")
     mine.tenant, theirs.tenant = OWNER, OTHER
-    state = SimpleNamespace(orchestrator=Orchestrator([make_agent("shared"), mine, theirs]))
-    assert [a["id"] for a in _agents(state, OWNER)] == ["shared", "mine"]  # type: ignore[arg-type]
-    assert [a["id"] for a in _agents(state, OTHER)] == ["shared", "theirs"]  # type: ignore[arg-type]
+    state = SimpleNamespace(orchestrator=Orchestrator([make_agent("shared"), mine, theirs]),
+                            settings=SimpleNamespace(agent_admin_tenants=(DEPLOYMENT,)))
+    owner, other = (Principal(f"{t}-admin", t, "admin", "jwt") for t in (OWNER, OTHER))
+    assert [a["id"] for a in _agents(state, owner)] == ["shared", "mine"]  # type: ignore[arg-type]
+    assert [a["id"] for a in _agents(state, other)] == ["shared", "theirs"]  # type: ignore[arg-type]
+    # Its own agent is the tenant admin's to change; the shared one only the deployment admins'.
+    assert {a["id"]: a["may_change"] for a in _agents(state, owner)} == {"shared": False, "mine": True}  # type: ignore[arg-type]
