@@ -100,7 +100,8 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
         {"inputs": {"version": "2.0"}}]})
     inputs: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(None, ge=1, description="The registered version (default: the latest).")
+    version: int | None = Field(None, ge=1, le=2**31 - 1,
+                                description="The registered version (default: the latest).")
 
 
 class WorkflowRunBody(BaseModel):
