@@ -92,3 +92,29 @@ async def test_a_store_that_cannot_reach_the_server_says_so(open_engine, db_url:
     await asyncio.sleep(0.1)
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         await engine.submit("lost", strategy="single", agents=["a0"])
+
+
+@postgresql_only
+async def test_closing_a_store_that_cannot_reach_the_server_still_closes_every_connection(  # type: ignore[no-untyped-def]
+        open_engine, db_url: str) -> None:
+    # The closing engine's last writes (agent statistics, queued events) cannot commit: the close must
+    # not stop there and leave the read pool's connections open (they were leaked, with a ResourceWarning).
+    agents = team(1)
+    engine: TaskEngine = await open_engine(agents)
+    await engine.submit("before", strategy="single", agents=["a0"])
+    agents[0].stats.calls += 1  # a delta the recorder writes at close
+    pool = engine.store._pool  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
+        pooled = conn.get_server_pid()
+    engine.store.dsn = "postgresql://postgres@127.0.0.1:1/test"  # type: ignore[attr-defined]  # nothing listens
+    await terminate(db_url, session_pids(engine))
+    await asyncio.sleep(0.1)
+
+    await engine.close()  # does not raise: what could not be written failed its writers (none waits here)
+
+    assert pool._closed  # type: ignore[attr-defined]
+    watcher = await asyncpg.connect(db_url.split("?", 1)[0])
+    try:
+        await eventually(lambda: watcher.fetchval("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1", pooled))
+    finally:
+        await watcher.close()

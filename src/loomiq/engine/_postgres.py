@@ -146,6 +146,8 @@ class PostgresStore(PostgresWriter):
         conn = self._wconn
         if conn is not None and not conn.is_closed():
             return conn
+        if conn is not None:
+            conn.terminate()  # (lost: abort whatever transport it still holds)
         self._wconn = None
         try:
             conn = await self._connect_writer()
@@ -157,7 +159,7 @@ class PostgresStore(PostgresWriter):
 
     def _drop_writer(self) -> None:
         conn, self._wconn = self._wconn, None
-        if conn is not None and not conn.is_closed():
+        if conn is not None:
             conn.terminate()
 
     async def _listen(self) -> None:
@@ -262,34 +264,53 @@ class PostgresStore(PostgresWriter):
                                    version, time.time())
 
     async def close(self) -> None:
-        """Commit what is queued, stop the writer, and close every connection."""
+        """Commit what is queued, stop the writer, and close every connection.
+
+        Every connection is closed or aborted whatever happened before (a writer that failed, a server
+        that went away, a connection asyncpg already reports closed): none is left to the collector."""
         if self._closed:
             return
         self._closed = True
-        self._stop_writer()
-        if self._writer_task is not None:
-            await self._writer_task
-        if self._unlisten_later is not None:
-            self._unlisten_later.cancel()
-            self._unlisten_later = None
-        for task in (self._listener_task, self._events_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        for conn in (self._lconn, self._wconn):
-            if conn is not None and not conn.is_closed():
+        try:
+            self._stop_writer()
+            if self._writer_task is not None:
                 try:
-                    await asyncio.wait_for(conn.close(), self.connect_timeout_s)
-                except Exception:  # noqa: BLE001 - the server is gone: drop the connection
-                    conn.terminate()
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), self.connect_timeout_s)
-            except Exception:  # noqa: BLE001 - the server is gone: drop the connections
-                self._pool.terminate()
+                    await self._writer_task
+                except Exception:  # noqa: BLE001 - closing goes on: the connections must still be closed
+                    logger.warning("the PostgreSQL writer failed while closing", exc_info=True)
+            if self._unlisten_later is not None:
+                self._unlisten_later.cancel()
+                self._unlisten_later = None
+            for task in (self._listener_task, self._events_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        conns, pool = (self._lconn, self._wconn), self._pool
         self._lconn = self._wconn = None
         self._pool = None
+        for conn in conns:
+            if conn is None:
+                continue
+            try:
+                if conn.is_closed():
+                    conn.terminate()  # (a lost connection: abort whatever transport it still holds)
+                else:
+                    await asyncio.wait_for(conn.close(), self.connect_timeout_s)
+            except Exception:  # noqa: BLE001 - the server is gone: drop the connection
+                logger.debug("closing a PostgreSQL connection failed; aborting it", exc_info=True)
+                conn.terminate()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.connect_timeout_s)
+            except Exception:  # noqa: BLE001 - the server is gone: drop the connections
+                logger.debug("closing the PostgreSQL pool failed; aborting its connections", exc_info=True)
+            finally:
+                pool.terminate()  # (nothing when it closed)
 
     async def schema_version(self) -> int:
         """The database's schema version."""

@@ -265,19 +265,22 @@ class TaskEngine:
         if self._closed:
             return
         self._closed = True
-        await self._settled()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        for held in list(self._held.values()):
-            self.stop_run(held.task_id, "crash")
-        runners = [h.runner for h in self._held.values()]
-        if runners:
-            await asyncio.gather(*runners, return_exceptions=True)
-        await self.agent_stats_recorder.close()
-        await self.store.flush()
-        await self.store.close()
+        try:
+            await self._settled()
+            if self._keeper is not None:
+                self._keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._keeper
+            for held in list(self._held.values()):
+                self.stop_run(held.task_id, "crash")
+            runners = [h.runner for h in self._held.values()]
+            if runners:
+                await asyncio.gather(*runners, return_exceptions=True)
+            await self.agent_stats_recorder.close()  # (its last write awaits its commit, or logs why not)
+        finally:
+            # Whatever failed above (the server is gone), every connection is closed; the store's
+            # close commits what is still queued, and a write that cannot be made fails its awaiter.
+            await self.store.close()
 
     # -- submitting and inspecting --------------------------------------------------------------
 
