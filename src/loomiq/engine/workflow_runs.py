@@ -16,7 +16,10 @@ writes it once and every later writer changes nothing.
 - each `RequestApproval` is an approval row (id ``<run>.<node>.<round>``) and one
   ``approval_requested`` notice; `ResolveApproval` closes the row and emits ``approval_resolved``;
 - a deadline that passed is journalled as `ApprovalTimedOut`, once;
-- `CancelTask` cancels the node's engine task (its provider calls are aborted).
+- `CancelTask` cancels the node's engine task (its provider calls are aborted);
+- each `StartSubworkflow` is a child run (id ``<run>.<node>.<attempt>``, started once whoever drives):
+  the parent waits parked, the child's end wakes it, and the child's outputs or error are the node's
+  result; cancelling (pausing, resuming) the parent does the same to its running children.
 
 A run waiting only on approvals holds no worker, lease or memory: nothing drives it until an answer
 (`answer`, which drives it at once) or its ``wake_at`` (the next deadline) comes. `serve` is the loop
@@ -56,7 +59,9 @@ from ..workflows import (
     RunState,
     StartSubworkflow,
     StartTask,
+    SubworkflowNode,
     WorkflowDefinition,
+    WorkflowError,
     bind_inputs,
     judge_answer,
     loads_workflow,
@@ -64,6 +69,7 @@ from ..workflows import (
 )
 from ..workflows.journal import event_from_json, event_to_json
 from ._ops import Outcome, Stmt
+from ._workflow_children import child_run_id, directory_of, find_child_source
 from .errors import EngineClosed, EngineError, LeaseLost, StoreUnavailable
 from .task import DEFAULT_TENANT
 
@@ -310,10 +316,13 @@ class WorkflowRuns:
 
     async def start(self, source: str, inputs: Mapping[str, Any] | None = None, *, tenant_id: str = DEFAULT_TENANT,
                     from_strings: bool = False, run_id: str | None = None, version: int = 0,
-                    drive: bool = True, filename: str = "<workflow>") -> WorkflowRun:
+                    drive: bool = True, filename: str = "<workflow>",
+                    parent: Mapping[str, Any] | None = None) -> WorkflowRun:
         """Start a run of the workflow in `source` (its text) with `inputs` (checked by `bind_inputs`;
         `from_strings` converts command-line text). `version` is the registered version (0: not
-        registered; `filename` names it in errors). Raises `WorkflowError` for an invalid workflow or inputs."""
+        registered; `filename` names it in errors, and a subworkflow is looked up beside it). `parent`
+        ({run, node, attempt}) makes it a subworkflow's child run: started once under `run_id`, whoever
+        asks again. Raises `WorkflowError` for an invalid workflow or inputs."""
         definition = loads_workflow(source, filename)
         bound = bind_inputs(definition, dict(inputs or {}), from_strings=from_strings)
         rid = run_id or f"wr-{uuid.uuid4().hex[:16]}"
@@ -322,10 +331,13 @@ class WorkflowRuns:
         event = RunStarted(bound, now)
         rows: Journal = [("start", "input", event.type, event_to_json(event)),
                          ("notice/workflow_started", "notice", "workflow_started",
-                          _dumps({"workflow": definition.name, "version": version, "inputs": bound}))]
+                          _dumps({"workflow": definition.name, "version": version, "inputs": bound,
+                                  "directory": directory_of(filename),
+                                  **({"parent": dict(parent)} if parent else {})}))]
         insert = Stmt(
             "INSERT INTO workflow_runs (id, tenant_id, workflow, version, source, inputs, status, paused, "
-            "active_tasks, wake_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, 0, ?, ?, ?)",
+            "active_tasks, wake_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, 0, ?, ?, ?)"
+            + (" ON CONFLICT DO NOTHING" if parent else ""),
             (rid, tenant_id, definition.name, version, source, _dumps(bound), now, now, now))
 
         def op() -> Any:
@@ -460,6 +472,9 @@ class WorkflowRuns:
         run = await self.get_run(run_id, tenant_id=tenant_id)
         if run.status == "running" and not run.paused:
             await self._record(run, [RunPaused(self.clock())])
+        for cid in await self._children(run_id, tenant_id):
+            with contextlib.suppress(WorkflowRunNotFound):
+                await self.pause(cid, tenant_id=tenant_id)
         await self.drive(run_id)
         return await self.get_run(run_id, tenant_id=tenant_id)
 
@@ -468,6 +483,9 @@ class WorkflowRuns:
         run = await self.get_run(run_id, tenant_id=tenant_id)
         if run.status == "running" and run.paused:
             await self._record(run, [RunResumed(self.clock())])
+        for cid in await self._children(run_id, tenant_id):
+            with contextlib.suppress(WorkflowRunNotFound):
+                await self.resume(cid, tenant_id=tenant_id)
         await self.drive(run_id)
         return await self.get_run(run_id, tenant_id=tenant_id)
 
@@ -604,9 +622,17 @@ class WorkflowRuns:
             else:
                 active += 1
                 self._watch(run_id, task.id)
+        children: list[str] = []
         for a in actions:
             if isinstance(a, StartSubworkflow) and _running(state, a):
-                events.append(NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}' cannot run durably yet", now))
+                if a.not_before is not None and a.not_before > now:
+                    wake.append(a.not_before)
+                    continue
+                cid = child_run_id(run_id, a.node, a.attempt)
+                children.append(cid)
+                ended = await self._child(run, a, cid, notices)
+                if ended is not None:
+                    events.append(ended)
             elif isinstance(a, RequestApproval):
                 aid = approval_id(run_id, a.node, a.round)
                 updates.append(Stmt(
@@ -629,6 +655,8 @@ class WorkflowRuns:
                 notices.append((f"notice/approval_resolved/{aid}", "notice", "approval_resolved",
                                 _dumps({"approval_id": aid, "node": a.node, "round": a.round, "outcome": a.outcome,
                                         "decision": a.decision, "comment": a.comment, "decided_by": a.decided_by})))
+            elif isinstance(a, CancelTask) and isinstance(d.by_id.get(a.node), SubworkflowNode):
+                await self._cancel_child(child_run_id(run_id, a.node, a.attempt), a.reason)
             elif isinstance(a, CancelTask):
                 item = f"/{a.index}" if a.index is not None else ""
                 await self._cancel_task(run, f"wf:{run_id}:node/{a.node}{item}/{a.attempt}")
@@ -640,6 +668,10 @@ class WorkflowRuns:
                 else:
                     wake.append(ns.approval.deadline)
         finish = next((a for a in actions if isinstance(a, FinishRun)), None)
+        parent = await self._parent_of(run_id) if finish is not None else None
+        if parent is not None:  # the parent, parked on this child, is driven again (by any process)
+            updates.append(Stmt("UPDATE workflow_runs SET wake_at = ? WHERE id = ? AND status = 'running'",
+                                (now, parent)))
         if finish is not None:
             notices.append(("notice/workflow_finished", "notice", "workflow_finished",
                             _dumps({"status": str(finish.status), "error": finish.error, "outputs": finish.outputs})))
@@ -659,12 +691,79 @@ class WorkflowRuns:
         def op() -> Any:
             for stmt in updates:  # noqa: UP028 - the store sends each result back (a list iterator cannot take it)
                 yield stmt
+            if children and finish is None:
+                # A child that ended before this row was written had its wake-up overwritten: wake now.
+                marks = ", ".join("?" * len(children))
+                ended = yield Stmt(f"SELECT COUNT(*) FROM workflow_runs WHERE id IN ({marks}) AND status <> 'running'",
+                                   tuple(children), "val")
+                if ended:
+                    yield Stmt("UPDATE workflow_runs SET wake_at = ? WHERE id = ?", (now, run.id))
             if rows:
                 return (yield from _append(dialect, run.id, run.tenant_id, rows, now))
             return Outcome(value=[])
 
         written = (await self.store.run_op(op())).value
+        if parent is not None:
+            self._wake.set()
         return any(not k.startswith("notice/") for k in written)
+
+    async def _started(self, run_id: str) -> dict[str, Any]:
+        data = await self.store.fetch(Stmt(
+            "SELECT data FROM workflow_events WHERE run_id = ? AND key = 'notice/workflow_started'", (run_id,), "val"))
+        return json.loads(data) if data else {}
+
+    async def _parent_of(self, run_id: str) -> str | None:
+        parent = (await self._started(run_id)).get("parent")
+        return parent.get("run") if isinstance(parent, dict) else None
+
+    async def _child(self, run: WorkflowRun, a: StartSubworkflow, cid: str, notices: Journal) -> Event | None:
+        """Start the child run of `a` unless it exists; the node's result once the child ended, else None."""
+        now = self.clock()
+        key = f"{a.node}/{a.attempt}"
+        row = await self.store.fetch(Stmt(f"SELECT {_RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (cid,), "one"))
+        if row is None:
+            directory = (await self._started(run.id)).get("directory")
+            found = await find_child_source(self, a.workflow, run.tenant_id, directory)
+            if found is None:
+                return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}' was found nowhere (not registered "
+                                  "in the tenant, not beside the workflow's file, not a template)", now)
+            source, version, filename = found
+            try:
+                child = await self.start(source, a.inputs, tenant_id=run.tenant_id, run_id=cid, version=version,
+                                         filename=filename, drive=False,
+                                         parent={"run": run.id, "node": a.node, "attempt": a.attempt})
+            except WorkflowError as exc:
+                return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}': {exc}", now)
+            for hook in self.on_node_start:
+                hook(run.id, f"node/{key}")
+            notices.append((f"notice/subworkflow_started/{key}", "notice", "subworkflow_started",
+                            _dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid})))
+            if run.paused:
+                await self.pause(cid, tenant_id=run.tenant_id)
+            await self.drive(cid)
+            child = await self.get_run(cid, tenant_id=None)
+        else:
+            child = _run(row)
+        if child.status not in _TERMINAL:
+            return None
+        notices.append((f"notice/subworkflow_finished/{key}", "notice", "subworkflow_finished",
+                        _dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid,
+                                "status": child.status, "error": child.error})))
+        if child.status == "succeeded":
+            return NodeSucceeded(a.node, a.attempt, dict(child.outputs or {}), now)
+        return NodeFailed(a.node, a.attempt, f"subworkflow run {cid} {child.status}: {child.error}", now)
+
+    async def _cancel_child(self, cid: str, reason: str) -> None:
+        with contextlib.suppress(WorkflowRunNotFound):
+            child = await self.get_run(cid, tenant_id=None)
+            await self.cancel(cid, tenant_id=child.tenant_id, reason=reason)
+
+    async def _children(self, run_id: str, tenant_id: str) -> list[str]:
+        """The child runs of the run's subworkflow nodes that are running now."""
+        run, d = await self._load(run_id, tenant_id)
+        state, _ = replay(d, await self._journal(run_id))
+        return [child_run_id(run_id, n.id, state.nodes[n.id].attempts) for n in d.nodes
+                if isinstance(n, SubworkflowNode) and state.nodes[n.id].status == NodeStatus.RUNNING]
 
     async def _cancel_task(self, run: WorkflowRun, key: str) -> None:
         tid = await self.store.fetch(Stmt(
