@@ -21,6 +21,7 @@ The evaluator is in-process state: each server evaluates its own metrics (counte
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import operator
 import os
@@ -93,9 +94,7 @@ class AlertEvent:
     description: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "rule": self.rule, "severity": self.severity, "value": self.value,
-                "threshold": self.threshold, "operator": self.operator, "metric": self.metric,
-                "window_s": self.window_s, "at": self.at, "description": self.description}
+        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -4,38 +4,10 @@ also binding its ids to the log lines written inside it. Cheap when tracing is o
 
 from __future__ import annotations
 
-from contextvars import Token
-from types import TracebackType
 from typing import Any
 
-from .logs import _IDS
+from .logs import Scope
 from .tracing import _NULL, enabled, start_span
-
-
-class Scope:
-    """Binds log ids for a block and, when tracing is on, opens a span around it (`as` gives the span, or
-    None)."""
-
-    __slots__ = ("_ids", "_span", "_token")
-
-    def __init__(self, ids: dict[str, str], span: Any) -> None:
-        self._ids = ids
-        self._span = span
-        self._token: Token[Any] | None = None
-
-    def __enter__(self) -> Any:
-        outer = _IDS.get()
-        self._token = _IDS.set({**outer, **self._ids} if outer else self._ids)
-        return self._span.__enter__() if self._span is not None else None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            if self._span is not None:
-                self._span.__exit__(kind, exc, tb)
-        finally:
-            if self._token is not None:
-                _IDS.reset(self._token)
 
 
 def invoke_agent(agent_id: str, name: str, provider: str, model: str, step: str) -> Scope:

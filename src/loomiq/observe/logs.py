@@ -22,9 +22,9 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar, Token
+from types import TracebackType
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
@@ -35,21 +35,36 @@ ID_FIELDS = ("tenant", "project", "task_id", "run_id", "workflow", "workflow_run
 """The correlation ids a line may carry, in the order they are printed."""
 
 
-@contextmanager
-def bind_ids(**ids: str | None) -> Iterator[None]:
-    """Within the block, every log line carries these ids (added to those bound outside it).
+class Scope:
+    """Binds log ids for a block and, when tracing is on, opens a span around it (`as` gives the span, or
+    None)."""
 
-    One context-variable set and reset: cheap enough for every run and agent call."""
-    outer = _IDS.get()
-    merged = dict(outer) if outer else {}
-    for key, value in ids.items():
-        if value is not None:
-            merged[key] = value
-    token = _IDS.set(merged)
-    try:
-        yield
-    finally:
-        _IDS.reset(token)
+    __slots__ = ("_ids", "_span", "_token")
+
+    def __init__(self, ids: dict[str, str], span: Any) -> None:
+        self._ids = ids
+        self._span = span
+        self._token: Token[Any] | None = None
+
+    def __enter__(self) -> Any:
+        outer = _IDS.get()
+        self._token = _IDS.set({**outer, **self._ids} if outer else self._ids)
+        return self._span.__enter__() if self._span is not None else None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if self._span is not None:
+                self._span.__exit__(kind, exc, tb)
+        finally:
+            if self._token is not None:
+                _IDS.reset(self._token)
+
+
+def bind_ids(**ids: str | None) -> Scope:
+    """Within the block (``with bind_ids(...)``), every log line carries these ids (added to those bound outside
+    it; None values are left out). One context-variable set and reset: cheap enough for every run."""
+    return Scope({k: v for k, v in ids.items() if v is not None}, None)
 
 
 def current_ids() -> Mapping[str, str]:
