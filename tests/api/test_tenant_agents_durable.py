@@ -158,8 +158,7 @@ async def test_a_separate_worker_process_runs_a_task_naming_a_tenant_agent(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", *entry, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(path)),
-             # runpy warns that `python -m loomiq.engine.worker` finds its module imported by its package.
-             "PYTHONWARNINGS": "error,ignore::RuntimeWarning:runpy"})
+             "PYTHONWARNINGS": "error"})
     try:
         assert proc.stdout is not None and proc.stderr is not None
         line = await proc.stdout.readline()

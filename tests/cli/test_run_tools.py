@@ -58,8 +58,7 @@ def test_a_worker_runs_tools_with_the_settings_of_loomiq_yaml(entry: str, tmp_pa
     task_id = submitted.stdout.strip()
     args = ["worker", "--concurrency", "1"] if entry == "loomiq.cli" else ["--concurrency", "1"]
     w = subprocess.Popen([sys.executable, "-m", entry, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         # runpy warns that `python -m loomiq.engine.worker` finds its package imported first
-                         text=True, env={**cli_env(), "PYTHONWARNINGS": "error,ignore::RuntimeWarning:runpy"})
+                         text=True, env={**cli_env(), "PYTHONWARNINGS": "error"})
     try:
         waited = cli("wait", task_id, "--json", timeout=90)
     finally:

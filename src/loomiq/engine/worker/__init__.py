@@ -25,8 +25,9 @@ Subprocess::
     python -m loomiq.engine.worker --concurrency 8 [--database-url URL] [--config loomiq.yaml]
         [--drain-s 30] [--lease-s 10] [--renew-s 3] [--worker-id ID]
 
-prints one JSON line ``{"event": "worker_ready", ...}`` once it claims, and exits 0 after SIGTERM
-or SIGINT once its tasks are finished or handed back.
+(the package's ``__main__`` module, which calls `main`) prints one JSON line ``{"event":
+"worker_ready", ...}`` once it claims, and exits 0 after SIGTERM or SIGINT once its tasks are
+finished or handed back.
 """
 
 from __future__ import annotations
@@ -39,18 +40,17 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..runtime.options import count, non_negative_seconds, positive_seconds
-from . import _ops
-from ._ops import Claim
-from .engine import EngineConfig, TaskEngine
-from .errors import EngineClosed
-from .task import WorkerID
+from ...runtime.options import count, non_negative_seconds, positive_seconds
+from .. import _ops
+from .._ops import Claim
+from ..engine import EngineConfig, TaskEngine
+from ..errors import EngineClosed
+from ..task import WorkerID
 
 logger = logging.getLogger("loomiq.engine")
 
@@ -208,11 +208,11 @@ class Worker:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..agents import AgentRegistry
-    from ..config import load_agents, load_tools
-    from ..strategies import StrategyRunner
-    from .store import database_url
-    from .workflow_runs import WorkflowRuns
+    from ...agents import AgentRegistry
+    from ...config import load_agents, load_tools
+    from ...strategies import StrategyRunner
+    from ..store import database_url
+    from ..workflow_runs import WorkflowRuns
 
     where = Path(args.config) if args.config else None
     registry = AgentRegistry(load_agents(where))
@@ -263,7 +263,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the most tasks running at once on the whole database (default: $LOOMIQ_MAX_RUNNING)")
     args = p.parse_args(argv)
     return asyncio.run(_main(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
