@@ -83,6 +83,7 @@ def _hostile(annotation: str) -> Any:
         "str": HOSTILE, "str | None": HOSTILE, "int": 2, "float": 1.5, "bool": False,
         "tuple[str, ...]": (HOSTILE, HOSTILE), "tuple[int, ...]": (0, 1), "dict[str, int]": {"total_tokens": 3},
         "dict[str, Any]": {HOSTILE: HOSTILE}, "StepResult": step, "RunResult": result, "ToolCallRecord": record,
+        "int | None": 1, "float | None": 2.5, "str | int": HOSTILE, "dict[str, Any] | None": {HOSTILE: [HOSTILE]},
     }[annotation]
 
 

@@ -131,6 +131,7 @@ def result_from_dict(d: Mapping[str, Any]) -> RunResult:
 _SCALARS: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
     "str | None": (str, type(None)), "int | None": (int, type(None)), "float | None": (int, float, type(None)),
+    "str | int": (str, int),
 }
 _RECORDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "StepResult": (step_to_dict, step_from_dict),
@@ -151,7 +152,7 @@ class _Field:
         elif annotation.startswith("tuple["):
             self.kind = "tuple"
         elif annotation.startswith(("dict[", "Mapping[")):
-            self.kind = "dict"
+            self.kind = "dict?" if annotation.endswith(" | None") else "dict"
         else:
             self.kind = "value"
 
@@ -180,7 +181,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         v = getattr(event, f.name)
         if f.kind == "tuple":
             v = list(v)
-        elif f.kind == "dict":
+        elif f.kind == "dict" or f.kind == "dict?" and v is not None:
             v = dict(v)
         elif f.kind in _RECORDS:
             v = _RECORDS[f.kind][0](v)
@@ -222,7 +223,10 @@ def decode_event(data: Mapping[str, Any] | str | bytes) -> Event:
                                            f"value, expected {' or '.join(t.__name__ for t in f.check)}")
             elif f.kind == "tuple":
                 v = tuple(v)
-            elif f.kind == "dict":
+            elif f.kind == "dict" or f.kind == "dict?" and v is not None:
+                if not isinstance(v, Mapping):
+                    raise EventDecodeError(f"field {f.name!r} of a {type_!r} event has a {type(v).__name__} "
+                                           "value, expected an object")
                 v = dict(v)
             elif f.kind in _RECORDS:
                 v = _RECORDS[f.kind][1](v)

@@ -6,14 +6,17 @@ slotted dataclasses, each with a ``type: Literal[...]`` discriminator (its last 
   retried, handed back, finished).
 - Tool events (`ToolEvent`, run events too): what an agent's tool calls did (the tool loop's own
   observer events, `loomiq.tools.ToolCallEvent`, become these inside a run).
+- Workflow events (`WorkflowEvent`): what a durable workflow run's log shows (started, a node
+  started or finished, an approval requested or resolved, a child run, paused, resumed, finished).
 
 Their JSON form is defined once, in `loomiq.runtime.event_json` (`encode_event`, `event_to_dict`,
 `decode_event`); ``event.to_dict()`` is a shortcut to it. The CLI's display, the API's SSE and
 WebSocket streams and the metrics all match on these classes. `docs/events.md` lists every type.
 
 Adding a type: define its class here (fields of JSON types: str, int, float, bool, None, tuples and
-dicts of them), with ``type: Literal["name"] = "name"`` last, and add it to its union below. The
-codec handles it from its fields; a field holding another record needs one entry in `event_json`.
+dicts of them), with ``type: Literal["name"] = "name"`` last, and add it to its union below and to
+`Event`. The codec handles it from its fields; a field holding another record needs one entry in
+`event_json`.
 """
 
 from __future__ import annotations
@@ -238,6 +241,137 @@ class TaskFinished(_JsonForm):
 LifecycleEvent = TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
 """Every lifecycle event the engine logs."""
 
+
+# -- workflow run events (a durable workflow run's stream) --------------------------------------
+# A workflow run's log (`loomiq.engine.WorkflowRuns.events`) holds these, each once, numbered by the
+# run's journal; the run they belong to is the log's (the API's SSE frame carries it beside them).
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStarted(_JsonForm):
+    """A workflow run began: the workflow (its registered `version`, 0 when it was not registered),
+    its checked inputs, the directory of the file it was started from (where its subworkflows are
+    looked up; None when not started from a file) and, for a subworkflow's child run, its `parent`
+    (``{run, node, attempt}``)."""
+
+    workflow: str
+    version: int
+    inputs: dict[str, Any]
+    directory: str | None = None
+    parent: dict[str, Any] | None = None
+    type: Literal["workflow_started"] = "workflow_started"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted(_JsonForm):
+    """A task node's attempt (of item `index` for a parallel node) was submitted as the engine task
+    `task_id`."""
+
+    node: str
+    attempt: int
+    index: int | None
+    task_id: str
+    type: Literal["node_started"] = "node_started"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFinished(_JsonForm):
+    """A task node's attempt ended with its engine task's `status` (completed, failed, cancelled,
+    timed_out) and `error`."""
+
+    node: str
+    attempt: int
+    index: int | None
+    status: str
+    error: str | None
+    type: Literal["node_finished"] = "node_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested(_JsonForm):
+    """An approval node's round waits for answers: the approval's id (``<run>.<node>.<round>``), its
+    message, who may answer (``{roles, subjects}``), what is required (``any``, ``all`` or a count)
+    and its deadline (epoch seconds, or None)."""
+
+    approval_id: str
+    node: str
+    round: int
+    message: str
+    approvers: dict[str, Any]
+    require: str | int
+    deadline: float | None
+    type: Literal["approval_requested"] = "approval_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResolved(_JsonForm):
+    """An approval closed: `outcome` (approved, rejected, timed_out, escalated, cancelled), the
+    decision taken, its comment and who decided (None when nobody did)."""
+
+    approval_id: str
+    node: str
+    round: int
+    outcome: str
+    decision: str | None
+    comment: str | None
+    decided_by: str | None
+    type: Literal["approval_resolved"] = "approval_resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class SubworkflowStarted(_JsonForm):
+    """A subworkflow node's attempt started its child run (`run_id`: the child's id,
+    ``<run>.<node>.<attempt>``) of `workflow`."""
+
+    node: str
+    attempt: int
+    workflow: str
+    run_id: str
+    type: Literal["subworkflow_started"] = "subworkflow_started"
+
+
+@dataclass(frozen=True, slots=True)
+class SubworkflowFinished(_JsonForm):
+    """A subworkflow node's child run ended (`status`: succeeded, failed, cancelled; `error` why)."""
+
+    node: str
+    attempt: int
+    workflow: str
+    run_id: str
+    status: str
+    error: str | None
+    type: Literal["subworkflow_finished"] = "subworkflow_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPaused(_JsonForm):
+    """The run was paused: nothing new starts until it is resumed (running nodes finish)."""
+
+    type: Literal["workflow_paused"] = "workflow_paused"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResumed(_JsonForm):
+    """The run was resumed after a pause."""
+
+    type: Literal["workflow_resumed"] = "workflow_resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFinished(_JsonForm):
+    """The run ended (`status`: succeeded, failed, cancelled) with its error and outputs: the last
+    event of its log."""
+
+    status: str
+    error: str | None
+    outputs: dict[str, Any] | None
+    type: Literal["workflow_finished"] = "workflow_finished"
+
+
+WorkflowEvent = (WorkflowStarted | NodeStarted | NodeFinished | ApprovalRequested | ApprovalResolved
+                 | SubworkflowStarted | SubworkflowFinished | WorkflowPaused | WorkflowResumed | WorkflowFinished)
+"""Every event of a durable workflow run's log."""
+
 ToolEvent = ToolStarted | ToolSerialized | ToolFinished | ToolRefused
 """The run events about tool calls."""
 
@@ -245,6 +379,8 @@ Event = (
     RunStarted | StepStarted | StepDelta | AgentFailedOver | StepFinished | RunFinished
     | TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
     | ToolStarted | ToolSerialized | ToolFinished | ToolRefused
+    | WorkflowStarted | NodeStarted | NodeFinished | ApprovalRequested | ApprovalResolved | SubworkflowStarted
+    | SubworkflowFinished | WorkflowPaused | WorkflowResumed | WorkflowFinished
 )
 """The closed union of every event loomiq emits; ``type`` tells them apart."""
 
