@@ -9,11 +9,34 @@ parent, parked meanwhile, is driven again by any process (`WorkflowRuns.serve`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
+from typing import Any
 
+from ..workflows import (
+    Event,
+    NodeFailed,
+    NodeStatus,
+    NodeSucceeded,
+    StartSubworkflow,
+    SubworkflowNode,
+    WorkflowError,
+    replay,
+)
 from ._ops import Stmt
+from ._workflow_rows import (
+    RUN_COLUMNS,
+    TERMINAL,
+    Journal,
+    RunsBase,
+    WorkflowRun,
+    WorkflowRunNotFound,
+    dumps,
+    run_from_row,
+)
 
-__all__ = ["child_run_id", "directory_of", "find_child_source"]
+__all__ = ["ChildrenMixin", "child_run_id", "directory_of", "find_child_source"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -32,12 +55,12 @@ def directory_of(filename: str) -> str | None:
         return None
 
 
-async def find_child_source(runs: object, name: str, tenant_id: str, directory: str | None
+async def find_child_source(runs: RunsBase, name: str, tenant_id: str, directory: str | None
                             ) -> tuple[str, int, str] | None:
     """(source, registered version or 0, filename) of the workflow `name`, as the loader resolves a
     subworkflow: a workflow registered in the tenant, else ``NAME.yaml|.yml|.json`` beside the parent's
     file (when it was started from one), else the shipped template; None when found nowhere."""
-    store = runs.store  # type: ignore[attr-defined]
+    store = runs.store
     row = await store.fetch(Stmt(
         "SELECT version, source FROM workflow_definitions WHERE tenant_id = ? AND name = ? "
         "ORDER BY version DESC LIMIT 1", (tenant_id, name), "one"))
@@ -56,3 +79,66 @@ async def find_child_source(runs: object, name: str, tenant_id: str, directory: 
     if name in template_names():
         return template_text(name), 0, f"template:{name}"
     return None
+
+
+class ChildrenMixin(RunsBase):
+    """`WorkflowRuns`' subworkflow nodes: starting, reading and cancelling their child runs."""
+
+    async def _started(self, run_id: str) -> dict[str, Any]:
+        data = await self.store.fetch(Stmt(
+            "SELECT data FROM workflow_events WHERE run_id = ? AND key = 'notice/workflow_started'", (run_id,), "val"))
+        return json.loads(data) if data else {}
+
+    async def _parent_of(self, run_id: str) -> str | None:
+        parent = (await self._started(run_id)).get("parent")
+        return parent.get("run") if isinstance(parent, dict) else None
+
+    async def _child(self, run: WorkflowRun, a: StartSubworkflow, cid: str, notices: Journal) -> Event | None:
+        """Start the child run of `a` unless it exists; the node's result once the child ended, else None."""
+        now = self.clock()
+        key = f"{a.node}/{a.attempt}"
+        row = await self.store.fetch(Stmt(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (cid,), "one"))
+        if row is None:
+            directory = (await self._started(run.id)).get("directory")
+            found = await find_child_source(self, a.workflow, run.tenant_id, directory)
+            if found is None:
+                return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}' was found nowhere (not registered "
+                                  "in the tenant, not beside the workflow's file, not a template)", now)
+            source, version, filename = found
+            try:
+                child = await self.start(source, a.inputs, tenant_id=run.tenant_id, run_id=cid, version=version,
+                                         filename=filename, drive=False,
+                                         parent={"run": run.id, "node": a.node, "attempt": a.attempt})
+            except WorkflowError as exc:
+                return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}': {exc}", now)
+            for hook in self.on_node_start:
+                hook(run.id, f"node/{key}")
+            notices.append((f"notice/subworkflow_started/{key}", "notice", "subworkflow_started",
+                            dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid})))
+            if run.paused:
+                await self.pause(cid, tenant_id=run.tenant_id)
+            await self.drive(cid)
+            child = await self.get_run(cid, tenant_id=None)
+        else:
+            child = run_from_row(row)
+        if child.status not in TERMINAL:
+            return None
+        notices.append((f"notice/subworkflow_finished/{key}", "notice", "subworkflow_finished",
+                        dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid,
+                                "status": child.status, "error": child.error})))
+        if child.status == "succeeded":
+            return NodeSucceeded(a.node, a.attempt, dict(child.outputs or {}), now)
+        return NodeFailed(a.node, a.attempt, f"subworkflow run {cid} {child.status}: {child.error}", now)
+
+    async def _cancel_child(self, cid: str, reason: str) -> None:
+        with contextlib.suppress(WorkflowRunNotFound):
+            child = await self.get_run(cid, tenant_id=None)
+            await self.cancel(cid, tenant_id=child.tenant_id, reason=reason)
+
+    async def _children(self, run_id: str, tenant_id: str) -> list[str]:
+        """The child runs of the run's subworkflow nodes that are running now."""
+        run, d = await self._load(run_id, tenant_id)
+        state, _ = replay(d, await self._journal(run_id))
+        return [child_run_id(run_id, n.id, state.nodes[n.id].attempts) for n in d.nodes
+                if isinstance(n, SubworkflowNode) and state.nodes[n.id].status == NodeStatus.RUNNING]
+
