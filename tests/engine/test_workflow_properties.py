@@ -1,4 +1,4 @@
-"""Property test of durable runs (hypothesis, SQLite): random DAGs of task nodes, some failing, with
+"""Property test of durable runs (hypothesis, SQLite and PostgreSQL): random DAGs of task nodes, some failing, with
 random `on` conditions, run on the engine with a worker and two drivers: every node's task is
 submitted at most once, only after every node it needs has settled, a skipped node submits nothing,
 and the run ends with the state the pure semantics give for the same outcomes."""
@@ -6,9 +6,11 @@ and the run ends with the state the pure semantics give for the same outcomes.""
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +18,7 @@ from loomiq import Orchestrator, ScriptedModel
 from loomiq.engine import Worker, WorkflowRuns
 from loomiq.engine._ops import Stmt
 from loomiq.workflows import NodeFailed, NodeSucceeded, RunStarted, StartTask, advance, initial_state, loads_workflow
-from tests.engine.conftest import FAST, scripted
+from tests.engine.conftest import FAST, database, scripted
 
 
 @st.composite
@@ -53,10 +55,15 @@ def expected(source: str, failing: set[str]) -> dict[str, str]:
     return {k: str(v.status) for k, v in state.nodes.items()}
 
 
-async def run_durably(source: str, tmp: Path) -> tuple[dict[str, str], list[tuple[str, float, float]]]:
+async def run_durably(source: str, kind: str, tmp: Path) -> tuple[dict[str, str], list[tuple[str, float, float]]]:
+    async with database(kind, tmp) as url:  # a fresh database (PostgreSQL: a schema) per example
+        return await _run_durably(source, url)
+
+
+async def _run_durably(source: str, url: str) -> tuple[dict[str, str], list[tuple[str, float, float]]]:
     broken = scripted("broken", ScriptedModel(failures={i: "server_error" for i in range(50)}))
     orch = Orchestrator([scripted("a0"), broken])
-    engine = await orch.open_engine(f"sqlite:///{tmp / 'p.db'}", config=FAST)
+    engine = await orch.open_engine(url, config=FAST)
     drivers = [WorkflowRuns(engine), WorkflowRuns(engine)]
     worker = Worker(engine, concurrency=4)
     working = asyncio.create_task(worker.run())
@@ -78,12 +85,26 @@ async def run_durably(source: str, tmp: Path) -> tuple[dict[str, str], list[tupl
         await orch.aclose()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dags())
-def test_random_dags_run_each_node_once_after_its_needs(dag: tuple[str, set[str]]) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """The dialect; PostgreSQL is skipped (failed under $CI) when no server answers, as elsewhere."""
+    if request.param == "postgresql":
+        from tests.engine.conftest import postgres_url
+
+        if asyncio.run(postgres_url()) is None:
+            if os.environ.get("CI"):
+                pytest.fail("PostgreSQL is required in CI and none answered")
+            pytest.skip("no PostgreSQL server answered (set LOOMIQ_TEST_POSTGRES_URL)")
+    return str(request.param)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(dag=dags())
+def test_random_dags_run_each_node_once_after_its_needs(kind: str, dag: tuple[str, set[str]]) -> None:
     source, failing = dag
     with tempfile.TemporaryDirectory() as tmp:
-        statuses, tasks = asyncio.run(run_durably(source, Path(tmp)))
+        statuses, tasks = asyncio.run(run_durably(source, kind, Path(tmp)))
     assert statuses == expected(source, failing)
     keys = [k for k, _, _ in tasks]
     assert len(keys) == len(set(keys))  # each node's task once
