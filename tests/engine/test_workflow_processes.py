@@ -11,7 +11,7 @@ from pathlib import Path
 from loomiq import Orchestrator
 from loomiq.engine import WorkflowRuns
 from loomiq.engine._ops import Stmt
-from tests.engine._procs import check_durable_run, read_ledger, step_rows, submit_agents, worker_pool
+from tests.engine._procs import check_durable_run, read_ledger, step_rows, submit_agents, wait_ledger, worker_pool
 from tests.engine.conftest import FAST, eventually
 from tests.workflows.conftest import RELEASE_NOTES
 
@@ -118,3 +118,119 @@ async def test_cancel_reaches_a_node_running_in_another_process_within_2_s(db_ur
 
 async def _task_ended(engine: object, task_id: str) -> bool:
     return (await engine.get_task(task_id)).terminal  # type: ignore[attr-defined,no-any-return]
+
+
+KILL_CHILD = """\
+name: kchild
+inputs:
+  topic: {type: string}
+nodes:
+  c1:
+    kind: task
+    strategy: single
+    agents: [a0]
+    prompt: "First on ${{ inputs.topic }}"
+  c2:
+    kind: task
+    strategy: single
+    agents: [a1]
+    needs: [c1]
+    prompt: "Second after ${{ nodes.c1.output }}"
+outputs:
+  said: ${{ nodes.c2.output }}
+"""
+
+KILL_PARENT = """\
+name: kparent
+nodes:
+  pre:
+    kind: task
+    strategy: single
+    agents: [a2]
+    prompt: "Before the child"
+  sub:
+    kind: subworkflow
+    workflow: kchild
+    needs: [pre]
+    inputs:
+      topic: ${{ nodes.pre.output }}
+  post:
+    kind: task
+    strategy: single
+    agents: [a3]
+    needs: [sub]
+    prompt: "After ${{ nodes.sub.output.said }}"
+"""
+
+
+async def test_kill_9_while_a_subworkflow_child_runs(db_url: str, tmp_path: Path) -> None:
+    """Every worker is killed (SIGKILL) while the child run's first node calls its model, and again
+    while its second node does (its first node finished); fresh workers finish the child, the parent
+    continues with the child's output, and no finished node ran twice: one task per node, one
+    attempt of each node in both runs, no finished model call repeated (the ledger), each notice once."""
+    orch = Orchestrator(submit_agents())
+    engine = await orch.open_engine(db_url, config=FAST)
+    runs = WorkflowRuns(engine)
+    killed: set[int] = set()
+    ledger = tmp_path / "ledger.jsonl"
+    try:
+        await runs.register(KILL_CHILD)
+        async with worker_pool(db_url, tmp_path, workflows=1, lease_s=2.0, renew_s=0.5,
+                               latency_min=0.8, latency_max=1.0) as start:
+            run = await runs.start(KILL_PARENT)
+            await runs.close()  # this process only submitted: the workers' drivers take it from here
+            child = f"{run.id}.sub.1"
+            workers = [await start("w1"), await start("w2")]
+            for node in ("c1", "c2"):
+                task_id = await _task_of(engine, child, node)
+                await wait_ledger(ledger, lambda line, t=task_id: line["ev"] == "start" and line["task"] == t,
+                                  timeout_s=60)
+                assert (await runs.get_run(child)).status == "running"
+                for w in workers:
+                    killed.add(w.pid)
+                    await w.kill()
+                workers = [await start("w1"), await start("w2")]
+            await eventually(lambda: _finished(runs, run.id), timeout_s=90, every_s=0.1)
+            for w in workers:
+                await w.stop()
+        done = await runs.get_run(run.id)
+        assert done.status == "succeeded", done.error
+        assert (await runs.get_run(child)).status == "succeeded"
+        for rid, nodes in ((run.id, ("pre", "sub", "post")), (child, ("c1", "c2"))):
+            state = await runs.state(rid)
+            for node in nodes:
+                assert (str(state.nodes[node].status), state.nodes[node].attempts) == ("succeeded", 1), (rid, node)
+        rows = await engine.store.fetch(Stmt(
+            "SELECT idempotency_key, id FROM tasks ORDER BY created_at", (), "all"))
+        assert [r[0] for r in rows] == [f"wf:{run.id}:node/pre/1", f"wf:{child}:node/c1/1",
+                                        f"wf:{child}:node/c2/1", f"wf:{run.id}:node/post/1"]
+        post = await engine.get_task(rows[-1][1])
+        c2 = await engine.get_task(rows[2][1])
+        assert post.request.prompt == f"After {c2.output}"  # the parent continued with the child's output
+        report = await check_durable_run(engine, [r[1] for r in rows], read_ledger(ledger), killed, calls_per_task=1)
+        assert report.problems == [], report.problems
+        assert report.attempts["lost"] >= 2  # both kills took a node's attempt down (resumed by another worker)
+        parent_notices = [e["type"] for e in await runs.events(run.id)]
+        assert parent_notices.count("subworkflow_started") == 1 and parent_notices.count("subworkflow_finished") == 1
+        assert parent_notices.count("node_started") == 2 and parent_notices.count("workflow_finished") == 1
+        child_notices = [e["type"] for e in await runs.events(child)]
+        assert child_notices.count("node_started") == 2 and child_notices.count("node_finished") == 2
+        assert child_notices.count("workflow_started") == 1 and child_notices.count("workflow_finished") == 1
+    finally:
+        await runs.close()
+        await orch.aclose()
+
+
+async def _task_of(engine: object, run_id: str, node: str) -> str:
+    """The id of the engine task of `node`'s first attempt in run `run_id`, once it was submitted."""
+    found: list[str] = []
+
+    async def submitted() -> bool:
+        tid = await engine.store.fetch(Stmt(  # type: ignore[attr-defined]
+            "SELECT id FROM tasks WHERE idempotency_key = ?", (f"wf:{run_id}:node/{node}/1",), "val"))
+        if tid is not None:
+            found.append(tid)
+        return tid is not None
+
+    await eventually(submitted, timeout_s=60, every_s=0.05)
+    return found[0]
