@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loomiq import Agent, Orchestrator, ScriptedModel, StepResult
-from loomiq.engine import DependencyError, LeaseLost, TaskEngine, TaskRetry, _ops
+from loomiq.engine import DependencyError, LeaseLost, TaskEngine, TaskRetry, _ops, _records
 from loomiq.engine._queue import find_cycle_in
 from loomiq.engine.task import WorkerID
 from tests.factories import NO_RETRY, PromptLog, make_agent
@@ -357,7 +357,7 @@ class Holders:
                 t.log.append(("task_handed_back", len(t.attempts), holder))
             else:
                 end = _ops.RunEnd(status, None if status == "completed" else "why", "out", 0, 0, 0.0, None)
-                op, fast = _ops.finish_op(d, tid, epoch, seq, end, now, FAST.aging_s, TaskRetry())
+                op, fast = _records.finish_op(d, tid, epoch, seq, end, now, FAST.aging_s, TaskRetry())
                 if kind == "finish_fast":  # as the engine ends a run: the record the writer may batch
                     ending = store.start_op(op, fence=tid, fast=fast)
                     store.expedite()

@@ -19,11 +19,12 @@ Durable workflow runs (`WorkflowRuns`, in `workflow_runs`) live in the same data
 are tasks of this engine, their approvals rows that park a run without holding anything.
 The engine runs tasks through a `loomiq.runtime.Runner` (the orchestrator's `StrategyRunner`) and
 never imports what composes it. The machinery lives in private modules: `_ops` (every transaction,
-written once), `_queue` (pure ordering and retry decisions), `_schema` (migrations), `_sqlite` and
-`_postgres` (the dialects).
+written once, over the vocabulary of `_stmt`; `_records` the two hot ones as records written set-wide),
+`_queue` (pure ordering and retry decisions), `_schema` (migrations), `_sqlite` and `_postgres` (the
+dialects), `_submission` (requests), `_leases` (the runs this process holds).
 """
 
-from ._ops import Claim
+from ._stmt import Claim
 from ._text import check_text
 from .agent_stats import AgentStatsRecorder, read_agent_stats
 from .context import DurableContext, TaskLog

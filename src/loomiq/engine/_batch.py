@@ -15,7 +15,8 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from ._ops import FastOp, FinishFinal, Op, Outcome, SubmitClaimed
+from ._records import FastOp, FinishFinal, SubmitClaimed
+from ._stmt import Op, Outcome
 from .errors import LeaseLost
 
 STEP, EVENT, OP, BARRIER, STOP = range(5)
@@ -110,7 +111,7 @@ def resolve(fut: asyncio.Future[Any] | None, value: Any) -> None:
 
 class Segment:
     """Indexes into a batch of what one segment writes set-wide: the claimed submissions, the journal
-    and event rows, and the ends of runs that have a record (`_ops.FastOp`)."""
+    and event rows, and the ends of runs that have a record (`_records.FastOp`)."""
 
     __slots__ = ("finishes", "rows", "submits")
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ._codec import event_from_row
-from ._ops import Stmt
+from ._stmt import Stmt
 from .errors import EngineClosed
 from .events import FINAL_EVENT, MAX_SEQ
 from .store import Store

@@ -4,9 +4,9 @@ Each operation is a generator: it yields `Stmt`s and receives their results, and
 A dialect drives it inside one savepoint of its current group-commit batch: SQLite synchronously,
 PostgreSQL with awaits on the batch's connection. The logic (who may write what, state transitions,
 fencing, dependency propagation) lives here only; the drivers only run SQL. The two operations every
-durable run queues (its claimed submission and its end) also come as records (`SubmitClaimed`,
-`FinishFinal`) that a dialect writes set-wide for a whole batch, handing a record it could not write
-to its operation.
+durable run queues (its claimed submission and its end) also come as records (`_records`) that a
+dialect writes set-wide for a whole batch, handing a record it could not write to its operation.
+Statements, operations, dialects, outcomes and claims are defined in `_stmt` (and importable from here).
 
 Invariants every operation keeps:
 - A holder's write names its lease epoch and changes nothing unless the task is still ``running``
@@ -18,12 +18,16 @@ Invariants every operation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ._codec import TASK_COLUMNS, lifecycle_json, request_from_json, task_from_row
 from ._queue import after_run, sort_key
+from ._stmt import Claim as Claim
+from ._stmt import Dialect as Dialect
+from ._stmt import Op as Op
+from ._stmt import Outcome as Outcome
+from ._stmt import Stmt as Stmt
 from .errors import DependencyError, LeaseLost, TaskNotFound
 from .events import (
     LifecycleEvent,
@@ -36,73 +40,6 @@ from .events import (
     TaskWaiting,
 )
 from .task import Task, TaskEvent, TaskID, TaskRequest, TaskRetry, WorkerID
-
-Mode = Literal["exec", "one", "all", "val", "many"]
-R = TypeVar("R")
-
-
-@dataclass(slots=True)  # not frozen: built for every statement, and a frozen __init__ is slow
-class Stmt:
-    """One SQL statement (``?`` placeholders) and what to return: the rowcount (`exec`), the first
-    row (`one`), all rows (`all`), the first column of the first row (`val`), or nothing (`many`,
-    an executemany over `args`)."""
-
-    sql: str
-    args: Sequence[Any]
-    mode: Mode = "exec"
-
-
-Op = Generator[Stmt, Any, R]
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """The few SQL differences the operations care about."""
-
-    name: str
-    for_update: str = ""
-    for_share: str = ""
-    skip_locked: str = ""
-    notify_channel: str | None = None
-    """PostgreSQL: the NOTIFY channel prefix; None where there is no NOTIFY (SQLite)."""
-
-    def in_(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        """``column IN (...)`` for `values`, and its arguments."""
-        if self.name == "postgresql":
-            return f"{column} = ANY(?)", [list(values)]
-        return f"{column} IN ({','.join('?' * len(values))})", list(values)
-
-    def notify(self, kind: str, payload: str) -> Stmt | None:
-        """The statement waking other processes about `kind` (tasks, cancel), if the dialect can."""
-        if self.notify_channel is None:
-            return None
-        return Stmt("SELECT pg_notify(?, ?)", (f"{self.notify_channel}_{kind}", payload), "exec")
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A task claimed by a holder: the task, the lease epoch its writes must carry, and the next
-    event sequence number the holder assigns."""
-
-    task: Task
-    epoch: int
-    next_seq: int
-    deadline_at: float | None
-
-    @property
-    def resumed(self) -> bool:
-        """True when an earlier holder ran this task (its journal may have steps to replay)."""
-        return self.epoch > 1
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What an operation did, for the store to act on once the batch committed."""
-
-    value: Any = None
-    events: list[TaskEvent] = field(default_factory=list)
-    work: bool = False
-    """Some task became claimable: wake this process's workers."""
 
 
 def _event(
@@ -266,134 +203,6 @@ _PG_SUBMIT_CLAIMED = (
     "(VALUES (1, 0, ?::text, ?::text), (2, 1, ?::text, ?::text)) AS v(seq, epoch, type, data)) "
     "SELECT id FROM t"
 )
-
-
-# -- the hot operations as data ----------------------------------------------------------------
-#
-# A durable run submits its task claimed (`submit` with a holder) and records its end (`finish`). The
-# engine queues those operations together with their parameters as one of the two records below, and
-# a store writes the records of a whole batch with a few set-wide statements (one `executemany` per
-# table on SQLite, one statement for all on PostgreSQL) instead of driving each operation. A record the
-# set-wide statements did not write (a task id that exists already, a lease taken over, a task others
-# depend on) is handed to its operation, which then runs as usual and decides.
-
-
-@dataclass(slots=True)
-class SubmitClaimed:
-    """`submit` of a fresh task claimed at submission by `holder`: no dependency, no idempotency key."""
-
-    task_id: str
-    tenant: str
-    priority: str
-    sort_key: float
-    now: float
-    request_json: str
-    holder: str
-    lease_expires: float
-    timeout_s: float | None
-    deadline_at: float | None
-    claim: Claim
-
-    def task_row(self) -> tuple[Any, ...]:
-        """The values of `SUBMIT_TASK_COLUMNS`."""
-        now = self.now
-        return (self.task_id, self.tenant, self.priority, self.sort_key, now, self.request_json, now, self.holder,
-                self.lease_expires, now, self.timeout_s, self.deadline_at)
-
-    def event_rows(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """The task's first two events (queued, started) as rows of the events table."""
-        tid, tenant, now = self.task_id, self.tenant, self.now
-        queued = lifecycle_json(TaskQueued(self.priority))
-        started = lifecycle_json(TaskStarted(1, 1, self.holder, False))
-        return ((tid, 1, tenant, 0, "task_queued", queued, now), (tid, 2, tenant, 1, "task_started", started, now))
-
-    def outcome(self, listening: Callable[[str], bool]) -> Outcome:
-        """What the `submit` operation would have returned (its events only when someone in this
-        process follows the task: they are only delivered here)."""
-        tid = self.claim.task.id
-        if not listening(tid):
-            return Outcome(self.claim)
-        return Outcome(self.claim, [
-            TaskEvent(tid, 1, "task_queued", TaskQueued(self.priority).to_dict()),
-            TaskEvent(tid, 2, "task_started", TaskStarted(1, 1, self.holder, False).to_dict()),
-        ])
-
-
-
-SUBMIT_TASK_COLUMNS = (
-    "id, tenant_id, priority, sort_key, ready_at, request, created_at, lease_owner, lease_expires, started_at, "
-    "timeout_s, deadline_at"
-)
-"""The columns of `SubmitClaimed.task_row` (the others: status running, attempts 1, lease_epoch 1)."""
-
-
-def submit_claimed(
-    d: Dialect, task_id: str, r: TaskRequest, request_json: str, now: float, aging_s: float, holder: WorkerID,
-    lease_s: float, claim: Claim,
-) -> tuple[Op[Outcome], SubmitClaimed]:
-    """The `submit` operation of a task claimed at submission by `holder`, and its record."""
-    op = submit(d, task_id, r, request_json, now, aging_s, holder=holder, lease_s=lease_s, claim=claim)
-    fast = SubmitClaimed(
-        task_id, r.tenant_id, r.priority, sort_key(r.priority, now, aging_s), now, request_json, holder,
-        now + lease_s, r.timeout_s, now + r.timeout_s if r.timeout_s is not None else None, claim,
-    )
-    return op, fast
-
-
-@dataclass(slots=True)
-class FinishFinal:
-    """`finish` of a run that did not fail (its task ends as the run did)."""
-
-    task_id: str
-    epoch: int
-    seq: int
-    status: str
-    now: float
-    error: str | None
-    output: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    result_json: str | None
-    event: TaskFinished
-    event_json: str
-    """The ``task_finished`` event, and its JSON."""
-
-    def task_row(self) -> tuple[Any, ...]:
-        """(id, epoch, then the values of `FINISH_TASK_COLUMNS`)."""
-        return (self.task_id, self.epoch, self.status, self.now, self.error, self.output, self.input_tokens,
-                self.output_tokens, self.cost_usd, self.result_json)
-
-    def outcome(self, listening: Callable[[str], bool]) -> Outcome:
-        """What the `finish` operation would have returned (its event only when someone here follows
-        the task)."""
-        if not listening(self.task_id):
-            return Outcome()
-        return Outcome(None, [TaskEvent(TaskID(self.task_id), self.seq, "task_finished", self.event.to_dict())])
-
-
-FINISH_TASK_COLUMNS = (
-    "status", "finished_at", "error", "output", "input_tokens", "output_tokens", "cost_usd", "result",
-)
-"""The columns a `FinishFinal` sets (and lease_owner, lease_expires to NULL)."""
-
-
-def finish_op(
-    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float, retry: TaskRetry | None
-) -> tuple[Op[Outcome], FinishFinal | None]:
-    """The `finish` operation, and its record when the run did not fail (None: it runs as it is)."""
-    op = finish(d, task_id, epoch, seq, end, now, aging_s, retry)
-    if end.status == "failed":
-        return op, None
-    usage = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,
-             "total_tokens": end.input_tokens + end.output_tokens}
-    ev = TaskFinished(end.status, end.error, end.output, usage, end.cost_usd, False)
-    return op, FinishFinal(task_id, epoch, seq, end.status, now, end.error, end.output, end.input_tokens,
-                           end.output_tokens, end.cost_usd, end.result_json, ev, lifecycle_json(ev))
-
-
-FastOp = SubmitClaimed | FinishFinal
-"""An operation's record (see above)."""
 
 
 def claimed_at_submission(task_id: TaskID, r: TaskRequest, now: float, holder: WorkerID) -> Claim:

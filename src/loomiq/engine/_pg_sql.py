@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from ._ops import FINISH_TASK_COLUMNS, SUBMIT_TASK_COLUMNS, Op
+from ._records import FINISH_TASK_COLUMNS, SUBMIT_TASK_COLUMNS
+from ._stmt import Op
 from .errors import StoreUnavailable
 
 STEP_COLUMNS = "task_id, step_key, tenant_id, epoch, ok, result, created_at"

@@ -50,8 +50,9 @@ from ._batch import (
     submit_record,
 )
 from ._codec import dumps, step_to_json, tool_entry_to_json
-from ._ops import FastOp, Op, Outcome
 from ._pg_sql import chunks, drive, is_lost, literal, segment_sql, unavailable
+from ._records import FastOp
+from ._stmt import Op, Outcome
 from .errors import EngineClosed, StoreUnavailable
 from .store import Store
 

@@ -34,10 +34,10 @@ from typing import Any
 
 import asyncpg
 
-from ._ops import Dialect, Stmt
 from ._pg_sql import LOST, Cut, is_lost, placeholders, split_url, unavailable
 from ._pg_writer import PostgresWriter
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
+from ._stmt import Dialect, Stmt
 from .errors import EngineClosed, SchemaError
 from .events import EventHub
 

@@ -56,13 +56,7 @@ from ._batch import (
     submit_record,
 )
 from ._codec import dumps, step_to_json, tool_entry_to_json
-from ._ops import (
-    Dialect,
-    FastOp,
-    Op,
-    Outcome,
-    Stmt,
-)
+from ._records import FastOp
 from ._schema import CREATE_MIGRATIONS_TABLE, LATEST, pending
 from ._sqlite_sql import (
     FENCE_MANY,
@@ -76,6 +70,7 @@ from ._sqlite_sql import (
     drive,
     sqlite_path,
 )
+from ._stmt import Dialect, Op, Outcome, Stmt
 from .errors import EngineClosed, SchemaError
 from .store import Store
 
@@ -454,7 +449,7 @@ class SQLiteStore(Store):
         `_Failed` of each item.
 
         The batch is written in segments (`_batch.segments`): the journal and event rows and the
-        operations that have a record (`_ops.FastOp`) up to the next other operation, with a few
+        operations that have a record (`_records.FastOp`) up to the next other operation, with a few
         set-wide statements (`_segment`), then that operation (in a savepoint, so that its failure
         undoes nothing else)."""
         conn = self._wconn

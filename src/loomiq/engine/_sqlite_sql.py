@@ -7,7 +7,8 @@ import sqlite3
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._ops import FINISH_TASK_COLUMNS, SUBMIT_TASK_COLUMNS, Op
+from ._records import FINISH_TASK_COLUMNS, SUBMIT_TASK_COLUMNS
+from ._stmt import Op
 
 INSERT_STEP = (
     "INSERT INTO steps (task_id, step_key, tenant_id, epoch, ok, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..agents import Agent, AgentStats
-from ._ops import Op, Outcome, Stmt
+from ._stmt import Op, Outcome, Stmt
 from .store import Store
 
 log = logging.getLogger("loomiq.engine")

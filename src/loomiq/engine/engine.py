@@ -4,9 +4,9 @@ It is what `Orchestrator.open_engine()` returns and what the orchestrator's task
 to: submit, inspect, cancel, follow and wait for tasks, and run one durably in this process. It knows
 runs only through the `loomiq.runtime.Runner` protocol (plan, resume from a stored plan, execute
 through a context), so it never depends on what composes it. It also
-holds, for this process, the leases of the tasks it runs (renewing them, and abandoning those taken
-over) and answers cancellations: at once for a task this process runs, by NOTIFY (PostgreSQL) or by
-polling (SQLite, every `Store.cancel_poll_s`) for one running elsewhere.
+holds, for this process, the leases of the tasks it runs (`_leases.HeldRuns`: renewing them,
+abandoning those taken over, answering cancellations). How a submission becomes a stored request is
+in `_submission`.
 
 Workers (`worker.Worker`) claim tasks and run them through `TaskEngine.execute_claim`.
 """
@@ -21,19 +21,22 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ..observe import bind_ids, span, trace_carrier
-from ..runtime import InvalidOptions, PlannedRun, RunEvent, Runner, RunResult, StoredPlan
+from ..observe import bind_ids, span
+from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
 from ..runtime.options import count, positive_seconds
-from . import _ops
-from ._codec import check_json, request_to_json, result_to_json
-from ._ops import Claim, RunEnd
+from . import _ops, _records
+from ._codec import request_to_json, result_to_json
+from ._config import EngineConfig as EngineConfig
+from ._leases import Held, HeldRuns, StopMode
+from ._ops import RunEnd
+from ._stmt import Claim
+from ._submission import build_request, request_differences, retry_policy, submitted_task
 from ._text import check_text, unstorable
 from .context import DurableContext, TaskLog
-from .errors import EngineClosed, IdempotencyConflict, InvalidTask, LeaseLost, StoreUnavailable, TaskNotFound
+from .errors import IdempotencyConflict, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT
 from .keys import KeyTable
 from .store import Store
@@ -47,10 +50,8 @@ from .task import (
     Task,
     TaskEvent,
     TaskID,
-    TaskRequest,
     TaskRetry,
     TaskStatus,
-    TenantID,
     WorkerID,
     WorkerInfo,
     new_task_id,
@@ -62,114 +63,6 @@ logger = logging.getLogger("loomiq.engine")
 if TYPE_CHECKING:
     from .limits import AgentLimit, AgentLimiter
 
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Timings of the engine. Tests shorten them; production keeps the defaults.
-
-    Attributes:
-        lease_s: how long a claim stays valid without renewal; a dead holder's tasks are reclaimed
-            this long after its last renewal.
-        renew_s: how often held leases are renewed (well under `lease_s`).
-        aging_s: a queued task gains one priority level per `aging_s` seconds waited (read when a
-            task is queued; see `_queue`).
-        delta_flush_s: the longest streamed text waits before it is logged.
-        max_running: the most tasks running at once across every worker on the database (a global
-            concurrency limit); None = no limit. Default: ``$LOOMIQ_MAX_RUNNING``. Every process
-            that claims tasks should have the same value. Durable runs started in-process
-            (``run(durable=True)``) are not queued, so they count towards it but are not held back.
-    """
-
-    lease_s: float = 10.0
-    renew_s: float = 3.0
-    aging_s: float = 60.0
-    delta_flush_s: float = 0.05
-    max_running: int | None = field(default_factory=lambda: _env_limit("LOOMIQ_MAX_RUNNING"))
-
-    def __post_init__(self) -> None:
-        if self.max_running is not None and self.max_running < 1:
-            raise ValueError(f"max_running must be at least 1, not {self.max_running}")
-        if not 0 < self.renew_s < self.lease_s:
-            raise ValueError(f"renew_s ({self.renew_s:g} s) must be positive and below lease_s ({self.lease_s:g} s), "
-                             "so that a holder renews its lease before it runs out")
-        if not self.aging_s > 0:
-            raise ValueError(f"aging_s must be a positive number of seconds, not {self.aging_s!r}")
-
-
-def _env_limit(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        limit = int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r}: expected a whole number of tasks") from None
-    if limit < 1:
-        raise ValueError(f"{name}={value!r}: expected at least 1 task (unset it for no limit)")
-    return limit
-
-
-StopMode = Literal["crash", "hand_back", "lost"]
-
-
-@dataclass(eq=False, slots=True)
-class _Held:
-    """A task this process runs under a lease."""
-
-    task_id: TaskID
-    epoch: int
-    holder: WorkerID
-    runner: asyncio.Task[Any]
-    stop: StopMode | None = None
-    cancel_requested: bool = False
-
-
-_NO_RETRY = TaskRetry()
-
-
-def _retry(value: TaskRetry | int | None) -> TaskRetry:
-    """`retry` as a policy: None is one attempt, an int that many attempts (`SubmitOptions` checks it)."""
-    if value is None:
-        return _NO_RETRY
-    if isinstance(value, TaskRetry):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTask(f"retry must be a TaskRetry or a number of attempts, not {value!r}")
-    return TaskRetry(max_attempts=value)
-
-
-def _submitted_task(task_id: TaskID, request: TaskRequest, now: float, first: TaskEvent) -> Task:
-    """The task a submission just committed, from its request and the first event of its log
-    (`task_queued`, `task_waiting`, or `task_finished` when a dependency had already ended badly),
-    exactly as `get_task` would read it back."""
-    if first.type == FINAL_EVENT:
-        status: TaskStatus = first.data["status"]
-        return Task(task_id, status, request, now, finished_at=now, error=first.data["error"])
-    return Task(task_id, "waiting" if first.type == "task_waiting" else "queued", request, now)
-
-
-
-def _request_differences(earlier: TaskRequest, new: TaskRequest, opts: SubmitOptions) -> list[str]:
-    """What a new submission under an idempotency key asks differently from the task that key names.
-    The strategy and agents count only when the caller named them (an ``auto`` plan may choose
-    differently on another day without being another request)."""
-    differs = [name for name, a, b in (
-        ("prompt", earlier.prompt, new.prompt),
-        ("capabilities", tuple(earlier.capabilities), tuple(new.capabilities)),
-        ("options", dict(earlier.options), dict(new.options)),
-        ("context", dict(earlier.context), dict(new.context)),
-        ("priority", earlier.priority, new.priority),
-        ("after", tuple(earlier.after), tuple(new.after)),
-        ("timeout_s", earlier.timeout_s, new.timeout_s),
-        ("retry", earlier.retry, new.retry),
-        ("tools", earlier.tools, new.tools),
-        ("allow_failover_outside", earlier.failover_within is None, new.failover_within is None),
-    ) if a != b]
-    if opts.strategy != "auto" and earlier.strategy != new.strategy:
-        differs.insert(1, "strategy")
-    if opts.agents is not None and tuple(earlier.agents) != tuple(new.agents):
-        differs.insert(1, "agents")
-    return differs
 
 class TaskEngine:
     """Durable tasks run by `runner`, stored in `store` (see the module docstring)."""
@@ -188,7 +81,7 @@ class TaskEngine:
         self.limiter = limiter
         self.holder_id = WorkerID(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         """The lease holder of durable runs started in this process with `run`."""
-        self._held: dict[str, _Held] = {}
+        self._held = HeldRuns(store, self.config.lease_s, self.config.renew_s)
         self._ending: dict[str, asyncio.Future[Any]] = {}
         """Ends of durable runs returned to their caller before the end committed (see `run`)."""
         self._keeper: asyncio.Task[None] | None = None
@@ -236,9 +129,9 @@ class TaskEngine:
 
     def start(self) -> None:
         """Start renewing leases and listening for cancellations (done by `open`)."""
-        self.store.on_cancel = self._cancel_local
+        self.store.on_cancel = self._held.cancel
         if self._keeper is None:
-            self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="loomiq-lease-keeper")
+            self._keeper = asyncio.get_running_loop().create_task(self._held.keep(), name="loomiq-lease-keeper")
         self.agent_stats_recorder.start()
 
     async def load_tenant_agents(self, config_path: Path | None = None) -> list[str]:
@@ -271,9 +164,9 @@ class TaskEngine:
                 self._keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._keeper
-            for held in list(self._held.values()):
+            for held in list(self._held.runs.values()):
                 self.stop_run(held.task_id, "crash")
-            runners = [h.runner for h in self._held.values()]
+            runners = [h.runner for h in self._held.runs.values()]
             if runners:
                 await asyncio.gather(*runners, return_exceptions=True)
             await self.agent_stats_recorder.close()  # (its last write awaits its commit, or logs why not)
@@ -283,31 +176,6 @@ class TaskEngine:
             await self.store.close()
 
     # -- submitting and inspecting --------------------------------------------------------------
-
-    def _request(self, prompt: str, opts: SubmitOptions, task_id: str) -> tuple[TaskRequest, PlannedRun]:
-        try:
-            if opts.context:
-                check_json("context", opts.context)
-            if opts.options:
-                check_json("options", opts.options)
-        except TypeError as exc:
-            raise InvalidTask(str(exc)) from None
-        try:
-            plan = self.runner.plan(prompt, opts, run_id=task_id)
-        except InvalidOptions as exc:  # the runner refuses an option (a tool list naming no tool)
-            if isinstance(exc, InvalidTask):
-                raise
-            raise InvalidTask(str(exc)) from None
-        stored = plan.stored()
-        request = TaskRequest(
-            prompt=prompt, strategy=stored.kind, agents=stored.agents, capabilities=stored.capabilities,
-            options=dict(stored.options), context=dict(stored.context), priority=opts.priority,
-            after=tuple(TaskID(a) for a in opts.after), timeout_s=opts.timeout_s, retry=opts.retry,
-            idempotency_key=opts.idempotency_key, tenant_id=TenantID(opts.tenant_id), reason=stored.reason,
-            trace=trace_carrier(),
-            tools=stored.tools, failover_within=stored.failover_within,
-        )
-        return request, plan
 
     async def submit(
         self,
@@ -344,7 +212,7 @@ class TaskEngine:
         opts = SubmitOptions(
             strategy=strategy, agents=agents, capabilities=capabilities, options=options, context=context,
             timeout_s=timeout_s, tools=tools, allow_failover_outside=allow_failover_outside, priority=priority,
-            after=after, retry=_retry(retry),
+            after=after, retry=retry_policy(retry),
             idempotency_key=idempotency_key, tenant_id=tenant_id,
         )
         for name, value in (("prompt", prompt), ("strategy", strategy), ("agents", agents),
@@ -353,7 +221,7 @@ class TaskEngine:
                              ("tenant_id", tenant_id), ("task_id", task_id)):
             check_text(name, value)
         tid = task_id or new_task_id()
-        request, _ = self._request(prompt, opts, tid)
+        request, _ = build_request(self.runner, prompt, opts, tid)
         now = time.time()
         op = _ops.submit(
             self.store.dialect, tid, request, request_to_json(request), now, self.config.aging_s,
@@ -364,13 +232,13 @@ class TaskEngine:
             # Nothing was inserted: the idempotency key names an earlier task, which is the answer,
             # unless this is another request under the same key.
             earlier = await self.get_task(out.value)
-            differs = _request_differences(earlier.request, request, opts)
+            differs = request_differences(earlier.request, request, opts)
             if differs:
                 raise IdempotencyConflict(
                     f"the idempotency key {opts.idempotency_key!r} was already used for task {earlier.id} with a "
                     f"different {', '.join(differs)}; use a new key for a new request", earlier.id, tuple(differs))
             return Submitted(task=earlier, replayed=True)
-        return Submitted(task=_submitted_task(out.value, request, now, out.events[0]), replayed=False)
+        return Submitted(task=submitted_task(out.value, request, now, out.events[0]), replayed=False)
 
     async def get_task(self, task_id: str) -> Task:
         """The task with this id. Raises `TaskNotFound`."""
@@ -442,7 +310,7 @@ class TaskEngine:
         await self._settled(task_id)
         held = self._held.get(task_id)
         if held is not None:
-            self._cancel_local(task_id)  # abort in-flight requests before anything else
+            self._held.cancel(task_id)  # abort in-flight requests before anything else
         await self.store.run_op(_ops.cancel(self.store.dialect, task_id, time.time()))
         if held is not None:
             await asyncio.gather(asyncio.shield(held.runner), return_exceptions=True)
@@ -514,12 +382,12 @@ class TaskEngine:
             tenant_id=tenant_id,
         )
         tid = task_id or new_task_id()
-        request, plan = self._request(prompt, opts, tid)
+        request, plan = build_request(self.runner, prompt, opts, tid)
         cfg, now = self.config, time.time()
         claim = _ops.claimed_at_submission(TaskID(tid), request, now, self.holder_id)
         # Not awaited: the writer is FIFO, so the task row commits no later than the first journal
         # row, and a failed submission surfaces below (its steps' writes are refused meanwhile).
-        op, fast = _ops.submit_claimed(
+        op, fast = _records.submit_claimed(
             self.store.dialect, tid, request, request_to_json(request), now, cfg.aging_s, self.holder_id, cfg.lease_s,
             claim,
         )
@@ -552,13 +420,13 @@ class TaskEngine:
         task = claim.task
         runner = asyncio.current_task()
         assert runner is not None
-        held = _Held(task.id, claim.epoch, holder, runner)
+        held = Held(task.id, claim.epoch, holder, runner)
         stale = self._held.get(task.id)
         if stale is not None:
             # This process let its own lease expire and claimed the task again: the older run's
             # writes are fenced off already; stop it.
             self.stop_run(task.id, "lost")
-        self._held[task.id] = held
+        self._held.runs[task.id] = held
         store = self.store
         log = TaskLog(store, task.id, task.tenant_id, claim.epoch, claim.next_seq)
         ctx: DurableContext | None = None
@@ -613,8 +481,8 @@ class TaskEngine:
         except Exception as exc:  # noqa: BLE001 - a strategy bug fails the run, it does not kill the worker
             end = RunEnd("failed", f"{type(exc).__name__}: {exc}", "", 0, 0, 0.0, None)
         finally:
-            if self._held.get(task.id) is held:
-                del self._held[task.id]
+            if self._held.runs.get(task.id) is held:
+                del self._held.runs[task.id]
         if held.stop is not None:
             if ctx is not None:
                 if held.stop == "hand_back":
@@ -643,7 +511,7 @@ class TaskEngine:
             with bind_ids(tenant=task.tenant_id, task_id=task.id, run_id=task.id):
                 logger.log(logging.DEBUG if end.status == "completed" else logging.INFO, "task %s %s%s", task.id,
                            end.status, f": {end.error}" if end.error else "")
-        op, fast = _ops.finish_op(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
+        op, fast = _records.finish_op(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
                                   self.config.aging_s, task.request.retry)
         ending = store.start_op(op, fence=task.id, fast=fast)
         if not await_end and result is not None:
@@ -686,44 +554,8 @@ class TaskEngine:
         """Stop a run this process holds without recording an end: ``crash`` (write nothing, as if
         the process died), ``hand_back`` (release the lease so another holder resumes it at once) or
         ``lost`` (the lease was taken over). False if this process does not run the task."""
-        held = self._held.get(task_id)
-        if held is None:
-            return False
-        if held.stop is None:
-            held.stop = mode
-            held.runner.cancel()
-        return True
-
-    def _cancel_local(self, task_id: str) -> None:
-        held = self._held.get(task_id)
-        if held is not None and held.stop is None and not held.cancel_requested:
-            held.cancel_requested = True
-            held.runner.cancel()
+        return self._held.stop(task_id, mode)
 
     def held(self, holder: WorkerID | None = None) -> list[TaskID]:
         """Ids of the tasks this process runs (for one holder, or all)."""
-        return [h.task_id for h in self._held.values() if holder is None or h.holder == holder]
-
-    async def _keep(self) -> None:
-        """Renew the leases of held tasks; abandon those taken over; pick up remote cancellations."""
-        cfg, store = self.config, self.store
-        tick = min(cfg.renew_s, store.cancel_poll_s)
-        next_renew = time.monotonic() + cfg.renew_s
-        while True:
-            await asyncio.sleep(tick)
-            if not self._held:
-                next_renew = time.monotonic() + cfg.renew_s
-                continue
-            try:
-                for task_id in await store.cancel_requested(list(self._held)):
-                    self._cancel_local(task_id)
-                if time.monotonic() >= next_renew:
-                    next_renew = time.monotonic() + cfg.renew_s
-                    leases = [(h.task_id, h.epoch, h.holder) for h in self._held.values() if h.stop is None]
-                    out = await store.run_op(_ops.renew(store.dialect, leases, time.time(), cfg.lease_s))
-                    for task_id in out.value:
-                        self.stop_run(task_id, "lost")
-            except EngineClosed:
-                return
-            except Exception:  # noqa: BLE001 - a failed renewal is retried next tick; leases outlast ticks
-                logger.exception("renewing leases failed")
+        return self._held.ids(holder)

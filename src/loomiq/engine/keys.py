@@ -13,7 +13,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from ._ops import Outcome, Stmt
+from ._stmt import Outcome, Stmt
 from .store import Store
 
 _COLUMNS = "key_id, tenant_id, role, name, created_at, revoked_at, secret_hash"

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ._ops import Dialect, Op, Outcome, Stmt
+from ._stmt import Dialect, Op, Outcome, Stmt
 from .store import Store
 
 

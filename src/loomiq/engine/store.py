@@ -37,7 +37,8 @@ from ._codec import (
     task_from_row,
     worker_from_row,
 )
-from ._ops import Dialect, FastOp, Op, Outcome, Stmt
+from ._records import FastOp
+from ._stmt import Dialect, Op, Outcome, Stmt
 from .errors import EngineClosed
 from .events import EventHub
 from .task import TERMINAL_STATUSES, Attempt, Task, TaskEvent, WorkerInfo
@@ -144,8 +145,8 @@ class Store(ABC):
                  fast: FastOp | None = None) -> asyncio.Future[Outcome]:
         """Queue a transactional operation for the writer's next batch; the future resolves once
         it committed. Not `urgent`: it may wait a moment (the store's linger) to share the commit of
-        the next write someone awaits. `fast`: the operation's record (`_ops.SubmitClaimed`,
-        `_ops.FinishFinal`), which the writer may write together with others of its kind."""
+        the next write someone awaits. `fast`: the operation's record (`_records.SubmitClaimed`,
+        `_records.FinishFinal`), which the writer may write together with others of its kind."""
 
     @abstractmethod
     def expedite(self) -> None:  # noqa: B027 - optional: stores without a linger have nothing to hurry

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._ops import Outcome, Stmt
+from ._stmt import Outcome, Stmt
 from .store import Store
 
 logger = logging.getLogger(__name__)
