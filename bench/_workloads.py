@@ -78,11 +78,12 @@ def observe(orch: Orchestrator) -> None:
 
     configure_logging("json", "info", stream=open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
     if OBSERVE == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        tracing("loomiq-bench", exporter=OTLPSpanExporter(endpoint=os.environ["LOOMIQ_BENCH_OTLP"]))
-    else:
-        tracing("loomiq-bench")  # no endpoint in the environment: stays off, as in production
+        # as in production: the endpoint in the environment (the export process reads it too)
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = os.environ["LOOMIQ_BENCH_OTLP"]
+    else:  # no endpoint in the environment: stays off, as in production
+        os.environ.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    tracing("loomiq-bench")
 
 
 def observe_engine(orch: Orchestrator) -> None:

@@ -1,60 +1,63 @@
 """The spans of an agent run, named and attributed after the OpenTelemetry GenAI semantic conventions, each
 also binding its ids to the log lines written inside it. Cheap when tracing is off: one context-variable set
-(the log ids) and no attribute is built."""
+(the log ids) and no attribute is built. When it is on, a span keeps its few arguments and the ``gen_ai.*``
+attributes are built at export, off the hot path (`loomiq.observe._export.TEMPLATES`)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .logs import Scope
-from .tracing import _NULL, enabled, start_span
+from .tracing import _NULL, Span
+
+_tracing = importlib.import_module(".tracing", __package__)  # the module (the package's `tracing` is the function)
+
+
+_CLIENT = 2  # the SDK's SpanKind.CLIENT
 
 
 def invoke_agent(agent_id: str, name: str, provider: str, model: str, step: str) -> Scope:
     """One agent answering one step of a run (``invoke_agent {agent}``); log lines inside carry `agent`."""
     span = None
-    if enabled():
-        span = start_span(f"invoke_agent {agent_id}", {
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": agent_id, "gen_ai.agent.name": name,
-            "gen_ai.provider.name": provider, "gen_ai.request.model": model, "loomiq.step": step,
-        })
+    if _tracing._tracer is not None:
+        span = Span(f"invoke_agent {agent_id}", "invoke_agent", (agent_id, name, provider, model, step))
     return Scope({"agent": agent_id}, span)
 
 
 def chat(provider: str, model: str, agent_id: str) -> Any:
     """One model call (``chat {model}``, a client span); a no-op when tracing is off."""
-    if not enabled():
+    if _tracing._tracer is None:
         return _NULL
-    return start_span(f"chat {model}", {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
-        "gen_ai.agent.id": agent_id,
-    }, kind="client")
+    return Span(f"chat {model}", "chat", (provider, model, agent_id), _CLIENT)
 
 
 def record_response(span: Any, response: Any) -> None:
     """The answer's model, usage and finish reason on a `chat` span."""
     if span is None:
         return
-    span.set_attribute("gen_ai.response.model", response.model or "")
-    span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
-    span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason or ""])
+    attributes = {
+        "gen_ai.response.model": response.model or "",
+        "gen_ai.usage.input_tokens": response.usage.input_tokens,
+        "gen_ai.usage.output_tokens": response.usage.output_tokens,
+        "gen_ai.response.finish_reasons": [response.finish_reason or ""],
+    }
+    if isinstance(span, Span):
+        span.set_attributes(attributes)
+    else:
+        for key, value in attributes.items():
+            span.set_attribute(key, value)
 
 
 def execute_tool(name: str, call_id: str, description: str = "") -> Any:
     """One tool call (``execute_tool {tool}``); a no-op when tracing is off."""
-    if not enabled():
+    if _tracing._tracer is None:
         return _NULL
-    return start_span(f"execute_tool {name}", {
-        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "gen_ai.tool.call.id": call_id,
-        "gen_ai.tool.type": "function", "gen_ai.tool.description": description or None,
-    })
+    return Span(f"execute_tool {name}", "execute_tool", (name, call_id, description or ""))
 
 
 def invoke_workflow(name: str, run_id: str) -> Any:
     """One workflow run (``invoke_workflow {name}``); a no-op when tracing is off."""
-    if not enabled():
+    if _tracing._tracer is None:
         return _NULL
-    return start_span(f"invoke_workflow {name}", {
-        "gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name, "loomiq.workflow_run_id": run_id,
-    })
+    return Span(f"invoke_workflow {name}", "invoke_workflow", (name, run_id))
