@@ -40,6 +40,7 @@ import json
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,6 +110,8 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._watching: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._folds = OrderedDict()
+        self._waiters = {}
         self.on_node_start: list[Callable[[str, str], None]] = []
         """Called with (run id, step key) when this process submits a node's task (benchmarks, tests)."""
 
