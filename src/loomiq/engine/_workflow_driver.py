@@ -49,6 +49,7 @@ from ..workflows.journal import event_from_json, event_to_json
 from . import _ops
 from ._codec import request_to_json
 from ._ops import Outcome, Stmt
+from ._submission import build_request
 from ._text import check_text
 from ._workflow_children import child_run_id
 from ._workflow_rows import (
@@ -358,7 +359,7 @@ class DriverMixin(RunsBase):
         opts = SubmitOptions(strategy=t.strategy, agents=agents, capabilities=t.capabilities, context=context,
                              timeout_s=t.timeout_s, idempotency_key=ikey, tenant_id=run.tenant_id)
         tid = new_task_id()
-        request, _ = self.engine._request(t.prompt, opts, tid)
+        request, _ = build_request(self.engine.runner, t.prompt, opts, tid)
         return _Submission(key, a, tid, request, request_to_json(request))
 
     def _approval_rows(self, run: WorkflowRun, a: RequestApproval | ResolveApproval, now: float,
