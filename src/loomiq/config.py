@@ -474,6 +474,21 @@ def url_problem(value: str) -> str | None:
 # reads OPENAI_BASE_URL).
 _BASE_URL_VARIABLES = {**BASE_URL_ENV, "openai": "OPENAI_BASE_URL"}
 
+AGENT_FIELDS_CHANGED_IN_PLACE = frozenset({
+    "name", "capabilities", "timeout_s", "max_concurrency", "system_prompt", "temperature", "max_tokens", "retry",
+    "breaker_threshold", "breaker_cooldown_s",
+})
+"""The fields of an `AgentSection` an agent can change without a new model connection (what
+``PATCH /api/agents/{id}`` takes, besides ``enabled``); the others (provider, model, endpoint, key
+variable, prices, tools...) are bound to the connection."""
+
+
+def reconfigured(agent: Agent, section: AgentSection) -> AgentConfig:
+    """`agent`'s config with the `AGENT_FIELDS_CHANGED_IN_PLACE` of `section` (its model connection as is)."""
+    fields = {k: getattr(section, k) for k in AGENT_FIELDS_CHANGED_IN_PLACE - {"capabilities", "retry"}}
+    return replace(agent.config, **fields, capabilities=frozenset(section.capabilities),
+                   retry=RetryPolicy(**section.retry.model_dump()))
+
 
 def build_agent(section: AgentSection, file: str = DEFAULT_FILE) -> Agent:
     """An `Agent` from one validated config entry; its key is read from the environment here."""

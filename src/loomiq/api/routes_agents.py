@@ -10,8 +10,14 @@ Two kinds of agents (README "Tenants and their agents"):
   (``secrets: tenants:`` in loomiq.yaml), and its ``base_url`` must pass the SSRF guard unless
   ``api_agents:`` allows the host. It is stored in the engine's database (``TaskEngine.tenant_agents``)
   as registered (its key variable's name, never a key): it survives a restart, and every server and
-  worker on the database loads it (checked again against the tenant's rules) at start, and a worker
-  reloads when a task names an agent it does not know.
+  worker on the database loads it (checked again against the tenant's rules) at start.
+
+A change of an API agent (register, PATCH, DELETE, the dashboard's enable and disable) is written to
+the database first, then applied here from the database; every other server and worker on the database
+applies it too (`TaskEngine.sync_tenant_agents`): at once on PostgreSQL (NOTIFY), within about a second
+on SQLite (each process reads the agents' version every second). A change of a deployment agent stays in
+the process that made it (loomiq.yaml is the deployment agents' source: edit it to change them for
+every process).
 """
 
 from __future__ import annotations
@@ -191,15 +197,21 @@ async def register_agent(
     if body.id in orch.registry:  # registered meanwhile (the checks above await)
         raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
     agent.tenant = principal.tenant
-    if orch.has_engine and not await orch.engine.tenant_agents.insert(
+    response.headers["Location"] = f"/api/agents/{agent.id}"
+    if not orch.has_engine:
+        orch.add_agent(agent)
+        return describe(agent)
+    await agent.model.aclose()  # (this process builds it from the stored row below, as every other one does)
+    if not await orch.engine.tenant_agents.insert(
             agent.id, principal.tenant, body.model_dump(mode="json", exclude_unset=True)):
         raise Problem(409, f"An agent with id {body.id!r} exists (registered by another server on this database). "
                       "Choose another id, or PATCH or DELETE that one.")
-    if body.id in orch.registry:  # registered meanwhile (the insert awaits)
-        raise Problem(409, f"An agent with id {body.id!r} exists. Choose another id, or PATCH or DELETE that one.")
-    orch.add_agent(agent)
-    response.headers["Location"] = f"/api/agents/{agent.id}"
-    return describe(agent)
+    await orch.engine.sync_tenant_agents()
+    stored = orch.registry.get(agent.id) if agent.id in orch.registry else None
+    if stored is None or stored.tenant != principal.tenant:
+        raise Problem(503, f"Agent {agent.id!r} was stored but this server could not load it (see its log); "
+                      "it is retried when the agent changes.", headers={"Retry-After": "30"})
+    return describe(stored)
 
 
 @router.patch("/{agent_id}", response_model=AgentBody, responses={
@@ -237,14 +249,18 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: AdminDep, sta
         )
     enabled = current.enabled if body.enabled is None else body.enabled
     if current.tenant is not None and orch.has_engine:
+        # Written to the database, then applied here from it as in every other process.
+        removed = Problem(404, f"unknown agent {agent_id!r}: it was removed. List the agents with GET /api/agents.")
         stored = await orch.engine.tenant_agents.get(agent_id)
         if stored is None:  # removed by another server on the database: gone here too
-            if agent_id in orch.registry:
-                orch.remove_agent(agent_id)
-            raise Problem(404, f"unknown agent {agent_id!r}: it was removed. List the agents with GET /api/agents.")
+            await orch.engine.sync_tenant_agents()
+            raise removed
         config = {**stored.config, **body.model_dump(mode="json", exclude_unset=True, exclude={"enabled"})}
-        await orch.engine.tenant_agents.update(agent_id, config, enabled)
-        current = _find(orch, agent_id, principal)  # the same agent, unless removed meanwhile (404)
+        if not await orch.engine.tenant_agents.update(agent_id, config, enabled):
+            await orch.engine.sync_tenant_agents()
+            raise removed
+        await orch.engine.sync_tenant_agents()
+        return describe(_find(orch, agent_id, principal))
     replacement = Agent(cfg, current.model, stats=current.stats, enabled=enabled, tenant=current.tenant)
     # No await between removing and adding: no request can see the registry without the agent.
     orch.remove_agent(agent_id)
@@ -262,6 +278,7 @@ async def remove_agent(agent_id: str, principal: AdminDep, state: StateDep) -> R
     _check_may_change(agent, principal, state.settings.agent_admin_tenants)
     if agent.tenant is not None and orch.has_engine:
         await orch.engine.tenant_agents.delete(agent_id)
-    if agent_id in orch.registry:  # not removed meanwhile (the delete awaits)
+        await orch.engine.sync_tenant_agents()  # (removes it here, as in every other process)
+    if agent_id in orch.registry and orch.registry.get(agent_id) is agent:  # not removed meanwhile (the delete awaits)
         orch.remove_agent(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

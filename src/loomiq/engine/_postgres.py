@@ -6,7 +6,8 @@ group-commit segment and the connection helpers are in `_pg_sql`. Reads use a po
 with ``FOR UPDATE SKIP LOCKED``.
 
 Notifications (channels prefixed ``loomiq_<schema>_``): ``tasks`` (something became claimable),
-``cancel`` (payload: a task id), ``events`` (payload: task ids whose log grew; listened to only
+``cancel`` (payload: a task id), ``agents`` (the agents registered over the API changed; payload:
+their new version), ``events`` (payload: task ids whose log grew; listened to only
 while someone in the process follows a task). A listening connection turns them into the hub's
 wake-ups; polling remains as a slow fallback.
 
@@ -86,6 +87,7 @@ class PostgresStore(PostgresWriter):
         self.follow_poll_s = poll_s
         self.claim_poll_s = max(poll_s, 0.25)
         self.cancel_poll_s = 1.0
+        self.agents_poll_s = 5.0  # (NOTIFY tells at once)
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._wconn: asyncpg.Connection | None = None
@@ -166,7 +168,7 @@ class PostgresStore(PostgresWriter):
         """Open the listening connection and register the channels; on its loss, reconnect."""
         conn = await asyncpg.connect(self.dsn, server_settings=self._settings(), timeout=self.connect_timeout_s)
         prefix = self.dialect.notify_channel
-        for kind in ("tasks", "cancel"):
+        for kind in ("tasks", "cancel", "agents"):
             await conn.add_listener(f"{prefix}_{kind}", self._on_notify)
         self._events_listened = False
         if self._hub is not None and self._hub.followed:
@@ -245,6 +247,8 @@ class PostgresStore(PostgresWriter):
                 if self._hub is not None:  # notifications sent meanwhile were lost: look again
                     self._hub.poke_all()
                     self._hub.notify_work()
+                if self.on_agents_changed is not None:
+                    self.on_agents_changed()
                 return
         finally:
             self._listener_task = None
@@ -325,6 +329,9 @@ class PostgresStore(PostgresWriter):
         if kind == "cancel":
             if self.on_cancel is not None:
                 self.on_cancel(payload)
+        elif kind == "agents":  # (this process's own change too: it has applied it, and a look is one read)
+            if self.on_agents_changed is not None:
+                self.on_agents_changed()
         elif pid in self._own_pids:
             return  # this process already delivered it
         elif kind == "tasks":

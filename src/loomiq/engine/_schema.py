@@ -17,6 +17,8 @@ transaction; versions only move forward, and a database newer than this code is 
   in a PostgreSQL task database before it became a migration.
 - v9: agent_stats, each agent's call statistics summed over every process (`agent_stats.py`).
 - v10: tenant_agents, the agents registered over the API (`tenant_agents.py`).
+- v11: tenant_agents_version, a counter every change of tenant_agents bumps in its transaction
+  (what processes check to follow the changes).
 
 Timestamps are Unix seconds (float) and booleans are 0/1 integers in both dialects, so the SQL that
 reads and writes them is shared. JSON is TEXT: it is written and read whole, never queried into.
@@ -302,6 +304,15 @@ _SQLITE_V10 = (
     "CREATE INDEX tenant_agents_tenant ON tenant_agents (tenant_id)",
 )
 
+# v11. The version of tenant_agents: one row, bumped in the transaction of every change of that table.
+_SQLITE_V11 = (
+    """CREATE TABLE tenant_agents_version (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        version BIGINT NOT NULL
+    )""",
+    "INSERT INTO tenant_agents_version (singleton, version) VALUES (1, 0)",
+)
+
 
 def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
     # The same tables in PostgreSQL's types; WITHOUT ROWID is SQLite's clustering hint.
@@ -315,10 +326,10 @@ def _postgres(statements: Sequence[str]) -> tuple[str, ...]:
 
 MIGRATIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     "sqlite": (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5, _SQLITE_V6, _SQLITE_V7, _SQLITE_V8,
-               _SQLITE_V9, _SQLITE_V10),
+               _SQLITE_V9, _SQLITE_V10, _SQLITE_V11),
     "postgresql": (*(_postgres(m) for m in (_SQLITE_V1, _SQLITE_V2, _SQLITE_V3, _SQLITE_V4, _SQLITE_V5)),
                    _POSTGRES_V6, _postgres(_SQLITE_V7), _postgres(_SQLITE_V8), _postgres(_SQLITE_V9),
-                   _postgres(_SQLITE_V10)),
+                   _postgres(_SQLITE_V10), _postgres(_SQLITE_V11)),
 }
 """Dialect -> migrations; migration ``i`` brings the schema to version ``i + 1``."""
 

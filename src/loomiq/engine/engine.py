@@ -36,7 +36,7 @@ from ._stmt import Claim
 from ._submission import build_request, request_differences, retry_policy, submitted_task
 from ._text import check_text, unstorable
 from .context import DurableContext, TaskLog
-from .errors import IdempotencyConflict, LeaseLost, StoreUnavailable, TaskNotFound
+from .errors import EngineClosed, IdempotencyConflict, LeaseLost, StoreUnavailable, TaskNotFound
 from .events import FINAL_EVENT
 from .keys import KeyTable
 from .store import Store
@@ -90,11 +90,17 @@ class TaskEngine:
         submitted them: what metrics count. An observer that raises is logged and skipped."""
         self._closed = False
         self.keys = KeyTable(store)
+        """The API keys kept in the engine's database."""
         self.tenant_agents = TenantAgentTable(store)
-        """The agents registered over the API (`load_tenant_agents` builds them into the runner's registry)."""
+        """The agents registered over the API (`load_tenant_agents` builds them into the runner's registry,
+        then follows their changes)."""
         self.agent_policy_path: Path | None = None
         """The config file whose rules stored agents are checked against (set by `load_tenant_agents`)."""
-        """The API keys kept in the engine's database."""
+        self._agents_applied: dict[str, Any] = {}
+        self._agents_version: int | None = None
+        self._agents_lock = asyncio.Lock()
+        self._agents_changed = asyncio.Event()
+        self._agents_follower: asyncio.Task[None] | None = None
         from .agent_stats import AgentStatsRecorder
 
         self.agent_stats_recorder = AgentStatsRecorder(store, lambda: runner.registry)
@@ -136,12 +142,50 @@ class TaskEngine:
 
     async def load_tenant_agents(self, config_path: Path | None = None) -> list[str]:
         """Add the stored API agents the runner's registry lacks, each checked again against the rules of
-        `config_path` (default: $LOOMIQ_CONFIG or ./loomiq.yaml) for its tenant; returns the ids added."""
-        from .tenant_agents import load_tenant_agents
-
+        `config_path` (default: $LOOMIQ_CONFIG or ./loomiq.yaml) for its tenant, and from then on follow
+        their changes by any process (`sync_tenant_agents`); returns the ids added."""
         if config_path is not None:
             self.agent_policy_path = config_path
-        return await load_tenant_agents(self.tenant_agents, self.runner.registry, self.agent_policy_path)
+        added = await self.sync_tenant_agents(force=True)
+        if self._agents_follower is None and not self._closed:
+            self.store.on_agents_changed = self._agents_changed.set
+            self._agents_follower = asyncio.get_running_loop().create_task(
+                self._follow_tenant_agents(), name="loomiq-tenant-agents")
+        return added
+
+    async def sync_tenant_agents(self, *, force: bool = False) -> list[str]:
+        """Make the runner's registry hold the stored API agents as they are now (added, changed in place,
+        removed: `tenant_agents.sync_tenant_agents`) if their version moved since the last look (one read
+        of one row), or with `force` (which also tries again agents the rules refused). Returns the ids
+        added."""
+        from .tenant_agents import sync_tenant_agents
+
+        async with self._agents_lock:
+            version = await self.tenant_agents.version()
+            if version == self._agents_version and not force:
+                return []
+            added = await sync_tenant_agents(self.tenant_agents, self.runner.registry, self.agent_policy_path,
+                                             self._agents_applied, retry_refused=force)
+            self._agents_version = version  # (read before the rows: a change meanwhile is seen next time)
+            return added
+
+    async def _follow_tenant_agents(self) -> None:
+        """Apply other processes' changes of the API agents: at once on NOTIFY (PostgreSQL), else when a
+        look every `Store.agents_poll_s` finds their version moved."""
+        quiet = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._agents_changed.wait(), self.store.agents_poll_s)
+            self._agents_changed.clear()
+            try:
+                await self.sync_tenant_agents()
+                quiet = False
+            except (StoreUnavailable, EngineClosed) as exc:  # the database is away: look again later
+                if not quiet:
+                    logger.warning("cannot read the agents registered over the API now: %s", exc)
+                quiet = True
+            except Exception:  # noqa: BLE001 - the follower must outlive one bad look
+                logger.exception("following the agents registered over the API failed; trying again")
 
     async def agent_stats(self) -> dict[str, dict[str, Any]]:
         """Every agent's call statistics summed over every process on this database (this process's
@@ -160,6 +204,10 @@ class TaskEngine:
         self._closed = True
         try:
             await self._settled()
+            if self._agents_follower is not None:
+                self._agents_follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._agents_follower
             if self._keeper is not None:
                 self._keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -79,6 +79,9 @@ class Store(ABC):
     """How often an idle worker looks for claimable tasks written by other processes."""
     cancel_poll_s: float = 0.5
     """How often a holder looks for cancellations requested by other processes."""
+    agents_poll_s: float = 1.0
+    """How often an engine following the agents registered over the API reads their version (one
+    row) for changes made by other processes (PostgreSQL: a safety net under NOTIFY)."""
     lease_s: float = 10.0
     """The lease of the engine using this store (set before `open`): a PostgreSQL writer session left
     idle inside a transaction for half of it is ended by the server, so a frozen process cannot keep
@@ -97,6 +100,9 @@ class Store(ABC):
         self._hub: EventHub | None = None
         self.on_cancel: Callable[[str], None] | None = None
         """Called with a task id when another process asks to cancel it (PostgreSQL NOTIFY)."""
+        self.on_agents_changed: Callable[[], None] | None = None
+        """Called when some process changed the agents registered over the API (PostgreSQL NOTIFY), or
+        when notifications may have been missed (the listening connection came back)."""
 
     @staticmethod
     def from_url(url: str | None = None, **options: Any) -> Store:
