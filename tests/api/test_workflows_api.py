@@ -5,9 +5,12 @@ the same Idempotency-Key replayed); every error a problem document."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Any, get_args
 
 import httpx2
+
+from loomiq.runtime import WorkflowEvent, WorkflowFinished, decode_event
 
 from ..workflows.conftest import RELEASE_NOTES
 from .support import SECRET, bearer
@@ -72,6 +75,11 @@ async def test_register_run_approve_and_follow(client: httpx2.AsyncClient) -> No
         text = "".join([chunk async for chunk in stream.aiter_text()])
     types = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event: ")]
     assert types[0] == "workflow_started" and types[-1] == "workflow_finished"
+    frames = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert [sorted(f) for f in frames] == [["at", "data", "seq", "type"]] * len(types)
+    events = [decode_event({**f["data"], "type": f["type"]}) for f in frames]  # each a typed workflow event
+    assert [e.type for e in events] == types and all(isinstance(e, get_args(WorkflowEvent)) for e in events)
+    assert isinstance(events[-1], WorkflowFinished) and events[-1].status == "succeeded"
     assert types.count("approval_requested") == 1 and types.count("approval_resolved") == 1
     async with client.stream("GET", f"/api/workflow-runs/{run['id']}/events",
                              headers={"Last-Event-ID": "3"}) as stream:

@@ -1,4 +1,4 @@
-"""`loomiq workflow run|status|pause|resume|cancel|list`, `loomiq approvals`, `loomiq approve`: durable
+"""`loomiq workflow run|status|events|pause|resume|cancel|list`, `loomiq approvals`, `loomiq approve`: durable
 runs through real subprocesses on a SQLite file, offline on the scripted agents."""
 
 from __future__ import annotations
@@ -72,6 +72,21 @@ def test_a_run_waits_on_an_approval_answered_from_another_process(here: Path) ->
     assert decided["status"] == "rejected" and decided["decided_by"] == "ann"
     listed = _json("workflow", "list")
     assert [r["id"] for r in listed] == [run_id]  # type: ignore[union-attr]
+
+    # The run's events: one line each (typed, through the display), or the API's frames as JSON lines.
+    events = cli("workflow", "events", str(run_id))
+    assert events.returncode == 0, events.stderr
+    lines = [line.strip().split("  ", 1)[1] for line in events.stdout.splitlines()]
+    assert lines[0] == "workflow release-notes v0 started"
+    assert f"[approve] waiting for approval {approval['id']}: Publish the notes for 2.0?" in lines
+    assert f"[approve] approval {approval['id']} rejected by ann: not yet" in lines
+    assert "[draft] attempt 1 completed" in lines and lines[-1] == "workflow succeeded"
+    frames = [json.loads(line) for line in cli("workflow", "events", str(run_id), "--json").stdout.splitlines()]
+    assert [f["type"] for f in frames][::len(frames) - 1] == ["workflow_started", "workflow_finished"]
+    assert len(frames) == len(lines) and all(sorted(f) == ["at", "data", "seq", "type"] for f in frames)
+    later = cli("workflow", "events", str(run_id), "--json", "--after", str(frames[2]["seq"]), "--follow")
+    assert [json.loads(line) for line in later.stdout.splitlines()] == frames[3:]
+    assert_one_line_error(cli("workflow", "events", "wr-nope"), "no workflow run wr-nope")
 
 
 def test_run_pause_resume_cancel_and_errors(here: Path) -> None:

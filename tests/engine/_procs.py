@@ -53,8 +53,8 @@ AGENTS = ("a0", "a1", "a2", "a3")
 """The agents of every worker here; a consensus over all four has ``a3`` lead (the last one named)."""
 STALL_MARK = "[stall]"
 """A prompt containing this makes a worker started with ``--stall-s`` block its event loop (a
-synchronous sleep: the process is stuck, not awaiting) at the end of its first call of agent ``a0``,
-after the answer came and before it is journalled (ledger line ``stall``)."""
+synchronous sleep: the process is stuck, not awaiting) at the end of its first call of agent ``a0``
+(``--stall-agent``), after the answer came and before it is journalled (ledger line ``stall``)."""
 
 CURRENT: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("loomiq_test_claim", default=None)
 """(task id, lease epoch) of the run the current asyncio task belongs to (set per claim)."""
@@ -124,11 +124,13 @@ class LedgerModel:
     offline = True
 
     def __init__(self, agent_id: str, ledger: Ledger, latency: tuple[float, float], stall_s: float = 0.0,
+                 stall_agent: str = "a0",
                  seed: int | None = None) -> None:
         self.agent_id = agent_id
         self.model_name = "ledger"
         self.ledger = ledger
         self.stall_s = stall_s
+        self.stall_agent = stall_agent
         self._rng = random.Random(seed)
         lo, hi = latency
 
@@ -156,7 +158,7 @@ class LedgerModel:
         self.ledger.write("start", task=task, epoch=epoch, agent=self.agent_id, h=h)
         async for part in self.inner.stream(request):
             if isinstance(part, ModelResponse):
-                if self.stall_s and self.agent_id == "a0" and STALL_MARK in request.prompt_text():
+                if self.stall_s and self.agent_id == self.stall_agent and STALL_MARK in request.prompt_text():
                     # The answer is in, and the process gets stuck (as in a long GC pause) before it can
                     # journal it: nothing awaits between this sleep and the journal write, so once the
                     # process runs again its first act is that (late) write.
@@ -170,11 +172,12 @@ class LedgerModel:
         return None
 
 
-def ledger_agents(ledger: Ledger, latency: tuple[float, float], stall_s: float = 0.0) -> list[Agent]:
+def ledger_agents(ledger: Ledger, latency: tuple[float, float], stall_s: float = 0.0,
+                  stall_agent: str = "a0") -> list[Agent]:
     """Agents a0..a3 on `LedgerModel`s; no retries, generous concurrency."""
     return [
         Agent(AgentConfig(a, "scripted", "ledger", retry=RetryPolicy(max_attempts=1), max_concurrency=256),
-              LedgerModel(a, ledger, latency, stall_s))  # type: ignore[arg-type]
+              LedgerModel(a, ledger, latency, stall_s, stall_agent))  # type: ignore[arg-type]
         for a in AGENTS
     ]
 
@@ -256,7 +259,7 @@ def instrument(engine: TaskEngine, ledger: Ledger, freeze_in_tx_s: float = 0.0) 
 
 async def _worker_main(args: argparse.Namespace) -> int:
     ledger = Ledger(args.ledger)
-    orch = Orchestrator(ledger_agents(ledger, (args.latency_min, args.latency_max), args.stall_s))
+    orch = Orchestrator(ledger_agents(ledger, (args.latency_min, args.latency_max), args.stall_s, args.stall_agent))
     config = EngineConfig(lease_s=args.lease_s, renew_s=args.renew_s, aging_s=60.0, delta_flush_s=0.02)
     try:
         engine = await orch.open_engine(args.database_url, config=config)
@@ -293,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--latency-min", type=float, default=0.005)
     p.add_argument("--latency-max", type=float, default=0.020)
     p.add_argument("--stall-s", type=float, default=0.0)
+    p.add_argument("--stall-agent", default="a0", help="the agent whose first [stall] call stalls")
     p.add_argument("--freeze-in-tx-s", type=float, default=0.0)
     p.add_argument("--worker-id", default=None)
     p.add_argument("--workflows", type=int, default=0, help="1: also drive workflow runs")

@@ -78,7 +78,7 @@ async def test_a_stale_fold_writes_nothing_and_is_rebuilt(open_engine: Callable[
     assert news_read and rebuilt == [run.id]  # n0's end found the fold stale: rebuilt once, then went on
     assert await _prompts(engine) == ["Step 0", "Step 1 after reply 0", "Step 2 after reply 1"]
     assert len(model.calls) == 3
-    types = [e["type"] for e in await runs.events(run.id)]
+    types = [e.type for e in await runs.events(run.id)]
     assert types.count("node_started") == 3 and types.count("node_finished") == 3, types
     assert types[0] == "workflow_started" and types[-1] == "workflow_finished"
     keys = [r[1] for r in await _journal(engine, run.id)]

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from loomiq import Orchestrator
 from loomiq.engine import WorkflowRuns
 from loomiq.engine._ops import Stmt
-from tests.engine._procs import check_durable_run, read_ledger, step_rows, submit_agents, wait_ledger, worker_pool
+from tests.engine._procs import (
+    STALL_MARK,
+    check_durable_run,
+    read_ledger,
+    step_rows,
+    submit_agents,
+    wait_ledger,
+    worker_pool,
+)
 from tests.engine.conftest import FAST, eventually
 from tests.workflows.conftest import RELEASE_NOTES
 
@@ -63,7 +72,7 @@ async def test_a_parked_run_survives_kill_9_of_every_worker(db_url: str, tmp_pat
             calls = sum(1 for (t, _a) in steps if t == task_id)
             report = await check_durable_run(engine, [task_id], ledger, killed, calls_per_task=calls)
             assert report.problems == [], report.problems
-        notices = [e["type"] for e in await runs.events(run.id)]
+        notices = [e.type for e in await runs.events(run.id)]
         assert notices.count("approval_requested") == 1 and notices.count("approval_resolved") == 1
         assert notices.count("node_started") == 2 and notices.count("workflow_finished") == 1
     finally:
@@ -129,13 +138,13 @@ nodes:
     kind: task
     strategy: single
     agents: [a0]
-    prompt: "First on ${{ inputs.topic }}"
+    prompt: "First [stall] on ${{ inputs.topic }}"
   c2:
     kind: task
     strategy: single
     agents: [a1]
     needs: [c1]
-    prompt: "Second after ${{ nodes.c1.output }}"
+    prompt: "Second [stall] after ${{ nodes.c1.output }}"
 outputs:
   said: ${{ nodes.c2.output }}
 """
@@ -164,15 +173,24 @@ nodes:
 
 
 async def test_kill_9_while_a_subworkflow_child_runs(db_url: str, tmp_path: Path) -> None:
-    """Every worker is killed (SIGKILL) while the child run's first node calls its model, and again
-    while its second node does (its first node finished); fresh workers finish the child, the parent
-    continues with the child's output, and no finished node ran twice: one task per node, one
+    """Every worker is killed (SIGKILL) while the child run's first node has its model's answer but
+    has not journalled it (its worker stuck, as in a long pause: ``[stall]``), and again at the same
+    point of the child's second node (its first node finished); fresh workers finish the child, the
+    parent continues with the child's output, and no finished node ran twice: one task per node, one
     attempt of each node in both runs, no finished model call repeated (the ledger), each notice once."""
+    assert STALL_MARK in KILL_CHILD
     orch = Orchestrator(submit_agents())
     engine = await orch.open_engine(db_url, config=FAST)
     runs = WorkflowRuns(engine)
     killed: set[int] = set()
     ledger = tmp_path / "ledger.jsonl"
+
+    async def kill_all(workers: list[Any]) -> None:
+        assert (await runs.get_run(child)).status == "running"
+        for w in workers:
+            killed.add(w.pid)
+            await w.kill()
+
     try:
         await runs.register(KILL_CHILD)
         async with worker_pool(db_url, tmp_path, workflows=1, lease_s=2.0, renew_s=0.5,
@@ -180,16 +198,16 @@ async def test_kill_9_while_a_subworkflow_child_runs(db_url: str, tmp_path: Path
             run = await runs.start(KILL_PARENT)
             await runs.close()  # this process only submitted: the workers' drivers take it from here
             child = f"{run.id}.sub.1"
+            workers = [await start("w1", stall_s=60), await start("w2", stall_s=60)]  # stall on a0: c1
+            c1 = await _task_of(engine, child, "c1")
+            await wait_ledger(ledger, lambda line: line["ev"] == "stall" and line["task"] == c1, timeout_s=60)
+            await kill_all(workers)  # c1 answered, its worker stuck before journalling it
+            workers = [await start("w1", stall_s=60, stall_agent="a1"),  # stall on a1: c2
+                       await start("w2", stall_s=60, stall_agent="a1")]
+            c2 = await _task_of(engine, child, "c2")
+            await wait_ledger(ledger, lambda line: line["ev"] == "stall" and line["task"] == c2, timeout_s=60)
+            await kill_all(workers)  # c2 answered, its worker stuck before journalling it
             workers = [await start("w1"), await start("w2")]
-            for node in ("c1", "c2"):
-                task_id = await _task_of(engine, child, node)
-                await wait_ledger(ledger, lambda line, t=task_id: line["ev"] == "start" and line["task"] == t,
-                                  timeout_s=60)
-                assert (await runs.get_run(child)).status == "running"
-                for w in workers:
-                    killed.add(w.pid)
-                    await w.kill()
-                workers = [await start("w1"), await start("w2")]
             await eventually(lambda: _finished(runs, run.id), timeout_s=90, every_s=0.1)
             for w in workers:
                 await w.stop()
@@ -200,20 +218,21 @@ async def test_kill_9_while_a_subworkflow_child_runs(db_url: str, tmp_path: Path
             state = await runs.state(rid)
             for node in nodes:
                 assert (str(state.nodes[node].status), state.nodes[node].attempts) == ("succeeded", 1), (rid, node)
-        rows = await engine.store.fetch(Stmt(
-            "SELECT idempotency_key, id FROM tasks ORDER BY created_at", (), "all"))
+        rows = await engine.store.fetch(Stmt("SELECT idempotency_key, id FROM tasks ORDER BY created_at", (), "all"))
         assert [r[0] for r in rows] == [f"wf:{run.id}:node/pre/1", f"wf:{child}:node/c1/1",
                                         f"wf:{child}:node/c2/1", f"wf:{run.id}:node/post/1"]
         post = await engine.get_task(rows[-1][1])
-        c2 = await engine.get_task(rows[2][1])
-        assert post.request.prompt == f"After {c2.output}"  # the parent continued with the child's output
+        assert post.request.prompt == f"After {(await engine.get_task(c2)).output}"  # the child's output
         report = await check_durable_run(engine, [r[1] for r in rows], read_ledger(ledger), killed, calls_per_task=1)
         assert report.problems == [], report.problems
-        assert report.attempts["lost"] >= 2  # both kills took a node's attempt down (resumed by another worker)
-        parent_notices = [e["type"] for e in await runs.events(run.id)]
+        assert [a.status for a in await engine.attempts(c1)] == ["lost", "completed"]
+        assert [a.status for a in await engine.attempts(c2)] == ["lost", "completed"]
+        stalled = [line["task"] for line in read_ledger(ledger) if line["ev"] == "stall"]
+        assert stalled == [c1, c2]  # each answered once under a killed worker, never journalled, run again
+        parent_notices = [e.type for e in await runs.events(run.id)]
         assert parent_notices.count("subworkflow_started") == 1 and parent_notices.count("subworkflow_finished") == 1
         assert parent_notices.count("node_started") == 2 and parent_notices.count("workflow_finished") == 1
-        child_notices = [e["type"] for e in await runs.events(child)]
+        child_notices = [e.type for e in await runs.events(child)]
         assert child_notices.count("node_started") == 2 and child_notices.count("node_finished") == 2
         assert child_notices.count("workflow_started") == 1 and child_notices.count("workflow_finished") == 1
     finally:

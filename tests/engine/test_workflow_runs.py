@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import get_args
 
 import pytest
 
@@ -16,6 +17,15 @@ from loomiq.engine.workflow_runs import (
     ApprovalForbidden,
     ApprovalNotFound,
     WorkflowRuns,
+)
+from loomiq.runtime import (
+    ApprovalRequested,
+    ApprovalResolved,
+    NodeFinished,
+    NodeStarted,
+    WorkflowEvent,
+    WorkflowFinished,
+    WorkflowStarted,
 )
 from tests.engine.conftest import eventually, running, scripted
 from tests.workflows.conftest import RELEASE_NOTES
@@ -93,9 +103,31 @@ async def test_release_notes_runs_through_an_approval_and_a_fresh_process(open_e
     # The draft ran once (in the first process), the publication once (in the second).
     assert len(model.calls) == 1 and len(model2.calls) == 1
     assert (await prompts(engine2))[1] == "Polish for publication: reply 0"
-    types = [e["type"] for e in await runs2.events(run.id)]
+    entries = await runs2.events(run.id)
+    types = [e.type for e in entries]
     assert types.count("approval_requested") == 1 and types.count("approval_resolved") == 1
     assert types[0] == "workflow_started" and types[-1] == "workflow_finished"
+    # Typed: each entry holds an event of the closed union, its data the event's JSON form.
+    events = [e.event for e in entries]
+    assert all(isinstance(e, get_args(WorkflowEvent)) for e in events)
+    assert events[0] == WorkflowStarted("release-notes", 0, {"version": "2.0"}, None, None)
+    [requested] = [e for e in events if isinstance(e, ApprovalRequested)]
+    assert (requested.approval_id, requested.node, requested.round) == (approval.id, "approve", 1)
+    assert requested.approvers == {"roles": list(approval.roles), "subjects": list(approval.subjects)}
+    assert requested.deadline == approval.deadline and requested.message == approval.message
+    [resolved] = [e for e in events if isinstance(e, ApprovalResolved)]
+    assert (resolved.outcome, resolved.decision, resolved.comment, resolved.decided_by) == (
+        "approved", "approved", "ship it", "ann")
+    started = [e for e in events if isinstance(e, NodeStarted)]
+    assert [(e.node, e.attempt, e.index) for e in started] == [("draft", 1, None), ("publish", 1, None)]
+    assert [(e.node, e.status, e.error) for e in events if isinstance(e, NodeFinished)] == [
+        ("draft", "completed", None), ("publish", "completed", None)]
+    assert events[-1] == WorkflowFinished("succeeded", None, dict(done.outputs or {}))
+    for entry in entries:  # the wire form: {seq, type, data, at}, data the event's fields
+        assert entry.to_dict() == {"seq": entry.seq, "type": entry.type, "data": entry.data, "at": entry.at}
+        assert {"type": entry.type, **entry.data} == entry.event.to_dict()
+    assert [e.seq for e in entries] == sorted({e.seq for e in entries})
+    assert [e.seq for e in await runs2.events(run.id, after=entries[2].seq)] == [e.seq for e in entries[3:]]
 
 
 def _active(run_id: str) -> object:
@@ -231,6 +263,9 @@ async def test_pause_holds_new_nodes_until_resume(open_engine: Callable[..., obj
         done = await runs.wait(run.id, timeout_s=10)
     await runs.close()
     assert done.status == "succeeded" and len(model.calls) == 2
+    types = [e.type for e in await runs.events(run.id)]
+    assert types.count("workflow_paused") == 1 and types.count("workflow_resumed") == 1
+    assert types.index("workflow_paused") < types.index("workflow_resumed") < types.index("workflow_finished")
 
 
 async def test_cancel_of_a_paused_run_is_quick(open_engine: Callable[..., object]) -> None:
@@ -271,7 +306,7 @@ async def test_three_approvals_answered_in_reverse_each_resume_only_their_branch
             await runs.close()
         done = await WorkflowRuns(engine).wait(run.id, timeout_s=10)
     assert done.status == "succeeded" and len(model.calls) == 3
-    types = [e["type"] for e in await WorkflowRuns(engine).events(run.id)]
+    types = [e.type for e in await WorkflowRuns(engine).events(run.id)]
     assert types.count("approval_requested") == 3 and types.count("approval_resolved") == 3
 
 
@@ -341,3 +376,18 @@ async def test_a_failing_node_retries_then_its_handler_runs_once_and_a_decision_
 async def _failed_once(runs: WorkflowRuns, run_id: str) -> bool:
     await runs.drive(run_id)
     return (await runs.state(run_id)).nodes["flaky"].error is not None
+
+
+def test_a_log_row_written_before_the_events_were_typed_reads_as_its_typed_event() -> None:
+    """Rows from before the typed events hold the fields without ``type``: they read the same."""
+    from loomiq.engine.workflow_runs import WorkflowRunEvent
+    from loomiq.runtime import EventDecodeError, encode_event
+
+    old = WorkflowRunEvent.from_row("wr-1", (4, "node_started", '{"node":"a","attempt":1,"index":null,"task_id":"t"}',
+                                             12.5))
+    new = WorkflowRunEvent.from_row("wr-1", (4, "node_started", encode_event(NodeStarted("a", 1, None, "t")), 12.5))
+    assert old == new and old.event == NodeStarted("a", 1, None, "t")
+    assert old.to_dict() == {"seq": 4, "type": "node_started", "at": 12.5,
+                             "data": {"node": "a", "attempt": 1, "index": None, "task_id": "t"}}
+    with pytest.raises(EventDecodeError, match="holds no 'task_queued' event"):
+        _ = WorkflowRunEvent.from_row("wr-1", (5, "task_queued", '{"priority":"normal"}', 1.0)).event

@@ -52,7 +52,7 @@ async def test_parent_uses_the_child_output_and_starts_one_child(open_engine: Ca
     assert prompts == ["Child on x", "Parent got reply 0"]
     children = [r for r in await runs.list_runs() if r.workflow == "child"]
     assert [c.id for c in children] == [f"{run.id}.sub.1"]
-    types = [e["type"] for e in await runs.events(run.id)]
+    types = [e.type for e in await runs.events(run.id)]
     assert "subworkflow_started" in types and "subworkflow_finished" in types
 
 

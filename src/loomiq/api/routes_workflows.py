@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -33,6 +33,8 @@ from ..engine import (
     WorkflowRunNotFound,
     WorkflowRuns,
 )
+from ..runtime import WorkflowEvent, WorkflowFinished, type_of
+from ..runtime.event_json import dumps
 from ..workflows import WorkflowError
 from ._openapi import AUTHENTICATED, header, problems
 from .auth import Principal
@@ -291,20 +293,25 @@ _EVENT_SCHEMA = {"type": "object", "properties": {
     "seq": {"type": "integer"}, "type": {"type": "string"}, "data": {"type": "object"}, "at": {"type": "number"}}}
 
 
+_FINISHED = type_of(WorkflowFinished)
+"""The type of a run's last event."""
+
+
 async def _notices(runs: WorkflowRuns, run_id: str, tenant: str, after: int) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(comment=f"events of workflow run {run_id} after {after}", retry=2000, sep="\n")
     while True:
-        for event in await runs.events(run_id, after=after, tenant_id=tenant):
-            after = event["seq"]
-            yield ServerSentEvent(data=json.dumps(event, default=str), event=event["type"], id=str(after), sep="\n")
-            if event["type"] == "workflow_finished":
+        for entry in await runs.events(run_id, after=after, tenant_id=tenant):
+            after = entry.seq
+            yield ServerSentEvent(data=dumps(entry.to_dict()), event=entry.type, id=str(after), sep="\n")
+            if entry.type == _FINISHED:
                 return
         await asyncio.sleep(0.25)
 
 
 @router.get("/api/workflow-runs/{run_id}/events", response_class=EventSourceResponse, responses={
-    200: {"description": "The run's events as SSE (`id:` is the seq): workflow_started, node_started, "
-                         "node_finished, approval_requested, approval_resolved, workflow_finished (the last).",
+    200: {"description": "The run's events as SSE (`id:` is the seq, `event:` the type, `data:` `{seq, type, data, "
+                         "at}`, `data` holding the event's fields as docs/events.md lists them): "
+                         + ", ".join(type_of(c) for c in get_args(WorkflowEvent)) + " (the last).",
           "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}},
     **problems(*AUTHENTICATED, 404, 422),
 })

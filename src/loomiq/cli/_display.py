@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import get_args
 
 import typer
 from rich import box
@@ -27,8 +28,12 @@ from ..engine import TaskEvent
 from ..orchestrator import RunPlan
 from ..runtime import (
     AgentFailedOver,
+    ApprovalRequested,
+    ApprovalResolved,
     Event,
     EventDecodeError,
+    NodeFinished,
+    NodeStarted,
     RunEvent,
     RunFinished,
     RunResult,
@@ -36,6 +41,8 @@ from ..runtime import (
     StepDelta,
     StepFinished,
     StepStarted,
+    SubworkflowFinished,
+    SubworkflowStarted,
     TaskHandedBack,
     TaskQueued,
     TaskReady,
@@ -45,6 +52,11 @@ from ..runtime import (
     ToolFinished,
     ToolRefused,
     ToolSerialized,
+    WorkflowEvent,
+    WorkflowFinished,
+    WorkflowPaused,
+    WorkflowResumed,
+    WorkflowStarted,
 )
 from ._common import fmt_cost, fmt_ms, fmt_tokens
 from ._terminal import safe, safe_line
@@ -145,6 +157,8 @@ class EventPrinter:
             case RunFinished():
                 self.result = event.result
                 return None
+        if isinstance(event, _WORKFLOW_EVENTS):
+            return workflow_line(event)
         if not self.lifecycle:
             return None
         match event:
@@ -164,6 +178,51 @@ class EventPrinter:
                 return (f"attempt {event.attempt} failed ({safe_line(event.error or '')}); "
                         f"retrying in {event.delay_s:g}s")
         return None
+
+
+_WORKFLOW_EVENTS = get_args(WorkflowEvent)
+
+
+def workflow_line(event: WorkflowEvent) -> str:  # noqa: PLR0911 - one case per event type
+    """The line for one event of a workflow run's log (`loomiq workflow events`)."""
+    match event:
+        case WorkflowStarted():
+            parent = event.parent or {}
+            child = (f" (child run of {safe_line(str(parent.get('run')))}, node {safe_line(str(parent.get('node')))})"
+                     if parent else "")
+            return f"workflow {safe_line(event.workflow)} v{event.version} started{child}"
+        case NodeStarted():
+            return (f"[{_node(event.node, event.index)}] attempt {event.attempt} started "
+                    f"(task {safe_line(event.task_id)})")
+        case NodeFinished():
+            error = f": {safe_line(event.error)}" if event.error else ""
+            return f"[{_node(event.node, event.index)}] attempt {event.attempt} {safe_line(event.status)}{error}"
+        case ApprovalRequested():
+            return (f"[{safe_line(event.node)}] waiting for approval {safe_line(event.approval_id)}: "
+                    f"{safe_line(event.message)}")
+        case ApprovalResolved():
+            by = f" by {safe_line(event.decided_by)}" if event.decided_by else ""
+            comment = f": {safe_line(event.comment)}" if event.comment else ""
+            return (f"[{safe_line(event.node)}] approval {safe_line(event.approval_id)} "
+                    f"{safe_line(event.outcome)}{by}{comment}")
+        case SubworkflowStarted():
+            return (f"[{safe_line(event.node)}] subworkflow {safe_line(event.workflow)} started as run "
+                    f"{safe_line(event.run_id)}")
+        case SubworkflowFinished():
+            error = f": {safe_line(event.error)}" if event.error else ""
+            return (f"[{safe_line(event.node)}] subworkflow run {safe_line(event.run_id)} "
+                    f"{safe_line(event.status)}{error}")
+        case WorkflowPaused():
+            return "paused: nothing new starts until it is resumed"
+        case WorkflowResumed():
+            return "resumed"
+        case WorkflowFinished():
+            error = f": {safe_line(event.error)}" if event.error else ""
+            return f"workflow {safe_line(event.status)}{error}"
+
+
+def _node(node: str, index: int | None) -> str:
+    return safe_line(node) if index is None else f"{safe_line(node)}#{index}"
 
 
 def typed(entry: TaskEvent) -> Event | None:

@@ -1,4 +1,4 @@
-"""Durable workflow runs from the command line: `loomiq workflow run|status|pause|resume|cancel|list`,
+"""Durable workflow runs from the command line: `loomiq workflow run|status|events|pause|resume|cancel|list`,
 `loomiq approvals` and `loomiq approve`.
 
 Runs live in the engine's database (``--database``, else ``$LOOMIQ_DATABASE_URL``, else
@@ -20,8 +20,11 @@ from typing import Annotated, Any
 import typer
 
 from ..orchestrator import Orchestrator
+from ..runtime import EventDecodeError, WorkflowFinished, type_of
+from ..runtime.event_json import dumps
 from ..workflows import WorkflowError, read_workflow_source
 from ._common import fail
+from ._display import workflow_line
 from ._options import TenantOption
 from ._tasks import (
     DatabaseOption,
@@ -229,6 +232,58 @@ def _control(verb: str) -> Any:
 
 for _verb in ("pause", "resume", "cancel"):
     workflow_app.command(_verb)(_control(_verb))
+
+
+@workflow_app.command("events")
+def events_command(
+    run_id: RunArg,
+    after: Annotated[int, typer.Option("--after", min=0, max=2**62, help="Only events after this seq.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until the run ends.")
+                      ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON frame per line, as the API's SSE sends: "
+                                              "{seq, type, data, at}.")] = False,
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+) -> None:
+    """A run's events (workflow started, nodes started and finished, approvals, child runs, pauses,
+    the end), one line each; with --follow, until the run ends."""
+    check_tenant(tenant)
+
+    async def body(o: Orchestrator) -> None:
+        from ..engine import WorkflowRunEvent
+
+        runs = await _runs(o)
+        seen = after
+        while True:
+            entries: list[WorkflowRunEvent] = await runs.events(run_id, after=seen, tenant_id=tenant)
+            for entry in entries:
+                seen = entry.seq
+                if json_output:
+                    sys.stdout.write(dumps(entry.to_dict()) + "\n")
+                else:
+                    line = _event_line(entry)
+                    if line is not None:
+                        sys.stdout.write(f"{entry.seq:>5} {_when(entry.at)}  {line}\n")
+                if entry.type == _FINISHED:
+                    return
+            sys.stdout.flush()
+            if not follow:
+                return
+            await asyncio.sleep(0.25)
+
+    _call(database, body)
+
+
+_FINISHED = type_of(WorkflowFinished)
+
+
+def _event_line(entry: Any) -> str | None:
+    """The display's line of the entry's typed event (None for a type this version does not know)."""
+    try:
+        event = entry.event
+    except EventDecodeError:
+        return None
+    return workflow_line(event)
 
 
 @workflow_app.command("list")

@@ -86,6 +86,7 @@ from .workflow_runs import (
     ApprovalNotFound,
     WorkflowNotFound,
     WorkflowRun,
+    WorkflowRunEvent,
     WorkflowRunNotFound,
     WorkflowRuns,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "WorkerInfo",
     "WorkflowNotFound",
     "WorkflowRun",
+    "WorkflowRunEvent",
     "WorkflowRunNotFound",
     "WorkflowRuns",
     "WriterStats",

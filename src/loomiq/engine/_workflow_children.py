@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
+from ..runtime.event_json import decode_event
+from ..runtime.events import SubworkflowFinished, SubworkflowStarted, WorkflowStarted
 from ..workflows import (
     Event,
     NodeFailed,
@@ -32,7 +33,7 @@ from ._workflow_rows import (
     RunsBase,
     WorkflowRun,
     WorkflowRunNotFound,
-    dumps,
+    notice,
     run_from_row,
 )
 
@@ -84,14 +85,19 @@ async def find_child_source(runs: RunsBase, name: str, tenant_id: str, directory
 class ChildrenMixin(RunsBase):
     """`WorkflowRuns`' subworkflow nodes: starting, reading and cancelling their child runs."""
 
-    async def _started(self, run_id: str) -> dict[str, Any]:
+    async def _started(self, run_id: str) -> WorkflowStarted | None:
+        """The run's `WorkflowStarted` (None before it was written)."""
         data = await self.store.fetch(Stmt(
             "SELECT data FROM workflow_events WHERE run_id = ? AND key = 'notice/workflow_started'", (run_id,), "val"))
-        return json.loads(data) if data else {}
+        if not data:
+            return None
+        event = decode_event({**json.loads(data), "type": "workflow_started"})
+        return event if isinstance(event, WorkflowStarted) else None
 
     async def _parent_of(self, run_id: str) -> str | None:
-        parent = (await self._started(run_id)).get("parent")
-        return parent.get("run") if isinstance(parent, dict) else None
+        started = await self._started(run_id)
+        parent = started.parent if started is not None else None
+        return parent.get("run") if parent else None
 
     async def _child(self, run: WorkflowRun, a: StartSubworkflow, cid: str, notices: Journal) -> Event | None:
         """Start the child run of `a` unless it exists; the node's result once the child ended, else None."""
@@ -99,7 +105,8 @@ class ChildrenMixin(RunsBase):
         key = f"{a.node}/{a.attempt}"
         row = await self.store.fetch(Stmt(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (cid,), "one"))
         if row is None:
-            directory = (await self._started(run.id)).get("directory")
+            started = await self._started(run.id)
+            directory = started.directory if started is not None else None
             found = await find_child_source(self, a.workflow, run.tenant_id, directory)
             if found is None:
                 return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}' was found nowhere (not registered "
@@ -113,8 +120,7 @@ class ChildrenMixin(RunsBase):
                 return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}': {exc}", now)
             for hook in self.on_node_start:
                 hook(run.id, f"node/{key}")
-            notices.append((f"notice/subworkflow_started/{key}", "notice", "subworkflow_started",
-                            dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid})))
+            notices.append(notice(SubworkflowStarted(a.node, a.attempt, a.workflow, cid), key))
             if run.paused:
                 await self.pause(cid, tenant_id=run.tenant_id)
             await self.drive(cid)
@@ -123,9 +129,7 @@ class ChildrenMixin(RunsBase):
             child = run_from_row(row)
         if child.status not in TERMINAL:
             return None
-        notices.append((f"notice/subworkflow_finished/{key}", "notice", "subworkflow_finished",
-                        dumps({"node": a.node, "attempt": a.attempt, "workflow": a.workflow, "run_id": cid,
-                                "status": child.status, "error": child.error})))
+        notices.append(notice(SubworkflowFinished(a.node, a.attempt, a.workflow, cid, child.status, child.error), key))
         if child.status == "succeeded":
             return NodeSucceeded(a.node, a.attempt, dict(child.outputs or {}), now)
         return NodeFailed(a.node, a.attempt, f"subworkflow run {cid} {child.status}: {child.error}", now)

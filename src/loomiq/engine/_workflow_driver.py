@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..runtime.events import ApprovalRequested, ApprovalResolved, NodeFinished, NodeStarted, WorkflowFinished
 from ..workflows import (
     Action,
     ApprovalTimedOut,
@@ -62,6 +63,8 @@ from ._workflow_rows import (
     approval_id,
     dumps,
     event_key,
+    notice,
+    plain,
     run_from_row,
 )
 from .errors import EngineError
@@ -267,9 +270,7 @@ class DriverMixin(RunsBase):
                         found.append(NodeSucceeded(a.node, a.attempt, task.output, now, a.index))
                     else:
                         found.append(NodeFailed(a.node, a.attempt, task.error or task.status, now, a.index))
-                    notices.append((f"notice/node_finished/{key}", "notice", "node_finished",
-                                    dumps({"node": a.node, "attempt": a.attempt, "index": a.index,
-                                           "status": task.status, "error": task.error})))
+                    notices.append(notice(NodeFinished(a.node, a.attempt, a.index, task.status, task.error), key))
                 else:
                     active += 1
                     self._watch(run_id, tid)  # (a no-op when this process watches it already)
@@ -303,8 +304,8 @@ class DriverMixin(RunsBase):
                                 (now, parent)))
         row = (int(f.state.paused), active, min(wake) if wake else None)
         if finish is not None:
-            notices.append(("notice/workflow_finished", "notice", "workflow_finished",
-                            dumps({"status": str(finish.status), "error": finish.error, "outputs": finish.outputs})))
+            outputs = None if finish.outputs is None else plain(dict(finish.outputs))
+            notices.append(notice(WorkflowFinished(str(finish.status), finish.error, outputs)))
             updates.append(Stmt(
                 "UPDATE workflow_runs SET status = ?, error = ?, outputs = ?, paused = ?, active_tasks = 0, "
                 "wake_at = NULL, updated_at = ? WHERE id = ?",
@@ -372,19 +373,16 @@ class DriverMixin(RunsBase):
                 (aid, run.id, run.tenant_id, a.node, a.round, a.message,
                  dumps({"roles": list(a.approvers.roles), "subjects": list(a.approvers.subjects)}),
                  dumps(a.require), a.deadline, now)))
-            notices.append((f"notice/approval_requested/{aid}", "notice", "approval_requested",
-                            dumps({"approval_id": aid, "node": a.node, "round": a.round, "message": a.message,
-                                   "approvers": {"roles": list(a.approvers.roles),
-                                                 "subjects": list(a.approvers.subjects)},
-                                   "require": a.require, "deadline": a.deadline})))
+            approvers = {"roles": list(a.approvers.roles), "subjects": list(a.approvers.subjects)}
+            notices.append(notice(ApprovalRequested(aid, a.node, a.round, a.message, approvers, a.require,
+                                                    a.deadline), aid))
         else:
             updates.append(Stmt(
                 "UPDATE workflow_approvals SET status = ?, decision = ?, comment = ?, decided_by = ?, "
                 "resolved_at = ? WHERE id = ? AND status = 'pending'",
                 (a.outcome, a.decision, a.comment, a.decided_by, now, aid)))
-            notices.append((f"notice/approval_resolved/{aid}", "notice", "approval_resolved",
-                            dumps({"approval_id": aid, "node": a.node, "round": a.round, "outcome": a.outcome,
-                                   "decision": a.decision, "comment": a.comment, "decided_by": a.decided_by})))
+            notices.append(notice(ApprovalResolved(aid, a.node, a.round, a.outcome, a.decision, a.comment,
+                                                   a.decided_by), aid))
 
     def _write(self, f: _Fold, updates: list[Stmt], submits: list[_Submission], journal: Journal,
                children: list[str], now: float) -> Any:
@@ -411,8 +409,7 @@ class DriverMixin(RunsBase):
                 out.events += sub.events
                 out.work = out.work or sub.work
                 a = s.start
-                rows.append((f"notice/node_started/{s.key}", "notice", "node_started",
-                             dumps({"node": a.node, "attempt": a.attempt, "index": a.index, "task_id": sub.value})))
+                rows.append(notice(NodeStarted(a.node, a.attempt, a.index, str(sub.value)), s.key))
         if children:
             # A child that ended before this row was written had its wake-up overwritten: wake now.
             marks = ", ".join("?" * len(children))

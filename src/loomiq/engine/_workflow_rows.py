@@ -9,8 +9,10 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from ..runtime.event_json import EventDecodeError, decode_event, encode_event
+from ..runtime.events import WorkflowEvent, WorkflowStarted
 from ..workflows import (
     ApprovalAnswered,
     ApprovalTimedOut,
@@ -42,12 +44,15 @@ __all__ = [
     "RunsBase",
     "WorkflowNotFound",
     "WorkflowRun",
+    "WorkflowRunEvent",
     "WorkflowRunNotFound",
     "append_rows",
     "approval_from_row",
     "approval_id",
     "dumps",
     "event_key",
+    "notice",
+    "plain",
     "run_from_row",
 ]
 
@@ -171,8 +176,57 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def plain(value: Any) -> Any:
+    """`value` as its JSON stores it (a value JSON has no form for becomes its text): what a workflow
+    event holds, so that the event read back is equal to the one written."""
+    return json.loads(dumps(value))
+
+
 Journal = list[tuple[str, str, str, str]]
 """Rows to append: (key, kind, type, data)."""
+
+
+def notice(event: WorkflowEvent, key: str = "") -> tuple[str, str, str, str]:
+    """The journal row of a workflow event (kind ``notice``): its key ``notice/<type>[/<key>]`` (what
+    makes writing it twice a no-op), its type, and its JSON as `loomiq.runtime.event_json` writes it."""
+    return (f"notice/{event.type}/{key}" if key else f"notice/{event.type}", "notice", event.type,
+            encode_event(event))
+
+
+_WORKFLOW_EVENTS = get_args(WorkflowEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunEvent:
+    """One entry of a workflow run's log (`WorkflowRuns.events`): `seq` orders it within the run (its
+    journal's sequence number: increasing, with gaps where input rows sit), `type` and `data` are the
+    event's JSON form (`data`: its fields, without ``type``), `at` when it was written (epoch s)."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: Mapping[str, Any]
+    at: float
+
+    @property
+    def event(self) -> WorkflowEvent:
+        """The typed event (`decode_event`; raises `EventDecodeError` for data that is no workflow
+        event, such as a newer writer's type)."""
+        event = decode_event({**self.data, "type": self.type})
+        if not isinstance(event, _WORKFLOW_EVENTS):
+            raise EventDecodeError(f"a workflow run's log holds no {self.type!r} event")
+        return cast("WorkflowEvent", event)  # the isinstance above, over the union's classes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (an SSE frame's data): ``{seq, type, data, at}``."""
+        return {"seq": self.seq, "type": self.type, "data": dict(self.data), "at": self.at}
+
+    @classmethod
+    def from_row(cls, run_id: str, row: Sequence[Any]) -> WorkflowRunEvent:
+        """The entry of a ``(seq, type, data, created_at)`` row of ``workflow_events``."""
+        data = json.loads(row[2])
+        data.pop("type", None)  # rows written before the events were typed have no "type" in their data
+        return cls(run_id, int(row[0]), row[1], data, row[3])
 
 
 def append_rows(d: Any, run_id: str, tenant: str, rows: Journal, now: float) -> Any:
@@ -244,7 +298,7 @@ class RunsBase:
 
         async def _journal(self, run_id: str) -> list[Event]: ...
 
-        async def _started(self, run_id: str) -> dict[str, Any]: ...
+        async def _started(self, run_id: str) -> WorkflowStarted | None: ...
 
         async def _parent_of(self, run_id: str) -> str | None: ...
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import time
 import uuid
 import weakref
@@ -44,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..runtime.events import WorkflowPaused, WorkflowResumed, WorkflowStarted
 from ..workflows import (
     Event,
     NodeStatus,
@@ -73,11 +73,14 @@ from ._workflow_rows import (
     Journal,
     WorkflowNotFound,
     WorkflowRun,
+    WorkflowRunEvent,
     WorkflowRunNotFound,
     append_rows,
     approval_id,
     dumps,
     event_key,
+    notice,
+    plain,
     run_from_row,
 )
 from .task import DEFAULT_TENANT
@@ -91,6 +94,7 @@ __all__ = [
     "Answered",
     "WorkflowNotFound",
     "WorkflowRun",
+    "WorkflowRunEvent",
     "WorkflowRunNotFound",
     "WorkflowRuns",
     "approval_id",
@@ -184,10 +188,8 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         self._defs.setdefault((definition.name, hashlib.sha256(source.encode()).hexdigest()), definition)
         event = RunStarted(bound, now)
         rows: Journal = [("start", "input", event.type, event_to_json(event)),
-                         ("notice/workflow_started", "notice", "workflow_started",
-                          dumps({"workflow": definition.name, "version": version, "inputs": bound,
-                                  "directory": directory_of(filename),
-                                  **({"parent": dict(parent)} if parent else {})}))]
+                         notice(WorkflowStarted(definition.name, version, plain(bound), directory_of(filename),
+                                                plain(dict(parent)) if parent else None))]
         insert = Stmt(
             "INSERT INTO workflow_runs (id, tenant_id, workflow, version, source, inputs, status, paused, "
             "active_tasks, wake_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, 0, ?, ?, ?)"
@@ -261,13 +263,14 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
                 "pending_approvals": [a.to_dict() for a in pending]}
 
     async def events(self, run_id: str, *, after: int = 0, tenant_id: str | None = DEFAULT_TENANT
-                     ) -> list[dict[str, Any]]:
-        """The run's notices after sequence number `after`: {seq, type, data, at}."""
+                     ) -> list[WorkflowRunEvent]:
+        """The run's log after sequence number `after`: its workflow events (`entry.event` is the typed
+        one, a `loomiq.runtime.WorkflowEvent`; `entry.to_dict()` the wire form ``{seq, type, data, at}``)."""
         await self.get_run(run_id, tenant_id=tenant_id)
         rows = await self.store.fetch(Stmt(
             "SELECT seq, type, data, created_at FROM workflow_events WHERE run_id = ? AND kind = 'notice' AND seq > ? "
             "ORDER BY seq", (run_id, after), "all"))
-        return [{"seq": int(r[0]), "type": r[1], "data": json.loads(r[2]), "at": r[3]} for r in rows]
+        return [WorkflowRunEvent.from_row(run_id, r) for r in rows]
 
 
     async def definition(self, run_id: str, *, tenant_id: str | None = DEFAULT_TENANT) -> WorkflowDefinition:
@@ -296,7 +299,7 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         """Start nothing new until `resume` (running nodes finish; approvals still take answers)."""
         run = await self.get_run(run_id, tenant_id=tenant_id)
         if run.status == "running" and not run.paused:
-            await self._record(run, [RunPaused(self.clock())])
+            await self._record(run, [RunPaused(self.clock())], [notice(WorkflowPaused(), uuid.uuid4().hex)])
         for cid in await self._children(run_id, tenant_id):
             with contextlib.suppress(WorkflowRunNotFound):
                 await self.pause(cid, tenant_id=tenant_id)
@@ -307,7 +310,7 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         """Release what a pause held back."""
         run = await self.get_run(run_id, tenant_id=tenant_id)
         if run.status == "running" and run.paused:
-            await self._record(run, [RunResumed(self.clock())])
+            await self._record(run, [RunResumed(self.clock())], [notice(WorkflowResumed(), uuid.uuid4().hex)])
         for cid in await self._children(run_id, tenant_id):
             with contextlib.suppress(WorkflowRunNotFound):
                 await self.resume(cid, tenant_id=tenant_id)

@@ -9,7 +9,7 @@ beside ``step`` (its key as ``call``; `call_to_dict`). A step's ``tool_calls`` a
 call's result cut to an excerpt): the ``tool_call_finished`` events carry each call in full. Costs
 are written to 1e-10 USD and durations to 1e-3 ms, as the results' ``to_dict`` round them.
 
-`encode_event` has a fast path for the events every run logs (no dict is built, no float goes
+`encode_event` has a fast path for the events every run (and every workflow node) logs (no dict is built, no float goes
 through a Python callback); the rest, and any value of an unexpected type, go through
 ``dumps(event_to_dict(event))``. Both give the same JSON (tests compare them over every type).
 """
@@ -28,6 +28,8 @@ from ..tools.records import ToolCallRecord
 from .events import (
     EVENT_CLASSES,
     Event,
+    NodeFinished,
+    NodeStarted,
     RunFinished,
     RunStarted,
     StepDelta,
@@ -372,6 +374,20 @@ def _task_finished(e: TaskFinished) -> str:
             f'"cost_usd":{_val(e.cost_usd)},"dead":{_val(e.dead)}}}')
 
 
+def _node_started(e: NodeStarted) -> str:
+    if type(e.attempt) is not int:
+        raise TypeError
+    return (f'{{"type":"node_started","node":{_str(e.node)},"attempt":{e.attempt},"index":{_val(e.index)},'
+            f'"task_id":{_str(e.task_id)}}}')
+
+
+def _node_finished(e: NodeFinished) -> str:
+    if type(e.attempt) is not int:
+        raise TypeError
+    return (f'{{"type":"node_finished","node":{_str(e.node)},"attempt":{e.attempt},"index":{_val(e.index)},'
+            f'"status":{_str(e.status)},"error":{_val(e.error)}}}')
+
+
 _FAST: dict[type[Any], Callable[[Any], str]] = {
     RunStarted: _run_started,
     StepStarted: _step_started,
@@ -381,6 +397,8 @@ _FAST: dict[type[Any], Callable[[Any], str]] = {
     TaskQueued: lambda e: f'{{"type":"task_queued","priority":{_str(e.priority)}}}',
     TaskStarted: _task_started,
     TaskFinished: _task_finished,
+    NodeStarted: _node_started,
+    NodeFinished: _node_finished,
 }
 
 
