@@ -147,6 +147,18 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
     if config is not None:
         (root / "loomiq.yaml").write_text(config)
         env["LOOMIQ_CONFIG"] = str(root / "loomiq.yaml")
+    if args.probe:
+        # bench/soak_probe/sitecustomize.py: each service process writes where its memory is.
+        Path(args.probe).mkdir(parents=True, exist_ok=True)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "soak_probe"), env.get("PYTHONPATH")]))
+        env["LOOMIQ_SOAK_PROBE"] = str(Path(args.probe).resolve())
+        env["LOOMIQ_SOAK_PROBE_S"] = str(args.probe_s)
+        if args.probe_tracemalloc:
+            env["LOOMIQ_SOAK_PROBE_TRACEMALLOC"] = str(args.probe_tracemalloc)
+        if args.probe_trim:
+            env["LOOMIQ_SOAK_PROBE_TRIM"] = "1"
+    if args.malloc_arena_max:
+        env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
     if args.mode == "split":
         env["LOOMIQ_API_WORKERS"] = "0"
     elif args.api_workers:
@@ -160,7 +172,7 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
         logs.append(log)
         procs["api"] = subprocess.Popen(
             [*loomiq_exe(), "serve", "--no-auth", "--port", str(port), "--log-level", "warning"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=root, env={**env, "LOOMIQ_SOAK_PROBE_ROLE": "api"}, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -178,7 +190,7 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
             logs.append(log)
             procs["worker"] = subprocess.Popen(
                 [*loomiq_exe(), "worker", "--concurrency", str(args.concurrency), "--database", db],
-                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=root, env={**env, "LOOMIQ_SOAK_PROBE_ROLE": "worker"}, stdout=log, stderr=subprocess.STDOUT,
             )
             deadline = time.monotonic() + 60
             while b"ready" not in (root / "worker.log").read_bytes():
@@ -244,6 +256,70 @@ def fit(samples: list[dict[str, Any]], x_key: str, names: list[str], start: floa
     return out
 
 
+PROBE_FIGURES = {
+    "rss": ("rss", "VmRSS"),
+    "malloc_in_use": ("malloc", "uordblks"),
+    "malloc_free": ("malloc", "fordblks"),
+    "malloc_mmapped": ("malloc", "hblkhd"),
+    "pymalloc_in_use": ("pymalloc", "used"),
+    "sqlite_in_use": ("sqlite", "used"),
+    "tracemalloc": ("py", "traced"),
+}
+"""What `probe_fit` reports of each probe line (`bench/soak_probe/sitecustomize.py`), in KB."""
+
+
+def probe_figures(row: dict[str, Any]) -> dict[str, float]:
+    """The figures of one probe line, plus ``in_use`` (glibc malloc's bytes in use, in its heaps and
+    mmapped, plus pymalloc's used blocks: memory held, whatever the allocators keep free beside it) and
+    ``in_use_outside_sqlite`` (that less SQLite's own, whose page caches and statements have a
+    configured bound)."""
+    out: dict[str, float] = {}
+    for name, (group, key) in PROBE_FIGURES.items():
+        part = row.get(group)
+        if isinstance(part, dict) and isinstance(part.get(key), int | float):
+            out[name] = float(part[key])
+    if "malloc_in_use" in out and "pymalloc_in_use" in out:
+        out["in_use"] = out["malloc_in_use"] + out.get("malloc_mmapped", 0.0) + out["pymalloc_in_use"]
+        out["in_use_outside_sqlite"] = out["in_use"] - out.get("sqlite_in_use", 0.0)
+    return out
+
+
+def probe_fit(folder: str, pids: dict[str, int], samples: list[dict[str, Any]], start: float) -> dict[str, Any]:
+    """Each probed process's figures fitted against the tasks finished (interpolated at each probe
+    line's wall time from the driver's samples), over the lines after `start` seconds of load."""
+    timeline = [(s["wall"], float(s["finished"])) for s in samples if s["t"] >= start]
+    out: dict[str, Any] = {}
+    if len(timeline) < 2:
+        return out
+    for name, pid in pids.items():
+        path = Path(folder) / f"{name}-{pid}.jsonl"
+        if not path.exists():
+            continue
+        points: dict[str, tuple[list[float], list[float]]] = {}
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            w = row.get("wall", 0.0)
+            if not timeline[0][0] <= w <= timeline[-1][0]:
+                continue
+            k = next(i for i in range(1, len(timeline)) if timeline[i][0] >= w)
+            (w0, f0), (w1, f1) = timeline[k - 1], timeline[k]
+            done = f0 + (f1 - f0) * ((w - w0) / (w1 - w0) if w1 > w0 else 0.0)
+            for fig, value in probe_figures(row).items():
+                xs, ys = points.setdefault(fig, ([], []))
+                xs.append(done)
+                ys.append(value)
+        figs = {}
+        for fig, (xs, ys) in points.items():
+            b, _ = slope(xs, ys)
+            half = len(xs) // 2
+            late, _ = slope(xs[half:], ys[half:])
+            figs[fig] = {"kb_per_task": round(b, 4), "kb_per_task_second_half": round(late, 4),
+                         "mb_first": round(ys[0] / 1024, 1), "mb_last": round(ys[-1] / 1024, 1),
+                         "mb_max": round(max(ys) / 1024, 1), "samples": len(xs)}
+        out[name] = figs
+    return out
+
+
 async def finished_count(client: Client) -> int:
     stats = (await client.request("GET", "/api/stats")).json()
     by = stats.get("by_status", {})
@@ -282,9 +358,11 @@ async def scenario_tasks(args: argparse.Namespace, url: str, pids: dict[str, int
                 done = await finished_count(client)
                 samples.append({
                     "t": round((now() - start) / NS, 2),
+                    "wall": round(time.time(), 2),
                     "accepted": accepted[0],
                     "finished": done,
                     "rss_kb": {name: rss_kb(pid) for name, pid in pids.items()},
+                    "load": round(os.getloadavg()[0], 2),
                 })
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.sample_s)
@@ -327,7 +405,10 @@ async def scenario_tasks(args: argparse.Namespace, url: str, pids: dict[str, int
         "error_samples": errors[:5],
         "accept_latency_ms": summary([v for _, v in latencies]),
         "accept_latency_windows": windows,
+        "load_avg_1m": {"min": min((s["load"] for s in samples), default=None),
+                        "max": max((s["load"] for s in samples), default=None)},
         "slope_kb_per_task": {k: v for k, v in fit(samples, "finished", list(pids), args.warmup).items()},
+        "probe": probe_fit(args.probe, pids, samples, args.warmup) if args.probe else None,
         "samples": samples if args.keep_samples else samples[:: max(1, len(samples) // 40)],
     }
 
@@ -422,6 +503,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8, help="split: the worker's --concurrency")
     p.add_argument("--api-workers", type=int, default=0, help="serve: LOOMIQ_API_WORKERS (0: default)")
     p.add_argument("--keep-samples", action="store_true")
+    p.add_argument("--probe", default="", help="folder: each process writes where its memory is "
+                   "(bench/soak_probe/sitecustomize.py; read with bench/soak_probe/report.py)")
+    p.add_argument("--probe-s", type=float, default=10.0, help="probe: seconds between samples")
+    p.add_argument("--probe-tracemalloc", type=int, default=0, help="probe: tracemalloc frames (0: off)")
+    p.add_argument("--probe-trim", action="store_true", help="probe: malloc_trim(0) before each sample")
+    p.add_argument("--malloc-arena-max", type=int, default=0, help="MALLOC_ARENA_MAX of the service (0: unset)")
     p.add_argument("--clients", type=int, default=1000, help="sse/ws: clients per cycle")
     p.add_argument("--cycles", type=int, default=20, help="sse/ws: connect/disconnect cycles")
     p.add_argument("--parallel", type=int, default=200, help="sse/ws: connections open at once")
