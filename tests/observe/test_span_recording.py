@@ -141,3 +141,16 @@ def test_odd_attribute_values_cross_the_pipe_as_text() -> None:
     decoded = marshal.loads(encodable([record]))
     assert decoded[0][2]["ok"] == 1 and decoded[0][2]["odd"].startswith("<object object")
     assert decoded[0][3]["list"][0] == 1 and isinstance(decoded[0][3]["list"][1], str)
+
+
+def test_an_agent_span_binds_the_agent_log_id(exported: InMemorySpanExporter) -> None:
+    from loomiq.observe import bind_ids, current_ids
+
+    with bind_ids(task_id="t1"):
+        with genai.invoke_agent("a1", "A", "p", "m", "s") as agent:
+            assert dict(current_ids()) == {"task_id": "t1", "agent": "a1"}
+            assert agent is not None and agent.is_recording()
+        assert dict(current_ids()) == {"task_id": "t1"}
+    with pytest.raises(ValueError), genai.invoke_agent("a2", "A", "p", "m", "s"):
+        raise ValueError("x")
+    assert dict(current_ids()) == {}

@@ -6,9 +6,10 @@ attributes are built at export, off the hot path (`loomiq.observe._export.TEMPLA
 from __future__ import annotations
 
 import importlib
+from types import TracebackType
 from typing import Any
 
-from .logs import Scope
+from .logs import _IDS, Scope
 from .tracing import _NULL, Span
 
 _tracing = importlib.import_module(".tracing", __package__)  # the module (the package's `tracing` is the function)
@@ -17,12 +18,31 @@ _tracing = importlib.import_module(".tracing", __package__)  # the module (the p
 _CLIENT = 2  # the SDK's SpanKind.CLIENT
 
 
-def invoke_agent(agent_id: str, name: str, provider: str, model: str, step: str) -> Scope:
+class _AgentSpan(Span):
+    """An ``invoke_agent`` span that also binds the `agent` log id (one object where `Scope` and a span would be
+    two; `as` gives the span)."""
+
+    __slots__ = ("_ids_token",)
+
+    def __enter__(self) -> Span:
+        outer = _IDS.get()
+        agent = {"agent": self.args[0]}
+        self._ids_token = _IDS.set({**outer, **agent} if outer else agent)
+        return Span.__enter__(self)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            Span.__exit__(self, kind, exc, tb)
+        finally:
+            _IDS.reset(self._ids_token)
+
+
+def invoke_agent(agent_id: str, name: str, provider: str, model: str, step: str) -> Scope | Span:
     """One agent answering one step of a run (``invoke_agent {agent}``); log lines inside carry `agent`."""
-    span = None
     if _tracing._tracer is not None:
-        span = Span(f"invoke_agent {agent_id}", "invoke_agent", (agent_id, name, provider, model, step))
-    return Scope({"agent": agent_id}, span)
+        return _AgentSpan(f"invoke_agent {agent_id}", "invoke_agent", (agent_id, name, provider, model, step))
+    return Scope({"agent": agent_id}, None)
 
 
 def chat(provider: str, model: str, agent_id: str) -> Any:
