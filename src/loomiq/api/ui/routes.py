@@ -186,14 +186,24 @@ _TASK_LISTS = _Shared(1.0)
 @router.get("/fragments/overview", response_class=HTMLResponse)
 async def overview_fragment(request: Request) -> Response:
     state, principal, session = await _who(request)
-    return _page(request, "_overview.html", principal, session, o=await _overview_data(state, principal))
+    # The fragment shows the tenant's figures only (no CSRF token, nothing per user): rendered once per refresh
+    # and shared by every dashboard of the tenant, like the figures.
+    key = ("html", str(id(state)), principal.tenant)
+    body = _OVERVIEWS.get(key)
+    if body is None:
+        data = await _overview_data(state, principal, fresh=True)
+        body = bytes(_page(request, "_overview.html", principal, session, o=data).body)
+        _OVERVIEWS.put(key, body)
+    return HTMLResponse(body)
 
 
-async def _overview_data(state: ApiState, principal: Principal) -> _overview.Overview | None:
+async def _overview_data(state: ApiState, principal: Principal, *, fresh: bool = False) -> _overview.Overview | None:
+    """The tenant's figures, read at most once per `_OVERVIEWS.ttl_s` (`fresh`: read now, as for a new
+    rendering of the shared fragment, so that it is never two cache periods old)."""
     if not state.settings.tasks_enabled:
         return None
     key = (str(id(state)), principal.tenant)
-    data = _OVERVIEWS.get(key)
+    data = None if fresh else _OVERVIEWS.get(key)
     if data is None:
         data = await _overview.overview(state.orchestrator.engine, principal.tenant)
         _OVERVIEWS.put(key, data)
