@@ -203,11 +203,11 @@ async def _overview_data(state: ApiState, principal: Principal, *, fresh: bool =
     if not state.settings.tasks_enabled:
         return None
     key = (str(id(state)), principal.tenant)
-    data = None if fresh else _OVERVIEWS.get(key)
+    data: _overview.Overview | None = None if fresh else _OVERVIEWS.get(key)
     if data is None:
         data = await _overview.overview(state.orchestrator.engine, principal.tenant)
         _OVERVIEWS.put(key, data)
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 # -- tasks -----------------------------------------------------------------------------------------------
