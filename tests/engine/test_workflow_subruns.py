@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from loomiq import ScriptedModel
 from loomiq.engine.workflow_runs import WorkflowRuns
-from tests.engine.conftest import running, scripted
+from tests.engine.conftest import eventually, running, scripted
 
 CHILD = """
 name: child
@@ -152,3 +152,102 @@ async def _child_status(runs: WorkflowRuns, child_id: str) -> str | None:
 async def _child_task_running(engine: object) -> bool:
     tasks = await engine.list_tasks(limit=10)  # type: ignore[attr-defined]
     return any(t.status == "running" for t in tasks)
+
+
+class Clock:
+    """A fake clock the test moves (the driver's deadlines are compared with it)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+TIMED_PARENT = """
+name: timed
+nodes:
+  sub:
+    kind: subworkflow
+    workflow: slow
+    timeout: 90s
+    retry: {max_attempts: 2, backoff: 5s}
+  rescue:
+    kind: task
+    needs: [sub]
+    on: failure
+    prompt: "Rescue after: ${{ nodes.sub.error }}"
+    agents: [a0]
+"""
+
+
+async def test_a_subworkflow_timeout_cancels_the_child_and_fails_the_attempt(
+        open_engine: Callable[..., object]) -> None:
+    """The node's timeout is a deadline stored with the child (its start plus the timeout, the
+    parent's wake-up): before it nothing happens; once it passed, any driver (here a fresh one, as
+    after a restart) cancels the child (its task too) and the attempt fails saying so; the retry gets a
+    child with its own deadline, and when that one times out too, the `on: failure` node runs."""
+    from loomiq.engine._ops import Stmt
+    from loomiq.runtime import SubworkflowStarted
+
+    slow = scripted("slow", ScriptedModel(latency_s=60))
+    engine = await open_engine([slow, scripted("a0")])  # type: ignore[misc]
+    clock = Clock()
+    runs = WorkflowRuns(engine, clock=clock)
+    await runs.register(SLOW_CHILD)
+    async with running(engine):  # type: ignore[arg-type]
+        run = await runs.start(TIMED_PARENT)
+        first = f"{run.id}.sub.1"
+        child = await runs.get_run(first)
+        assert child.status == "running"
+        deadline = child.created_at + 90
+        wake_at = await engine.store.fetch(Stmt(  # type: ignore[attr-defined]
+            "SELECT wake_at FROM workflow_runs WHERE id = ?", (run.id,), "val"))
+        assert wake_at == deadline
+        [started] = [e.event for e in await runs.events(run.id) if e.type == "subworkflow_started"]
+        assert isinstance(started, SubworkflowStarted) and started.deadline == deadline
+        await eventually(lambda: _child_task_running(engine), timeout_s=20, every_s=0.05)
+
+        clock.now = deadline - 1  # not yet: nothing changes
+        await runs.drive(run.id)
+        assert (await runs.get_run(first)).status == "running"
+        assert not [r for r in await runs.due() if r == run.id]
+
+        clock.now = deadline  # a fresh driver (another process, or after a restart) takes the deadline
+        fresh = WorkflowRuns(engine, clock=clock)
+        assert run.id in await fresh.due()
+        await fresh.tick()
+        timed_out = await runs.get_run(first)
+        assert timed_out.status == "cancelled"
+        assert timed_out.error == "the timeout of its parent's node 'sub' (90s) passed"
+        state = await fresh.state(run.id)
+        assert "timed out" in (state.nodes["sub"].error or "")
+        assert state.nodes["sub"].attempts == 2  # the retry, after its 5 s backoff
+        assert await _child_status(runs, f"{run.id}.sub.2") is None
+        # The child's own node task is cancelled (its provider call aborted).
+        await eventually(lambda: _all_cancelled(engine), timeout_s=10, every_s=0.05)
+
+        clock.now += 5  # the retry's backoff: the second attempt starts its own child, with its own deadline
+        await fresh.tick()
+        second = await runs.get_run(f"{run.id}.sub.2")
+        assert second.status == "running" and second.created_at == clock.now
+        clock.now = second.created_at + 90
+        await fresh.tick()
+        done = await fresh.wait(run.id, timeout_s=20)
+        await fresh.close()
+    await runs.close()
+    status = await runs.status(run.id)
+    assert (await runs.get_run(f"{run.id}.sub.2")).status == "cancelled"
+    assert status["nodes"]["sub"]["status"] == "failed" and status["nodes"]["sub"]["attempts"] == 2
+    error = f"subworkflow run {run.id}.sub.2 timed out: the node's timeout (90s) passed and the child run was cancelled"
+    assert status["nodes"]["sub"]["error"] == error
+    assert status["nodes"]["rescue"]["status"] == "succeeded"  # the on-failure edge applies
+    prompts = [t.request.prompt for t in await engine.list_tasks(limit=50)]  # type: ignore[attr-defined]
+    assert prompts.count(f"Rescue after: {error}") == 1
+    assert done.status == "failed" and "sub" in (done.error or "")  # no route handler recovered it (the spec)
+    types = [e.type for e in await runs.events(run.id)]
+    assert types.count("subworkflow_started") == 2 and types.count("subworkflow_finished") == 2
+
+
+async def _all_cancelled(engine: object) -> bool:
+    return all(t.status == "cancelled" for t in await engine.list_tasks())  # type: ignore[attr-defined]

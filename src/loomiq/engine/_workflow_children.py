@@ -82,6 +82,16 @@ async def find_child_source(runs: RunsBase, name: str, tenant_id: str, directory
     return None
 
 
+def _deadline(a: StartSubworkflow, child: WorkflowRun) -> float | None:
+    """When the attempt's timeout runs out: the child run's start plus the node's timeout (None: none)."""
+    return None if a.timeout_s is None else child.created_at + a.timeout_s
+
+
+def _timeout_reason(a: StartSubworkflow) -> str:
+    """Why a child run is cancelled when its node's timeout passed (its error then)."""
+    return f"the timeout of its parent's node '{a.node}' ({a.timeout_s:g}s) passed"
+
+
 class ChildrenMixin(RunsBase):
     """`WorkflowRuns`' subworkflow nodes: starting, reading and cancelling their child runs."""
 
@@ -99,8 +109,12 @@ class ChildrenMixin(RunsBase):
         parent = started.parent if started is not None else None
         return parent.get("run") if parent else None
 
-    async def _child(self, run: WorkflowRun, a: StartSubworkflow, cid: str, notices: Journal) -> Event | None:
-        """Start the child run of `a` unless it exists; the node's result once the child ended, else None."""
+    async def _child(self, run: WorkflowRun, a: StartSubworkflow, cid: str, notices: Journal,
+                     wake: list[float] | None = None) -> Event | None:
+        """Start the child run of `a` unless it exists; the node's result once the child ended, else None.
+        With a `timeout`, the child's deadline is its start (its row's ``created_at``) plus the timeout:
+        until then it is put in `wake` (when the parent must be driven again); once it passed, the child
+        is cancelled and the attempt fails, saying so."""
         now = self.clock()
         key = f"{a.node}/{a.attempt}"
         row = await self.store.fetch(Stmt(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (cid,), "one"))
@@ -120,18 +134,28 @@ class ChildrenMixin(RunsBase):
                 return NodeFailed(a.node, a.attempt, f"subworkflow '{a.workflow}': {exc}", now)
             for hook in self.on_node_start:
                 hook(run.id, f"node/{key}")
-            notices.append(notice(SubworkflowStarted(a.node, a.attempt, a.workflow, cid), key))
+            notices.append(notice(SubworkflowStarted(a.node, a.attempt, a.workflow, cid, _deadline(a, child)), key))
             if run.paused:
                 await self.pause(cid, tenant_id=run.tenant_id)
             await self.drive(cid)
             child = await self.get_run(cid, tenant_id=None)
         else:
             child = run_from_row(row)
+        deadline = _deadline(a, child)
+        if child.status not in TERMINAL and deadline is not None:
+            if deadline <= now:  # cancelled once whoever drives (a cancelled child stays cancelled)
+                await self.cancel(cid, tenant_id=child.tenant_id, reason=_timeout_reason(a))
+                child = await self.get_run(cid, tenant_id=None)
+            elif wake is not None:
+                wake.append(deadline)
         if child.status not in TERMINAL:
             return None
         notices.append(notice(SubworkflowFinished(a.node, a.attempt, a.workflow, cid, child.status, child.error), key))
         if child.status == "succeeded":
             return NodeSucceeded(a.node, a.attempt, dict(child.outputs or {}), now)
+        if child.status == "cancelled" and child.error == _timeout_reason(a):
+            return NodeFailed(a.node, a.attempt, f"subworkflow run {cid} timed out: the node's timeout "
+                              f"({a.timeout_s:g}s) passed and the child run was cancelled", now)
         return NodeFailed(a.node, a.attempt, f"subworkflow run {cid} {child.status}: {child.error}", now)
 
     async def _cancel_child(self, cid: str, reason: str) -> None:

@@ -283,7 +283,7 @@ class DriverMixin(RunsBase):
                 cid = child_run_id(run_id, c.node, c.attempt)
                 if cid not in children:
                     children.append(cid)
-                ended = await self._child(replace(run, paused=f.state.paused), c, cid, notices)
+                ended = await self._child(replace(run, paused=f.state.paused), c, cid, notices, wake)
                 if ended is not None:
                     found.append(ended)
             # Deadlines that passed: each taken once (the journal key is per node and round).

@@ -321,12 +321,14 @@ class ApprovalResolved(_JsonForm):
 @dataclass(frozen=True, slots=True)
 class SubworkflowStarted(_JsonForm):
     """A subworkflow node's attempt started its child run (`run_id`: the child's id,
-    ``<run>.<node>.<attempt>``) of `workflow`."""
+    ``<run>.<node>.<attempt>``) of `workflow`; `deadline` (epoch s): when the node's `timeout` cancels
+    the child and fails the attempt (None: no timeout)."""
 
     node: str
     attempt: int
     workflow: str
     run_id: str
+    deadline: float | None = None
     type: Literal["subworkflow_started"] = "subworkflow_started"
 
 

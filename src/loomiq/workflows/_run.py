@@ -381,7 +381,7 @@ class Run(ParallelRules, ApprovalRules):
             elif isinstance(node, SubworkflowNode):
                 inputs = {k: render_value(v, self.scope()) for k, v in node.inputs.items()}
                 self.actions.append(StartSubworkflow(node=node.id, attempt=attempt, workflow=node.workflow,
-                                                     inputs=inputs, not_before=not_before))
+                                                     inputs=inputs, not_before=not_before, timeout_s=node.timeout_s))
             elif isinstance(node, ErrorHandlerNode):
                 self.start_handler(node, ns)
         except EvaluationError as exc:

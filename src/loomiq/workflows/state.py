@@ -298,6 +298,9 @@ class StartSubworkflow:
     workflow: str
     inputs: Mapping[str, Any]
     not_before: float | None = None
+    timeout_s: float | None = None
+    """The node's `timeout`: the child run of this attempt is cancelled, and the attempt fails, once it
+    has run this long (a durable runner enforces it)."""
 
     @property
     def step_key(self) -> str:
