@@ -161,13 +161,18 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         return int(row[0]), row[1]
 
     def _definition(self, name: str, source: str) -> WorkflowDefinition:
-        # Parsed once per distinct text (runs of one workflow share it), whatever the run or version.
-        key = (name, hashlib.sha256(source.encode()).hexdigest())
+        return self._parse(source, f"{name}.yaml")
+
+    def _parse(self, source: str, filename: str) -> WorkflowDefinition:
+        # Parsed once per distinct text and file name (runs of one workflow share it; definitions are
+        # frozen), whatever the run or version. An invalid text is parsed (and refused) every time.
+        key = (filename, hashlib.sha256(source.encode()).hexdigest())
         d = self._defs.get(key)
         if d is None:
             if len(self._defs) >= 256:
                 self._defs.clear()
-            d = self._defs[key] = loads_workflow(source, f"{name}.yaml")
+            d = self._defs[key] = loads_workflow(source, filename)
+            self._defs.setdefault((f"{d.name}.yaml", key[1]), d)
         return d
 
     # ---- starting ---------------------------------------------------------------------------------
@@ -181,11 +186,10 @@ class WorkflowRuns(DriverMixin, ChildrenMixin, ApprovalsMixin):
         registered; `filename` names it in errors, and a subworkflow is looked up beside it). `parent`
         ({run, node, attempt}) makes it a subworkflow's child run: started once under `run_id`, whoever
         asks again. Raises `WorkflowError` for an invalid workflow or inputs."""
-        definition = loads_workflow(source, filename)
+        definition = self._parse(source, filename)
         bound = bind_inputs(definition, dict(inputs or {}), from_strings=from_strings)
         rid = run_id or f"wr-{uuid.uuid4().hex[:16]}"
         now = self.clock()
-        self._defs.setdefault((definition.name, hashlib.sha256(source.encode()).hexdigest()), definition)
         event = RunStarted(bound, now)
         rows: Journal = [("start", "input", event.type, event_to_json(event)),
                          notice(WorkflowStarted(definition.name, version, plain(bound), directory_of(filename),
