@@ -114,8 +114,14 @@ class Collaboration(BaseModel):
     strategy: str = "consensus"
     agents: list[str] | None = None
     capabilities: list[str] = []
+    options: StrategyOptions | None = Field(None, description="Strategy options, as for POST /api/tasks.")
     priority: Priority = "medium"
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+    tools: list[ToolName] | None = Field(None, max_length=100, description=(
+        "Tools (or MCP servers) the follow-up's run allows, narrowing each agent's allow-list, as for "
+        "POST /api/tasks (every strategy); GET /api/tools lists them. Default: the task's own `tools`."))
+    allow_failover_outside: bool = Field(False, description=(
+        "With `agents`: let failover use agents outside them, as for POST /api/tasks."))
 
 
 def task_links(task_id: str) -> dict[str, str]:
@@ -317,7 +323,8 @@ async def collaborate(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Queue a follow-up task in which more agents (by default a consensus) review and improve a
-    completed task's result (operator). It runs after the task and records it in ``after``."""
+    completed task's result (operator). It runs after the task and records it in ``after``. Its
+    ``tools`` narrow the agents' tools as a task's do; by default it keeps the task's."""
     source = await find_task(orch, task_id, principal)
     if source.status != "completed":
         if source.terminal:
@@ -335,6 +342,9 @@ async def collaborate(
         orch, principal, prompt, idempotency_key, strategy=body.strategy, agents=body.agents,
         capabilities=body.capabilities, priority=body.priority, timeout_s=body.timeout_s, after=[task_id],
         context={"collaborates_on": task_id},
+        options=body.options.model_dump(exclude_none=True) if body.options else None,
+        tools=body.tools if body.tools is not None else source.request.tools,
+        allow_failover_outside=body.allow_failover_outside,
     )
     return _accepted(submitted, response)
 
