@@ -148,3 +148,21 @@ def test_a_steps_tool_calls_are_summaries() -> None:
     assert summary.to_dict() == call.to_dict()
     assert (summary.turn, summary.index, summary.content) == (2, 1, call.excerpt)
     assert decode_event(encode_event(ToolFinished("r", "s1", "a", call))) == ToolFinished("r", "s1", "a", call)
+
+
+def test_docs_events_md_lists_every_type_with_its_fields() -> None:
+    """docs/events.md is what clients code against: each type has its row (type, class), naming every
+    field of the class (a step's, a record's fields are the record's own, listed in their rows too)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line for line in doc.splitlines() if line.startswith("| `")}
+    for cls in get_args(Event):
+        name = type_of(cls)
+        assert name in rows, f"docs/events.md has no row for {name}"
+        row = rows[name]
+        assert f"`{cls.__name__}`" in row, (name, cls.__name__)
+        row += "".join(rows[other] for other in rows if f"as `{other}`" in row)  # "as `tool_call_finished`"
+        for f in fields(cls):
+            if f.name != "type" and str(f.type) not in ("StepResult", "ToolCallRecord"):
+                assert f"`{f.name}`" in row, f"docs/events.md: the {name} row does not name its field {f.name}"
