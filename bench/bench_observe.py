@@ -17,7 +17,9 @@ open on a fresh SQLite file. Settings, switched between blocks of runs in rotati
 Each round runs, for every setting, OBS_RUNS runs of W1, W2 and W3 in process and then durable (every run a
 durable task). Per setting and workload: the median over rounds of the block's median wall time per model call,
 the block's CPU time per call of this process (`time.process_time`) likewise, and the spread (min-max of the
-block medians); for ``otlp`` also the export process's CPU per call (from /proc). Changes are against ``off``.
+block medians); for ``otlp`` also the export process's CPU per call (from /proc). Changes against ``off`` are
+paired by round: the median (and quartiles) over rounds of each round's on/off (otlp/off) ratio, so that the
+machine's drift between rounds cancels.
 """
 
 from __future__ import annotations
@@ -176,10 +178,15 @@ async def main() -> None:
                              "wall_range": [round(min(w), 1), round(max(w), 1)],
                              "cpu_us": round(statistics.median(c), 1),
                              "cpu_range": [round(min(c), 1), round(max(c), 1)]}
-            base = row["off"]
             for name in ("on", "otlp"):
-                row[name]["wall_change_pct"] = round((row[name]["wall_us"] / base["wall_us"] - 1) * 100, 1)
-                row[name]["cpu_change_pct"] = round((row[name]["cpu_us"] / base["cpu_us"] - 1) * 100, 1)
+                # paired by round (the blocks of one round ran within seconds of each other): the median and
+                # quartiles of the per-round changes, which the machine's drift between rounds does not move
+                for measure, series in (("wall", wall), ("cpu", cpu)):
+                    changes = sorted((x / y - 1) * 100 for x, y in zip(series[(name, set_name, wname)],
+                                                                       series[("off", set_name, wname)], strict=True))
+                    q = statistics.quantiles(changes, n=4) if len(changes) > 1 else changes * 3
+                    row[name][f"{measure}_change_pct"] = round(statistics.median(changes), 1)
+                    row[name][f"{measure}_change_iqr"] = [round(q[0], 1), round(q[2], 1)]
             table[wname] = row
         out[set_name] = table
     print(json.dumps({

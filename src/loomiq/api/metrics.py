@@ -70,6 +70,7 @@ class ApiMetrics:
             agents if callable(agents) and not isinstance(agents, AgentRegistry) else (lambda: agents)
         )
         self._tenants: set[str] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "loomiq_http_requests", "HTTP requests answered, by route template and status.",
             ["method", "route", "status"], registry=r,
@@ -150,6 +151,18 @@ class ApiMetrics:
         except UnknownAgent:  # removed since the step ran
             return "unknown"
 
+    def _labels(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered: prometheus_client's `labels` costs a few microseconds (lock,
+        validation, string conversion) and a run's steps ask for the same few series again and again. Bounded
+        like the series themselves; nothing removes a series, so a remembered child stays the live one."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*values)
+            if len(self._children) < 100_000:
+                self._children[key] = child
+        return child
+
     def observe(self, event: RunEvent | Any) -> None:
         """Update run, model and tool metrics from one run event (called in the run's context, so the
         tenant is the one bound to its log lines)."""
@@ -157,40 +170,40 @@ class ApiMetrics:
             step = event.result
             tenant = self._tenant()
             for agent, _error in step.failed_over_from:
-                self.failovers.labels(agent).inc()
-                self.agent_failures.labels(agent).inc()
-                self.agent_calls.labels(agent, "failed").inc()
-                self.model_calls.labels(tenant, agent, self._provider(agent), "", "failed").inc()
+                self._labels(self.failovers, agent).inc()
+                self._labels(self.agent_failures, agent).inc()
+                self._labels(self.agent_calls, agent, "failed").inc()
+                self._labels(self.model_calls, tenant, agent, self._provider(agent), "", "failed").inc()
             provider = self._provider(step.agent)
             model = step.model or ""
             outcome = "ok" if step.ok else "failed"
-            self.agent_calls.labels(step.agent, outcome).inc()
+            self._labels(self.agent_calls, step.agent, outcome).inc()
             if not step.ok:
-                self.agent_failures.labels(step.agent).inc()
-            self.model_calls.labels(tenant, step.agent, provider, model, outcome).inc()
-            self.model_call_duration.labels(step.agent, provider, model).observe(step.duration_ms / 1000)
+                self._labels(self.agent_failures, step.agent).inc()
+            self._labels(self.model_calls, tenant, step.agent, provider, model, outcome).inc()
+            self._labels(self.model_call_duration, step.agent, provider, model).observe(step.duration_ms / 1000)
             if step.usage.input_tokens:
-                self.agent_tokens.labels(step.agent, "input").inc(step.usage.input_tokens)
-                self.tokens.labels(tenant, step.agent, provider, model, "input").inc(step.usage.input_tokens)
+                self._labels(self.agent_tokens, step.agent, "input").inc(step.usage.input_tokens)
+                self._labels(self.tokens, tenant, step.agent, provider, model, "input").inc(step.usage.input_tokens)
             if step.usage.output_tokens:
-                self.agent_tokens.labels(step.agent, "output").inc(step.usage.output_tokens)
-                self.tokens.labels(tenant, step.agent, provider, model, "output").inc(step.usage.output_tokens)
+                self._labels(self.agent_tokens, step.agent, "output").inc(step.usage.output_tokens)
+                self._labels(self.tokens, tenant, step.agent, provider, model, "output").inc(step.usage.output_tokens)
             if step.cost_usd:
-                self.agent_cost.labels(step.agent).inc(step.cost_usd)
-                self.cost.labels(tenant, step.agent, provider, model).inc(step.cost_usd)
+                self._labels(self.agent_cost, step.agent).inc(step.cost_usd)
+                self._labels(self.cost, tenant, step.agent, provider, model).inc(step.cost_usd)
         elif isinstance(event, RunStarted):
             self.runs_in_progress.inc()
         elif isinstance(event, RunFinished):
             result = event.result
             self.runs_in_progress.dec()
-            self.runs.labels(result.strategy, result.status).inc()
-            self.run_duration.labels(result.strategy).observe(result.duration_ms / 1000)
+            self._labels(self.runs, result.strategy, result.status).inc()
+            self._labels(self.run_duration, result.strategy).observe(result.duration_ms / 1000)
         elif isinstance(event, ToolFinished | ToolCallFinished):  # a run's event, or the loop's own
             record = event.record
-            self.tool_calls.labels(record.name, "ok" if record.error is None else "error").inc()
-            self.tool_duration.labels(record.name).observe(record.duration_ms / 1000)
+            self._labels(self.tool_calls, record.name, "ok" if record.error is None else "error").inc()
+            self._labels(self.tool_duration, record.name).observe(record.duration_ms / 1000)
         elif isinstance(event, ToolRefused | ToolCallRefused):
-            self.tool_calls.labels(event.record.name, "refused").inc()
+            self._labels(self.tool_calls, event.record.name, "refused").inc()
 
     async def sample(self, engine: Any, *, stale_s: float = 30.0) -> None:
         """Read the queue, the workers and pending approvals from the task database into their gauges."""
