@@ -150,10 +150,15 @@ class DriverMixin(RunsBase):
 
     async def drive(self, run_id: str) -> None:
         """Fold the run's journal and do what is due (see the module docstring), until nothing more is."""
+        await self._drive(run_id, news=True)
+
+    async def _drive(self, run_id: str, *, news: bool) -> None:
+        """`drive`; without `news`, the first pass reads no news (see `_step`)."""
         async with self._lock(run_id):
             for _ in range(1000):
                 try:
-                    again = await self._step(run_id)
+                    again = await self._step(run_id, news=news)
+                    news = True
                 except BaseException:
                     self._folds.pop(run_id, None)  # it may hold events that were never journalled
                     raise
@@ -205,8 +210,10 @@ class DriverMixin(RunsBase):
         f.seq = int(rows[-1][0])
         return f.fold([event_from_json(r[2], r[3]) for r in rows if r[1] == "input"])
 
-    async def _step(self, run_id: str) -> bool:
-        """One pass; True when it must be made again (the fold was stale: it is rebuilt)."""
+    async def _step(self, run_id: str, *, news: bool = True) -> bool:
+        """One pass; True when it must be made again (the fold was stale: it is rebuilt). Without
+        `news` a warm fold is taken as current: a pass a node task's end started reads nothing before
+        its transaction, whose check on the journal's end finds a stale fold all the same."""
         f = self._folds.get(run_id)
         if f is None:
             built = await self._rebuild(run_id)
@@ -216,7 +223,7 @@ class DriverMixin(RunsBase):
             self._folds[run_id] = f
         else:
             self._folds.move_to_end(run_id)
-            todo = await self._news(f)
+            todo = await self._news(f) if news else []
         while len(self._folds) > MAX_FOLDS:
             self._folds.popitem(last=False)
         if f.state.finished and not any(isinstance(a, FinishRun) for a in todo):
@@ -448,7 +455,7 @@ class DriverMixin(RunsBase):
                 f = self._folds.get(run_id)
                 if f is not None:
                     f.ended[task.id] = task
-                await self.drive(run_id)
+                await self._drive(run_id, news=f is None)
             except Exception:  # noqa: BLE001 - `serve` (any process) drives it later
                 logger.debug("workflow run %s: watching task %s failed", run_id, task_id, exc_info=True)
             finally:
@@ -489,18 +496,21 @@ class DriverMixin(RunsBase):
                    until: Callable[[WorkflowRun], bool] | None = None) -> WorkflowRun:
         """Drive the run until it ends (or `until(run)` is true); returns it. Raises `TimeoutError`.
         Woken at once by this process's progress on the run; other processes' is seen within 50 ms."""
+        drive = True
         async with asyncio.timeout(timeout_s):
             while True:
                 changed = asyncio.Event()
                 self._waiters.setdefault(run_id, set()).add(changed)
                 try:
-                    await self.drive(run_id)
+                    if drive:  # (not when this process's driver just made progress: it goes on by itself)
+                        await self.drive(run_id)
                     run = await self.get_run(run_id, tenant_id=tenant_id)
                     if run.status in TERMINAL or (until is not None and until(run)):
                         return run
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(min(self.poll_s, 0.05)):
                             await changed.wait()
+                    drive = not changed.is_set()
                 finally:
                     waiting = self._waiters.get(run_id)
                     if waiting is not None:
