@@ -251,3 +251,34 @@ async def test_a_subworkflow_timeout_cancels_the_child_and_fails_the_attempt(
 
 async def _all_cancelled(engine: object) -> bool:
     return all(t.status == "cancelled" for t in await engine.list_tasks())  # type: ignore[attr-defined]
+
+
+async def test_a_child_started_before_a_crash_gets_its_started_notice_once(open_engine: Callable[..., object]) -> None:
+    """The child's start and the parent's ``subworkflow_started`` are two transactions: a driver that died
+    in between (simulated: the notice's row removed, and a fresh driver) writes it on its next pass, once."""
+    from loomiq.engine._ops import Stmt
+
+    engine = await open_engine([scripted("slow", ScriptedModel(latency_s=30))])  # type: ignore[misc]
+    runs = WorkflowRuns(engine)
+    await runs.register(SLOW_CHILD)
+    run = await runs.start(SLOW_PARENT)
+    await runs.close()
+    assert [e.type for e in await runs.events(run.id)].count("subworkflow_started") == 1
+    await engine.store.run_op(_delete_notice(run.id, "notice/subworkflow_started/sub/1"))  # type: ignore[attr-defined]
+    assert "subworkflow_started" not in [e.type for e in await runs.events(run.id)]
+    fresh = WorkflowRuns(engine)
+    for _ in range(3):
+        await fresh.drive(run.id)
+    await fresh.close()
+    started = [e.event for e in await runs.events(run.id) if e.type == "subworkflow_started"]
+    assert [(s.node, s.attempt, s.run_id) for s in started] == [("sub", 1, f"{run.id}.sub.1")]  # type: ignore[union-attr]
+    rows = await engine.store.fetch(Stmt(  # type: ignore[attr-defined]
+        "SELECT COUNT(*) FROM workflow_runs WHERE id LIKE ?", (f"{run.id}.%",), "val"))
+    assert rows == 1  # still one child
+
+
+def _delete_notice(run_id: str, key: str) -> object:
+    from loomiq.engine._ops import Outcome, Stmt
+
+    yield Stmt("DELETE FROM workflow_events WHERE run_id = ? AND key = ?", (run_id, key))
+    return Outcome(value=None)

@@ -141,6 +141,13 @@ class ChildrenMixin(RunsBase):
             child = await self.get_run(cid, tenant_id=None)
         else:
             child = run_from_row(row)
+            # Its start and this notice are two transactions: a crash in between left the child without
+            # it (written once now: its key makes a second write a no-op).
+            nkey = f"notice/subworkflow_started/{key}"
+            if not any(n[0] == nkey for n in notices) and await self.store.fetch(Stmt(
+                    "SELECT seq FROM workflow_events WHERE run_id = ? AND key = ?", (run.id, nkey), "val")) is None:
+                notices.append(notice(SubworkflowStarted(a.node, a.attempt, a.workflow, cid, _deadline(a, child)),
+                                      key))
         deadline = _deadline(a, child)
         if child.status not in TERMINAL and deadline is not None:
             if deadline <= now:  # cancelled once whoever drives (a cancelled child stays cancelled)
