@@ -203,11 +203,11 @@ def instrument(engine: TaskEngine, ledger: Ledger, freeze_in_tx_s: float = 0.0) 
     execute_claim = engine.execute_claim
     marked: set[str] = set()
 
-    async def traced(claim: Any, holder: Any) -> Any:
+    async def traced(claim: Any, holder: Any, **options: Any) -> Any:
         CURRENT.set((claim.task.id, claim.epoch))
         if STALL_MARK in claim.task.request.prompt:
             marked.add(claim.task.id)
-        return await execute_claim(claim, holder)
+        return await execute_claim(claim, holder, **options)
 
     engine.execute_claim = traced  # type: ignore[method-assign]
     store = engine.store

@@ -289,15 +289,30 @@ class RunEnd:
     result_json: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimNext:
+    """A finish that makes dependents ready also claims the next task for `holder` (the worker whose
+    run ended, and whose slot it frees) in the same transaction: a chain of tasks goes on without a
+    wake-up and a claim of its own per link. The claim is `claim`'s for one task (expired leases first,
+    then the queue in rank order, under `max_running`), so it takes the dependent only when no other
+    task comes first."""
+
+    holder: WorkerID
+    lease_s: float
+    max_running: int | None
+
+
 def finish(
     d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float,
-    retry: TaskRetry | None = None,
+    retry: TaskRetry | None = None, claim_next: ClaimNext | None = None,
 ) -> Op[Outcome]:
     """Record the end of a run under lease `epoch`: the task's final state (and dependents'), or a
     retry when the run failed and attempts are left. Raises `LeaseLost` if the lease is gone.
-    `retry`: the task's retry policy when the caller has its request (else it is read)."""
+    `retry`: the task's retry policy when the caller has its request (else it is read). With
+    `claim_next`, a finish that makes dependents ready claims one task for its holder (see
+    `ClaimNext`); the outcome's value is then the list of `Claim` (else None)."""
     if end.status != "failed":
-        return (yield from _finish_final(d, task_id, epoch, seq, end, now, aging_s))
+        return (yield from _finish_final(d, task_id, epoch, seq, end, now, aging_s, claim_next))
     row = yield Stmt(
         f"SELECT failures, attempts, priority, tenant_id{'' if retry is not None else ', request'} FROM tasks "
         f"WHERE id = ? AND lease_epoch = ? AND status = 'running'{d.for_update}", (task_id, epoch), "one",
@@ -344,14 +359,14 @@ def finish(
         d, task_id, tenant, epoch, TaskFinished(status, end.error, end.output, usage, end.cost_usd, dead), now, seq
     )))
     if status == "completed":
-        yield from _promote_dependents(d, task_id, now, aging_s, out)
+        yield from _promote_dependents(d, task_id, now, aging_s, out, claim_next)
     else:
         yield from _cascade(d, task_id, status, now, out)
     return out
 
 
-def _finish_final(d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float
-                  ) -> Op[Outcome]:
+def _finish_final(d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float,
+                  claim_next: ClaimNext | None = None) -> Op[Outcome]:
     """`finish` of a run that did not fail: the task ends as the run did whatever its failures
     (`_queue.after_run`), so the fence and the update are one statement (on PostgreSQL, with the
     attempt and the event: one round trip)."""
@@ -387,7 +402,7 @@ def _finish_final(d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, n
     out.events.append(TaskEvent(TaskID(task_id), seq, ev.type, ev.to_dict()))
     if dependents:
         if status == "completed":
-            yield from _promote_dependents(d, task_id, now, aging_s, out)
+            yield from _promote_dependents(d, task_id, now, aging_s, out, claim_next)
         else:
             yield from _cascade(d, task_id, status, now, out)
     return out
@@ -406,7 +421,8 @@ _PG_FINISH_FINAL = (
 )
 
 
-def _promote_dependents(d: Dialect, task_id: str, now: float, aging_s: float, out: Outcome) -> Op[None]:
+def _promote_dependents(d: Dialect, task_id: str, now: float, aging_s: float, out: Outcome,
+                        claim_next: ClaimNext | None = None) -> Op[None]:
     rows = yield Stmt(
         "SELECT td.task_id FROM task_dependencies td JOIN tasks t ON t.id = td.task_id "
         "WHERE td.depends_on = ? AND t.status = 'waiting' ORDER BY td.task_id", (task_id,), "all",
@@ -431,6 +447,10 @@ def _promote_dependents(d: Dialect, task_id: str, now: float, aging_s: float, ou
         )
         out.events.append((yield from _event(d, dep_id, tenant, 0, TaskReady(), now)))
         out.work = True
+    if out.work and claim_next is not None:
+        took = yield from claim(d, claim_next.holder, 1, now, claim_next.lease_s, claim_next.max_running)
+        out.value = took.value
+        out.events.extend(took.events)
     if out.work and (n := d.notify("tasks", "")) is not None:
         yield n
 

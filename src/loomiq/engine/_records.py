@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._codec import lifecycle_json
-from ._ops import RunEnd, finish, submit
+from ._ops import ClaimNext, RunEnd, finish, submit
 from ._queue import sort_key
 from ._stmt import Claim, Dialect, Op, Outcome
 from .events import TaskFinished, TaskQueued, TaskStarted
@@ -123,10 +123,12 @@ FINISH_TASK_COLUMNS = (
 
 
 def finish_op(
-    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float, retry: TaskRetry | None
+    d: Dialect, task_id: str, epoch: int, seq: int, end: RunEnd, now: float, aging_s: float, retry: TaskRetry | None,
+    claim_next: ClaimNext | None = None,
 ) -> tuple[Op[Outcome], FinishFinal | None]:
-    """The `finish` operation, and its record when the run did not fail (None: it runs as it is)."""
-    op = finish(d, task_id, epoch, seq, end, now, aging_s, retry)
+    """The `finish` operation, and its record when the run did not fail (None: it runs as it is). The
+    record is written only for a task no other depends on, so `claim_next` only reaches the operation."""
+    op = finish(d, task_id, epoch, seq, end, now, aging_s, retry, claim_next)
     if end.status == "failed":
         return op, None
     usage = {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens,

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..observe import bind_ids, span
 from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
@@ -31,7 +31,7 @@ from . import _ops, _records
 from ._codec import request_to_json, result_to_json
 from ._config import EngineConfig as EngineConfig
 from ._leases import Held, HeldRuns, StopMode
-from ._ops import RunEnd
+from ._ops import ClaimNext, RunEnd
 from ._stmt import Claim
 from ._submission import build_request, request_differences, retry_policy, submitted_task
 from ._text import check_text, unstorable
@@ -62,6 +62,16 @@ logger = logging.getLogger("loomiq.engine")
 
 if TYPE_CHECKING:
     from .limits import AgentLimit, AgentLimiter
+
+
+class NextClaims(Protocol):
+    """A worker that takes the task its run's end claims for it (see `TaskEngine.execute_claim`)."""
+
+    def wants_next(self) -> bool:
+        """Whether the slot of the run ending now should take the next task at once."""
+
+    def adopt(self, claims: list[Claim]) -> None:
+        """Run the tasks claimed for this worker (under its holder id) by a run's end."""
 
 
 class TaskEngine:
@@ -454,7 +464,7 @@ class TaskEngine:
 
     async def execute_claim(
         self, claim: Claim, holder: WorkerID, *, await_end: bool = True, stream_text: bool = True,
-        plan: PlannedRun | None = None,
+        plan: PlannedRun | None = None, next_claims: NextClaims | None = None,
     ) -> RunResult | None:
         """Run a claimed task to its end and record it; None when the run was stopped without an end
         (crash, hand-back, lost lease: see `stop_run`). Must run in its own asyncio task.
@@ -464,7 +474,10 @@ class TaskEngine:
         this process's reads of the task wait for the end (read-your-writes). With `stream_text`
         False, model text is streamed into the log only while someone in this process follows the
         task (`run` does so: its caller waits for the result). `plan`: the task's plan, when the
-        caller has just made it (`run`), instead of rebuilding it from the request."""
+        caller has just made it (`run`), instead of rebuilding it from the request. `next_claims`: the
+        worker running the claim; when it `wants_next` as the run ends, an end that makes dependents
+        ready claims the next task for `holder` in the same transaction (`_ops.ClaimNext`) and hands
+        it to `adopt` (a chain of tasks goes on without a wake-up and a claim per link)."""
         task = claim.task
         runner = asyncio.current_task()
         assert runner is not None
@@ -559,8 +572,11 @@ class TaskEngine:
             with bind_ids(tenant=task.tenant_id, task_id=task.id, run_id=task.id):
                 logger.log(logging.DEBUG if end.status == "completed" else logging.INFO, "task %s %s%s", task.id,
                            end.status, f": {end.error}" if end.error else "")
+        cfg = self.config
+        chain = (ClaimNext(holder, cfg.lease_s, cfg.max_running)
+                 if next_claims is not None and await_end and next_claims.wants_next() else None)
         op, fast = _records.finish_op(store.dialect, task.id, claim.epoch, log.reserve(), end, time.time(),
-                                  self.config.aging_s, task.request.retry)
+                                      cfg.aging_s, task.request.retry, chain)
         ending = store.start_op(op, fence=task.id, fast=fast)
         if not await_end and result is not None:
             self._ending[task.id] = ending
@@ -568,9 +584,11 @@ class TaskEngine:
             return result
         store.expedite()
         try:
-            await ending
+            out = await ending
         except (LeaseLost, StoreUnavailable):  # the end was refused or not written: the next holder ends it
             return None
+        if out.value and next_claims is not None:
+            next_claims.adopt(out.value)
         return result
 
     def _observe(self, event: RunEvent) -> None:

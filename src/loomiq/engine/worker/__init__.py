@@ -89,6 +89,7 @@ class Worker:
         self._runs: dict[asyncio.Task[object], str] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._crashed = False
         self._stopped = asyncio.Event()
         self._running = False
         self.registered = asyncio.Event()
@@ -151,7 +152,9 @@ class Worker:
                     async with asyncio.timeout(store.claim_poll_s):
                         await self._wake.wait()
         except asyncio.CancelledError:
-            # A crash: stop every run without writing anything more.
+            # A crash: stop every run without writing anything more (and start none: a task an end
+            # claims meanwhile is left to its lease, as after a crash).
+            self._crashed = True
             runs = list(self._runs)
             for t in runs:
                 engine.stop_run(self._runs[t], "crash")
@@ -167,10 +170,24 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         self.claimed += 1
         t = asyncio.get_running_loop().create_task(
-            self.engine.execute_claim(claim, self.id), name=f"loomiq-task-{claim.task.id}"
+            self.engine.execute_claim(claim, self.id, next_claims=self), name=f"loomiq-task-{claim.task.id}"
         )
         self._runs[t] = claim.task.id
         t.add_done_callback(self._finished)
+
+    def wants_next(self) -> bool:
+        """A run's end claims the next task for this worker unless it is stopping (`NextClaims`)."""
+        return not self._stopping
+
+    def adopt(self, claims: list[Claim]) -> None:
+        """Run the tasks a run's end claimed for this worker, in the slot that run frees (`NextClaims`)."""
+        if self._crashed:
+            return
+        ending = asyncio.current_task()
+        if ending is not None:
+            self._runs.pop(ending, None)  # its end has committed: its slot is the new run's
+        for c in claims:
+            self._start(c)
 
     def _finished(self, t: asyncio.Task[object]) -> None:
         self._runs.pop(t, None)
@@ -181,13 +198,15 @@ class Worker:
     async def _drain(self) -> None:
         engine = self.engine
         try:
-            runs = list(self._runs)
-            if runs:
-                _, pending = await asyncio.wait(runs, timeout=self.drain_s)
-                for t in pending:
-                    engine.stop_run(self._runs.get(t, ""), "hand_back")
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
+            # (A run ending meanwhile may hand its slot a task its end claimed: wait for that one too.)
+            deadline = time.monotonic() + self.drain_s
+            while self._runs and (left := deadline - time.monotonic()) > 0:
+                await asyncio.wait(list(self._runs), timeout=left)
+            pending = list(self._runs)
+            for t in pending:
+                engine.stop_run(self._runs.get(t, ""), "hand_back")
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
             await engine.store.run_op(_ops.heartbeat(engine.store.dialect, self.id, 0, time.time(), "stopped"))
         finally:
             self._stopped.set()
