@@ -47,9 +47,8 @@ class SubmitClaimed:
     def event_rows(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The task's first two events (queued, started) as rows of the events table."""
         tid, tenant, now = self.task_id, self.tenant, self.now
-        queued = lifecycle_json(TaskQueued(self.priority))
-        started = lifecycle_json(TaskStarted(1, 1, self.holder, False))
-        return ((tid, 1, tenant, 0, "task_queued", queued, now), (tid, 2, tenant, 1, "task_started", started, now))
+        return ((tid, 1, tenant, 0, "task_queued", _queued_json(self.priority), now),
+                (tid, 2, tenant, 1, "task_started", _first_start_json(self.holder), now))
 
     def outcome(self, listening: Callable[[str], bool]) -> Outcome:
         """What the `submit` operation would have returned (its events only when someone in this
@@ -62,6 +61,29 @@ class SubmitClaimed:
             TaskEvent(tid, 2, "task_started", TaskStarted(1, 1, self.holder, False).to_dict()),
         ])
 
+
+
+_QUEUED_JSON: dict[str, str] = {}
+_FIRST_START_JSON: dict[str, str] = {}
+
+
+def _queued_json(priority: str) -> str:
+    """The JSON of `TaskQueued(priority)` (the same few texts for every submission: kept)."""
+    text = _QUEUED_JSON.get(priority)
+    if text is None:
+        text = _QUEUED_JSON[priority] = lifecycle_json(TaskQueued(priority))
+    return text
+
+
+def _first_start_json(holder: str) -> str:
+    """The JSON of a first attempt's `TaskStarted` under `holder` (a process has a few holders: kept,
+    up to a bound)."""
+    text = _FIRST_START_JSON.get(holder)
+    if text is None:
+        text = lifecycle_json(TaskStarted(1, 1, holder, False))
+        if len(_FIRST_START_JSON) < 1024:
+            _FIRST_START_JSON[holder] = text
+    return text
 
 
 SUBMIT_TASK_COLUMNS = (
