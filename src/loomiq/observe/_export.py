@@ -16,6 +16,7 @@ scope's name (FastAPI's own spans, passed through).
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import struct
@@ -24,6 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Record = tuple[Any, ...]
+
+NICE = 10
+"""How much lower the export process's scheduling priority is than that of the process it serves."""
 
 HEADER = struct.Struct("<I")
 """Each batch on the pipe: its length (4 bytes, little-endian), then ``marshal.dumps(list of records)``."""
@@ -143,6 +147,10 @@ def main() -> None:
     exporter, configured by the ``OTEL_EXPORTER_OTLP_*`` environment), then flushes and exits."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    # Background work: below the process it serves, so that handing it a batch (which wakes it) does not
+    # preempt that process on a busy machine; it still gets a share of the CPU when the machine is saturated.
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     service = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OTEL_SERVICE_NAME") or "loomiq"
     converter = Converter(service)
     exporter = OTLPSpanExporter()
