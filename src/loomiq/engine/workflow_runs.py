@@ -8,7 +8,8 @@ stream shows: ``workflow_started``, ``node_started``, ``node_finished``, ``appro
 result ``result/node/<id>[/<index>]/<attempt>``, an answer, a timeout), so whoever writes it first
 writes it once and every later writer changes nothing.
 
-`WorkflowRuns.drive(run_id)` replays a run and does what is due, idempotently, then stops:
+`WorkflowRuns.drive(run_id)` folds a run's journal (incrementally while it has node tasks out: see
+`_workflow_driver`) and does what is due, idempotently, in one transaction per pass, then stops:
 - each `StartTask` is a loomiq task submitted to the engine under the idempotency key
   ``wf:<run>:<step_key>``: a node is submitted once whoever drives, and the engine runs it durably
   (its model calls journalled, resumed by any worker after a crash); its end is journalled as the
