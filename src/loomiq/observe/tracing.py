@@ -42,6 +42,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import subprocess
 import sys
 import threading
@@ -246,16 +247,20 @@ class _ProcessSink:
             del self.pending[:n]
 
     def close(self, timeout: float = 10.0) -> None:
-        if self.pending:
-            with contextlib.suppress(OSError):
-                os.set_blocking(self.fd, True)
-                os.write(self.fd, bytes(self.pending))
-            self.pending.clear()
+        """Hand over what is pending and let the export process finish, within `timeout` seconds in all (an
+        unreachable endpoint must not hold the process's exit); then it is killed."""
+        deadline = time.monotonic() + timeout
+        while self.pending and (left := deadline - time.monotonic()) > 0:
+            self.drain()
+            if self.pending:
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([], [self.fd], [], left)
+        self.pending.clear()
         with contextlib.suppress(OSError):
             assert self.process.stdin is not None
             self.process.stdin.close()
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -402,6 +407,7 @@ def tracing(service_name: str | None = None, *, exporter: Any = None, set_global
     _sampler = _Sampler()
     pipeline = _Pipeline(sink)
     _tracer = pipeline
+    atexit.unregister(shutdown)  # once, however many times tracing is set up again
     atexit.register(shutdown)
     if set_global:
         from opentelemetry import trace
