@@ -118,3 +118,27 @@ async def test_a_parked_run_holds_no_fold(open_engine: Callable[..., object]) ->
     await runs.close()
     assert done.status == "succeeded" and len(model.calls) == 1
     assert run.id not in runs._folds
+
+
+async def test_a_fresh_driver_journals_a_task_that_ended_unseen(open_engine: Callable[..., object]) -> None:
+    """The process that submitted a node's task is gone before the task ends: a fresh driver finds the
+    ended task under its idempotency key, journals its result once and goes on."""
+    engine, model = await _engine(open_engine)
+    first = WorkflowRuns(engine)
+    run = await first.start(LINEAR)
+    await first.close()  # nothing watches n0's task any more
+    [task] = await engine.list_tasks()
+    async with running(engine):
+        ended = await engine.wait(task.id, timeout_s=10)
+        assert ended.status == "completed"
+        keys = [r[1] for r in await _journal(engine, run.id)]
+        assert "result/node/n0/1" not in keys  # nobody journalled it
+        fresh = WorkflowRuns(engine)
+        done = await fresh.wait(run.id, timeout_s=10)
+    await fresh.close()
+    assert done.status == "succeeded", done
+    assert await _prompts(engine) == ["Step 0", "Step 1 after reply 0", "Step 2 after reply 1"]
+    assert len(model.calls) == 3
+    keys = [r[1] for r in await _journal(engine, run.id)]
+    assert keys.count("result/node/n0/1") == 1 and keys.count("notice/node_started/node/n0/1") == 1
+    assert len(keys) == len(set(keys))
