@@ -16,6 +16,9 @@ Engine modes (one JSON line each, ``"framework"`` and ``"mode"`` as above, figur
     --mode scaleout   a batch of --batch W2 tasks (L=--lat-ms, default 500) on 1 and then 4 worker
                       processes (each --concurrency 5, default), wall time and speed-up
     --mode worker     (used by scaleout) one worker process
+    --mode chain      --chains chains of --length single-agent tasks (L=0), each `after` the previous one,
+                      submitted while an in-process `Worker` runs them: finish-to-finish time per link
+                      made ready by its parent's end, time and process CPU per chain
 
 Variants: ``--variant sqlite`` (default: a fresh file in a temporary directory, WAL,
 synchronous=NORMAL) or ``--variant postgres`` (``$LOOMIQ_BENCH_PG_URL``, else ``$PEERS_PG_URL``,
@@ -344,6 +347,52 @@ async def scaleout_mode(batch: int, concurrency: int, latency_ms: float, counts:
     return out
 
 
+async def chain_mode(chains: int, length: int) -> dict[str, Any]:
+    """Chains of `length` single-agent tasks (L=0), each `after` the previous one, submitted one after
+    the other while one in-process `Worker` (concurrency 4) runs them (as `bench_workflow_durable.py`'s
+    chain): per link whose child was submitted before its parent ended (a dependent made ready by the
+    parent's end), the parent's ``finished_at`` to the child's (the engine's own timestamps); per
+    chain, the first submission to the tail's end, and the process's CPU time over that."""
+    if VARIANT == "postgres":
+        await check_postgres()
+    url = database_url()
+    engine = await ORCH.open_engine(url)
+    Fake.latency = 0.0
+    links: list[float] = []
+    walls: list[float] = []
+    cpus: list[float] = []
+    try:
+        worker = Worker(engine, concurrency=4)
+        runner = asyncio.create_task(worker.run())
+        try:
+            for i in range(chains + 3):  # the first three warm up
+                ids: list[str] = []
+                previous: list[str] = []
+                t, cpu = time.perf_counter(), time.process_time()
+                for k in range(length):
+                    ids.append((await engine.submit(f"{TASK} link {k}", strategy="single", agents=["a1"],
+                                                    after=previous)).task.id)
+                    previous = [ids[-1]]
+                tail = await engine.wait(ids[-1], timeout_s=60)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - t
+                assert tail.status == "completed", tail
+                tasks = [await engine.get_task(t) for t in ids]
+                if i >= 3:
+                    links.extend(b.finished_at - a.finished_at for a, b in zip(tasks, tasks[1:], strict=False)
+                                 if b.created_at < a.finished_at)
+                    walls.append(wall)
+                    cpus.append(cpu)
+        finally:
+            await worker.stop()
+            await runner
+    finally:
+        await ORCH.aclose()
+        await drop_database()
+    return {"length": length, "chains": chains, "link": _summary(links),
+            "chain_ms_p50": round(statistics.median(walls) * 1000, 2),
+            "cpu_ms_per_chain_p50": round(statistics.median(cpus) * 1000, 2)}
+
+
 def _versions() -> dict[str, str | None]:
     from importlib.metadata import version
 
@@ -373,6 +422,8 @@ def engine_main() -> None:
         return
     if MODE == "submit":
         figures = asyncio.run(submit_mode(runs))
+    elif MODE == "chain":
+        figures = asyncio.run(chain_mode(int(_opt("--chains", "20")), int(_opt("--length", "10"))))
     else:
         figures = asyncio.run(scaleout_mode(batch, concurrency, latency_ms, workers))
     line = {"framework": FRAMEWORK, "mode": MODE, "durable": True, "python": sys.version.split()[0],
@@ -381,7 +432,7 @@ def engine_main() -> None:
 
 
 if __name__ == "__main__":
-    if MODE in ("submit", "scaleout", "worker"):
+    if MODE in ("submit", "scaleout", "worker", "chain"):
         engine_main()
     else:
         harness.main(
