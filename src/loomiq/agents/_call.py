@@ -45,8 +45,13 @@ async def call_agent(
     agent: Agent,
     request: ModelRequest,
     on_delta: Callable[[str], None] | None = None,
+    on_restart: Callable[[str, int], None] | None = None,
 ) -> tuple[ModelResponse, int]:
     """Call `agent` until it answers or gives up; returns the response and the attempts it took.
+
+    `on_delta` gets the streamed text; when an attempt that streamed some fails and is retried,
+    `on_restart` gets the error and how many characters the failed attempt streamed (void: the next
+    attempt's text starts over).
 
     Raises `AgentCallFailed` when the agent cannot answer, and lets `asyncio.CancelledError` through
     (cancelling aborts the provider request at once).
@@ -57,12 +62,23 @@ async def call_agent(
     timeout = agent.config.timeout_s
     watch = watch_for(asyncio.get_running_loop())
     attempt = 0
+    streamed = 0
+    delta = on_delta
+    if on_delta is not None and on_restart is not None:
+        inner = on_delta
+
+        def delta(text: str) -> None:
+            nonlocal streamed
+            streamed += len(text)
+            inner(text)
+
     while True:
         if not agent.enabled:
             raise AgentCallFailed(agent.id, "offline", "agent is offline", attempt)
         if not breaker.allow():
             raise AgentCallFailed(agent.id, "circuit_open", "circuit breaker is open", attempt)
         error: ModelError
+        streamed = 0  # characters this attempt streamed (counted only for `on_restart`)
         async with agent.slots:
             stats.in_flight += 1
             stats.calls += 1
@@ -70,10 +86,10 @@ async def call_agent(
             deadline = watch.add(timeout)
             try:
                 with genai.chat(agent.config.provider, agent.config.model, agent.id) as span:
-                    if on_delta is None:
+                    if delta is None:
                         response = await agent.model.complete(request)
                     else:
-                        response = await _stream(agent, request, on_delta)
+                        response = await _stream(agent, request, delta)
                     if span is not None:
                         genai.record_response(span, response)
             except ModelError as exc:
@@ -110,4 +126,6 @@ async def call_agent(
         attempt += 1
         if delay is None:
             raise AgentCallFailed(agent.id, error.kind, str(error), attempt)
+        if streamed and on_restart is not None:
+            on_restart(f"{error.kind}: {error}", streamed)
         await asyncio.sleep(delay)

@@ -7,6 +7,13 @@ OpenAI's ``error`` object (see `problems`). Wire-format decisions are in `_opena
 Streaming: when the run is a single agent's, its text is streamed as it is generated; a multi-agent
 strategy's answer exists only once the run ends, so until then the stream sends SSE comments naming
 each step (ignored by clients, and keeping proxies from timing out), then the answer.
+
+Text once sent is never sent again. When the agent's call fails after streaming text and is retried
+(``step_restarted``), or the step fails over to another agent (``agent_failed_over``), the new
+attempt's text is checked against what the client already has: while it repeats it, nothing is sent;
+past it, only the rest is sent. An attempt whose text differs from what was sent cannot be mended,
+so the stream ends there with an error chunk (``code`` ``stream_restarted``, no ``[DONE]``), as
+OpenAI ends a stream that fails.
 """
 
 from __future__ import annotations
@@ -24,7 +31,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ..agents import Agent, NoAgentAvailable, UnknownAgent
 from ..models import ModelRequest, ModelResponse, ModelSettings, unsupported_settings
 from ..orchestrator import Orchestrator, RunHandle, RunPlan
-from ..runtime import ChatHandle, RunFinished, RunResult, StepDelta, StepStarted, chat_turn, new_run_id
+from ..runtime import (
+    AgentFailedOver,
+    ChatHandle,
+    RunFinished,
+    RunResult,
+    StepDelta,
+    StepRestarted,
+    StepStarted,
+    chat_turn,
+    new_run_id,
+)
 from ..strategies import STRATEGY_NAMES, StrategyError
 from . import _openai_compat as wire
 from ._openapi import AUTHENTICATED, header, problems
@@ -222,9 +239,22 @@ async def _stream(
     result: RunResult | None = None
     response: ModelResponse | None = None
     sent = ""
+    """The text the client has."""
+    text = ""
+    """The answer's text as streamed, less what a restart voided; ahead of `sent` only while it repeats it."""
+    mending = False
+    """A restart voided text the client has: the new attempt's text is checked against `sent`."""
+    restarts = 0
 
     def chunk(delta: dict[str, Any] | None, **kw: Any) -> ServerSentEvent:
         return _event(wire.chunk_body(cid, model, created, delta, with_usage_field=with_usage, **kw))
+
+    def restarted(error: str) -> ServerSentEvent:
+        message = (f"The answer restarted after {len(sent)} characters were sent ({error}) and the new attempt "
+                   "differs from them; the stream cannot continue without contradicting what was sent. Retry "
+                   "the request.")
+        return _event({"error": {"message": message, "type": "api_error", "param": None,
+                                 "code": "stream_restarted"}})
 
     handle = start()
     events = handle.__aiter__()
@@ -234,8 +264,27 @@ async def _stream(
             async for event in events:
                 metrics.observe(event)
                 if isinstance(event, StepDelta) and live:
-                    sent += event.text
-                    yield chunk({"content": event.text})
+                    if not mending:
+                        sent = text = sent + event.text
+                        yield chunk({"content": event.text})
+                        continue
+                    text += event.text
+                    if len(text) <= len(sent):
+                        if not sent.startswith(text):
+                            yield restarted("its new text differs")
+                            return
+                    elif text.startswith(sent):
+                        rest, sent, mending = text[len(sent):], text, False
+                        yield chunk({"content": rest})
+                    else:
+                        yield restarted("its new text differs")
+                        return
+                elif isinstance(event, StepRestarted | AgentFailedOver) and live:
+                    # A retry voids what the failed call streamed; a failover, the whole step (one step).
+                    void = event.void_chars if isinstance(event, StepRestarted) else len(text)
+                    text = text[:max(0, len(text) - void)]
+                    mending = mending or len(text) < len(sent)
+                    restarts += 1
                 elif isinstance(event, StepStarted) and not live:
                     yield ServerSentEvent(comment=f"step {event.step}: {event.agent} ({event.role})", sep="\n")
                 elif isinstance(event, RunFinished):
@@ -248,8 +297,12 @@ async def _stream(
             error = {"message": problem.detail, "type": "api_error", "param": None, "code": problem.slug}
             yield _event({"error": error, "loomiq": wire.loomiq_details(result)})
             return
-        # A failover after text was streamed can make the answer differ from what was sent; then
-        # only the part not yet sent can be added.
+        # Only the part not yet sent is added. After a restart, an answer that does not continue what
+        # was sent (a new attempt that ended shorter) ends the stream with the error instead. (Without
+        # one, a tool loop's earlier turns may have streamed text the final answer does not repeat.)
+        if restarts and not result.output.startswith(sent):
+            yield restarted("its answer differs")
+            return
         rest = result.output[len(sent):] if result.output.startswith(sent) else ""
         if rest:
             yield chunk({"content": rest})

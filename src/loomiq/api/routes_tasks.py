@@ -358,8 +358,8 @@ data: <the event as one line of JSON: its fields plus task_id and seq>
 ```
 
 Types (docs/events.md lists each one's fields): task_queued, task_waiting, task_ready, task_started,
-run_started, step_started, text_delta, tool_call_started, tool_call_serialized, tool_call_finished,
-tool_call_refused, step_finished, agent_failed_over, run_finished, task_retrying, task_handed_back,
+run_started, step_started, text_delta, step_restarted, tool_call_started, tool_call_serialized,
+tool_call_finished, tool_call_refused, step_finished, agent_failed_over, run_finished, task_retrying, task_handed_back,
 task_finished (always the last). Lines starting with `:` are comments (a greeting, and `: ping`
 heartbeats); `retry:` tells browsers how long to wait before reconnecting. The stream ends after
 `task_finished`, at once when the client already has it. The same events come as JSON text frames from the WebSocket

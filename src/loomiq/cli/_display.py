@@ -40,6 +40,7 @@ from ..runtime import (
     RunStarted,
     StepDelta,
     StepFinished,
+    StepRestarted,
     StepStarted,
     SubworkflowFinished,
     SubworkflowStarted,
@@ -135,6 +136,9 @@ class EventPrinter:
             case AgentFailedOver():
                 return (f"[{safe_line(event.step)}] {safe_line(event.from_agent)} failed over to "
                         f"{safe_line(event.to_agent)}: {safe_line(event.error)}")
+            case StepRestarted():
+                return (f"[{safe_line(event.step)}] {safe_line(event.agent)} starts its answer again: "
+                        f"{safe_line(event.error)}")
             case ToolFinished():
                 r = event.record
                 outcome = f"error: {safe_line(r.error)}" if r.error else _one_line(safe_line(r.excerpt))
@@ -352,6 +356,12 @@ class LiveDisplay:
             if row is not None:
                 row.text.append(safe(event.text))
                 self._streaming = row
+        elif isinstance(event, StepRestarted):
+            row = self._row(event.step, event.agent)
+            if row is not None:  # the failed call's text is void: the retry's replaces it
+                kept = "".join(row.text)
+                row.text = [kept[:max(0, len(kept) - event.void_chars)]]
+                row.detail = safe_line(f"retrying: {event.error}")
         elif isinstance(event, AgentFailedOver):
             row = self._row(event.step, event.from_agent)
             if row is not None:

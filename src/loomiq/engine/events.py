@@ -1,7 +1,7 @@
 """Task lifecycle events, and the in-process hub that delivers task events live.
 
 A task's event log holds, in `seq` order, the runtime's events (`run_started`, `step_started`,
-`text_delta`, `step_finished`, `agent_failed_over`, `run_finished`) and the lifecycle events
+`text_delta`, `step_restarted`, `step_finished`, `agent_failed_over`, `run_finished`) and the lifecycle events
 (`TaskQueued`, `TaskStarted`... defined with every other event in `loomiq.runtime.events`), in the
 JSON form `loomiq.runtime.event_json` defines. Every task's log ends with exactly one `task_finished`.
 

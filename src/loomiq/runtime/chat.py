@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..agents import Agent, AgentCallFailed, call_agent
 from ..models import ModelRequest, ModelResponse
 from .context import EventSink
-from .events import RunEvent, RunFinished, RunStarted, StepDelta, StepFinished, StepStarted
+from .events import RunEvent, RunFinished, RunStarted, StepDelta, StepFinished, StepRestarted, StepStarted
 from .result import RunResult, RunStatus, StepResult
 from .runner import new_run_id
 
@@ -62,12 +62,15 @@ async def chat_turn(
     if sink is not None:
         sink(RunStarted(rid, "single", REASON, (agent.id,), agent.offline))
         sink(StepStarted(rid, STEP_KEY, agent.id, ROLE))
-    on_delta = None
+    on_delta = on_restart = None
     if stream and sink is not None:
         deliver = sink
 
         def on_delta(text: str) -> None:
             deliver(StepDelta(rid, STEP_KEY, agent.id, text))
+
+        def on_restart(error: str, void_chars: int) -> None:
+            deliver(StepRestarted(rid, STEP_KEY, agent.id, error, void_chars))
 
     started = time.perf_counter()
     status: RunStatus = "completed"
@@ -76,7 +79,7 @@ async def chat_turn(
     attempts = 1
     try:
         async with asyncio.timeout(timeout_s):
-            response, attempts = await call_agent(agent, request, on_delta)
+            response, attempts = await call_agent(agent, request, on_delta, on_restart)
     except AgentCallFailed as exc:
         status, error, attempts = "failed", f"{exc.kind}: {exc.reason}", exc.attempts
     except TimeoutError:

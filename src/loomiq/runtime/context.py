@@ -34,6 +34,7 @@ from .events import (
     RunEvent,
     StepDelta,
     StepFinished,
+    StepRestarted,
     StepStarted,
     ToolFinished,
     ToolRefused,
@@ -190,8 +191,10 @@ class ExecutionContext:
                     # Only an agent with an allow-list pays for the tool loop.
                     tools = self.tools if cfg.tools else None
                     loop = None if tools is None else await tools.loop_for(current, self.tool_filter)
+                    restart = None if on_delta is None else self._restart_writer(key, current.id)
                     if loop is None:
-                        response, n = await call_agent(current, self.request_for(current, prompt), on_delta)
+                        response, n = await call_agent(current, self.request_for(current, prompt), on_delta,
+                                                       restart)
                     else:
                         response, n, done = await self._call_with_tools(loop, key, current, prompt, on_delta)
                         calls = _joined(calls, done)
@@ -237,7 +240,8 @@ class ExecutionContext:
 
         async def call_model(request: ModelRequest) -> ModelResponse:
             nonlocal retries
-            response, n = await call_agent(agent, request, on_delta)
+            response, n = await call_agent(agent, request, on_delta,
+                                           None if on_delta is None else self._restart_writer(key, agent.id))
             retries += n - 1
             return response
 
@@ -317,6 +321,16 @@ class ExecutionContext:
             sink(StepDelta(run_id, key, agent_id, text))
 
         return on_delta
+
+    def _restart_writer(self, key: str, agent_id: str) -> Callable[[str, int], None]:
+        sink = self._sink
+        assert sink is not None
+        run_id = self.run_id
+
+        def on_restart(error: str, void_chars: int) -> None:
+            sink(StepRestarted(run_id, key, agent_id, error, void_chars))
+
+        return on_restart
 
     def _stand_in(self, failed: Agent, tried: Sequence[tuple[str, str]]) -> Agent | None:
         """The best agent to take over from `failed`: outside the run's pool if possible, and never

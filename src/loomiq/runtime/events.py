@@ -79,8 +79,23 @@ class StepDelta(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class StepRestarted(_JsonForm):
+    """A model call of `agent` failed after it had streamed text, and the agent makes it again (its retry
+    policy): the last `void_chars` characters of the step's streamed text (what the failed call
+    streamed) are void; the ``text_delta`` events after this one are the new call's, from its start."""
+
+    run_id: str
+    step: str
+    agent: str
+    error: str
+    void_chars: int
+    type: Literal["step_restarted"] = "step_restarted"
+
+
+@dataclass(frozen=True, slots=True)
 class AgentFailedOver(_JsonForm):
-    """An agent failed a step and another agent with the same capabilities takes it over."""
+    """An agent failed a step and another agent with the same capabilities takes it over: the text the
+    failed agent streamed for the step is void (the stand-in's ``step_started`` and text follow)."""
 
     run_id: str
     step: str
@@ -161,8 +176,8 @@ class ToolRefused(_JsonForm):
     type: Literal["tool_call_refused"] = "tool_call_refused"
 
 
-RunEvent = (RunStarted | StepStarted | StepDelta | AgentFailedOver | ToolStarted | ToolSerialized | ToolFinished
-            | ToolRefused | StepFinished | RunFinished)
+RunEvent = (RunStarted | StepStarted | StepDelta | StepRestarted | AgentFailedOver | ToolStarted | ToolSerialized
+            | ToolFinished | ToolRefused | StepFinished | RunFinished)
 """Every event a run can emit."""
 
 
@@ -378,7 +393,7 @@ ToolEvent = ToolStarted | ToolSerialized | ToolFinished | ToolRefused
 """The run events about tool calls."""
 
 Event = (
-    RunStarted | StepStarted | StepDelta | AgentFailedOver | StepFinished | RunFinished
+    RunStarted | StepStarted | StepDelta | StepRestarted | AgentFailedOver | StepFinished | RunFinished
     | TaskQueued | TaskWaiting | TaskReady | TaskStarted | TaskRetrying | TaskHandedBack | TaskFinished
     | ToolStarted | ToolSerialized | ToolFinished | ToolRefused
     | WorkflowStarted | NodeStarted | NodeFinished | ApprovalRequested | ApprovalResolved | SubworkflowStarted
