@@ -16,9 +16,10 @@ The follower runs only while someone follows a task; it stops when the last foll
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from ._codec import event_from_row
@@ -26,7 +27,7 @@ from ._stmt import Stmt
 from .errors import EngineClosed
 from .events import FINAL_EVENT, MAX_SEQ
 from .store import Store
-from .task import TaskEvent
+from .task import TERMINAL_STATUSES, Task, TaskEvent
 
 logger = logging.getLogger("loomiq.engine")
 
@@ -269,3 +270,25 @@ async def follow_task(store: Store, task_id: str, after: int = 0) -> AsyncGenera
     finally:
         follower.unwatch(watch)
         hub.unsubscribe(task_id, q)
+
+
+async def wait_for_end(store: Store, get_task: Callable[[str], Awaitable[Task]], task_id: str,
+                       timeout_s: float | None) -> Task:
+    """`TaskEngine.wait`: read the task (`get_task`) until it has ended, woken by its final event in
+    this process's hub (or every `follow_poll_s`, at least 0.2 s, for an end made elsewhere)."""
+    q = store.hub.subscribe(task_id)
+    poll = max(store.follow_poll_s, 0.2)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                task = await get_task(task_id)
+                if task.status in TERMINAL_STATUSES:
+                    return task
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll):
+                        while True:
+                            event = await q.get()
+                            if event is None or event.type == FINAL_EVENT:
+                                break
+    finally:
+        store.hub.unsubscribe(task_id, q)

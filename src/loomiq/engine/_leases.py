@@ -1,6 +1,7 @@
 """The runs this process holds under leases (`HeldRuns`): renewing their leases, abandoning those
 taken over, and answering cancellations (at once for a run held here; by NOTIFY on PostgreSQL or by
-polling every `Store.cancel_poll_s` on SQLite for a request made elsewhere)."""
+polling every `Store.cancel_poll_s` on SQLite for a request made elsewhere); and what a worker offers
+to take the task a run's end claims for it (`NextClaims`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from . import _ops
+from ._stmt import Claim
 from .errors import EngineClosed
 from .store import Store
 from .task import TaskID, WorkerID
@@ -18,6 +20,16 @@ from .task import TaskID, WorkerID
 logger = logging.getLogger("loomiq.engine")
 
 StopMode = Literal["crash", "hand_back", "lost"]
+
+
+class NextClaims(Protocol):
+    """A worker that takes the task its run's end claims for it (see `TaskEngine.execute_claim`)."""
+
+    def wants_next(self) -> bool:
+        """Whether the slot of the run ending now should take the next task at once."""
+
+    def adopt(self, claims: list[Claim]) -> None:
+        """Run the tasks claimed for this worker (under its holder id) by a run's end."""
 
 
 @dataclass(eq=False, slots=True)

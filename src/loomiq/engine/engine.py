@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..observe import bind_ids, span
 from ..runtime import PlannedRun, RunEvent, Runner, RunResult, StoredPlan
@@ -30,19 +30,18 @@ from ..runtime.options import count, positive_seconds
 from . import _ops, _records
 from ._codec import request_to_json, result_to_json
 from ._config import EngineConfig as EngineConfig
-from ._leases import Held, HeldRuns, StopMode
+from ._follow import follow_task, wait_for_end
+from ._leases import Held, HeldRuns, NextClaims, StopMode
 from ._ops import ClaimNext, RunEnd
 from ._stmt import Claim
 from ._submission import build_request, request_differences, retry_policy, submitted_task
 from ._text import check_text, unstorable
 from .context import DurableContext, TaskLog
 from .errors import EngineClosed, IdempotencyConflict, LeaseLost, StoreUnavailable, TaskNotFound
-from .events import FINAL_EVENT
 from .keys import KeyTable
 from .store import Store
 from .task import (
     DEFAULT_TENANT,
-    TERMINAL_STATUSES,
     Attempt,
     Priority,
     SubmitOptions,
@@ -62,16 +61,6 @@ logger = logging.getLogger("loomiq.engine")
 
 if TYPE_CHECKING:
     from .limits import AgentLimit, AgentLimiter
-
-
-class NextClaims(Protocol):
-    """A worker that takes the task its run's end claims for it (see `TaskEngine.execute_claim`)."""
-
-    def wants_next(self) -> bool:
-        """Whether the slot of the run ending now should take the next task at once."""
-
-    def adopt(self, claims: list[Claim]) -> None:
-        """Run the tasks claimed for this worker (under its holder id) by a run's end."""
 
 
 class TaskEngine:
@@ -383,31 +372,13 @@ class TaskEngine:
         PostgreSQL processes, and from the store's shared `_follow.LogFollower`, which polls the log
         for every follower at once (the only way other SQLite processes' events arrive). See
         `_follow.follow_task` for a follower whose `after` is past the end of the log."""
-        from ._follow import follow_task
-
         return follow_task(self.store, task_id, after)
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
         """Wait for the task to end and return it (`timeout_s`: a positive number of seconds, or None
         for no limit). Raises `TaskNotFound`, `TimeoutError`, or `InvalidOptions` for a bad timeout."""
         positive_seconds("timeout_s", timeout_s)
-        store = self.store
-        q = store.hub.subscribe(task_id)
-        poll = max(store.follow_poll_s, 0.2)
-        try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    task = await self.get_task(task_id)
-                    if task.status in TERMINAL_STATUSES:
-                        return task
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(poll):
-                            while True:
-                                event = await q.get()
-                                if event is None or event.type == FINAL_EVENT:
-                                    break
-        finally:
-            store.hub.unsubscribe(task_id, q)
+        return await wait_for_end(self.store, self.get_task, task_id, timeout_s)
 
     # -- running --------------------------------------------------------------------------------
 
