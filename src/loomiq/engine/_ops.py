@@ -46,12 +46,22 @@ def _event(
     d: Dialect, task_id: str, tenant: str, epoch: int, ev: LifecycleEvent, now: float, seq: int | None = None
 ) -> Op[TaskEvent]:
     if seq is None:
-        seq = (yield Stmt("SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,), "val")) + 1
-    yield Stmt(
-        "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (task_id, seq, tenant, epoch, ev.type, lifecycle_json(ev), now),
-    )
+        # The next number and the row in one statement (one round trip on PostgreSQL); the caller has
+        # locked or written the task's row, so no other writer numbers this task's events meanwhile.
+        seq = yield Stmt(_INSERT_NEXT_EVENT, (task_id, tenant, epoch, ev.type, lifecycle_json(ev), now, task_id), "val")
+    else:
+        yield Stmt(
+            "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (task_id, seq, tenant, epoch, ev.type, lifecycle_json(ev), now),
+        )
     return TaskEvent(TaskID(task_id), seq, ev.type, ev.to_dict())
+
+
+_INSERT_NEXT_EVENT = (
+    "INSERT INTO events (task_id, seq, tenant_id, epoch, type, data, created_at) "
+    "SELECT CAST(? AS TEXT), COALESCE(MAX(seq), 0) + 1, CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) FROM events WHERE task_id = ? RETURNING seq"
+)
 
 
 def _finished(status: str, error: str | None, dead: bool = False) -> TaskFinished:
