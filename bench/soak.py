@@ -157,6 +157,8 @@ def service(args: argparse.Namespace, config: str | None = None) -> Iterator[tup
             env["LOOMIQ_SOAK_PROBE_TRACEMALLOC"] = str(args.probe_tracemalloc)
         if args.probe_trim:
             env["LOOMIQ_SOAK_PROBE_TRIM"] = "1"
+        if args.probe_garbage:
+            env["LOOMIQ_SOAK_PROBE_GARBAGE"] = "1"
     if args.malloc_arena_max:
         env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
     if args.mode == "split":
@@ -272,7 +274,7 @@ def probe_figures(row: dict[str, Any]) -> dict[str, float]:
     """The figures of one probe line, plus ``in_use`` (glibc malloc's bytes in use, in its heaps and
     mmapped, plus pymalloc's used blocks: memory held, whatever the allocators keep free beside it) and
     ``in_use_outside_sqlite`` (that less SQLite's own, whose page caches and statements have a
-    configured bound)."""
+    configured bound), and ``rss_outside_sqlite``: RSS less SQLite's own."""
     out: dict[str, float] = {}
     for name, (group, key) in PROBE_FIGURES.items():
         part = row.get(group)
@@ -281,6 +283,8 @@ def probe_figures(row: dict[str, Any]) -> dict[str, float]:
     if "malloc_in_use" in out and "pymalloc_in_use" in out:
         out["in_use"] = out["malloc_in_use"] + out.get("malloc_mmapped", 0.0) + out["pymalloc_in_use"]
         out["in_use_outside_sqlite"] = out["in_use"] - out.get("sqlite_in_use", 0.0)
+    if "rss" in out:
+        out["rss_outside_sqlite"] = out["rss"] - out.get("sqlite_in_use", 0.0)
     return out
 
 
@@ -508,6 +512,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe-s", type=float, default=10.0, help="probe: seconds between samples")
     p.add_argument("--probe-tracemalloc", type=int, default=0, help="probe: tracemalloc frames (0: off)")
     p.add_argument("--probe-trim", action="store_true", help="probe: malloc_trim(0) before each sample")
+    p.add_argument("--probe-garbage", action="store_true",
+                   help="probe: a full collection at each sample, reporting what was garbage in cycles")
     p.add_argument("--malloc-arena-max", type=int, default=0, help="MALLOC_ARENA_MAX of the service (0: unset)")
     p.add_argument("--clients", type=int, default=1000, help="sse/ws: clients per cycle")
     p.add_argument("--cycles", type=int, default=20, help="sse/ws: connect/disconnect cycles")

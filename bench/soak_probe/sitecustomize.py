@@ -17,6 +17,10 @@ A daemon thread writes one JSON line every ``LOOMIQ_SOAK_PROBE_S`` seconds (defa
   snapshots are dumped to ``<role>-<pid>-<n>.snap`` every ``LOOMIQ_SOAK_PROBE_SNAP_S`` seconds, for
   ``bench/soak_probe/diff.py``).
 
+``LOOMIQ_SOAK_PROBE_GARBAGE=1`` finds what becomes garbage in reference cycles (memory that waits for
+the collector, not kept): ``gc.DEBUG_SAVEALL``, a full collection at each sample, and the 15 commonest
+types among the unreachable objects (``garbage``, with their count), which are then dropped.
+
 ``LOOMIQ_SOAK_PROBE_TRIM=1`` calls ``malloc_trim(0)`` before each sample and records the RSS it gave back
 (what trimming returns is free memory the allocator kept, not memory in use).
 """
@@ -31,6 +35,7 @@ import os
 import sys
 import threading
 import time
+import types
 
 _FOLDER = os.environ.get("LOOMIQ_SOAK_PROBE")
 
@@ -86,6 +91,9 @@ def _run(folder: str) -> None:
     every = float(os.environ.get("LOOMIQ_SOAK_PROBE_S", "10"))
     snap_every = float(os.environ.get("LOOMIQ_SOAK_PROBE_SNAP_S", "60"))
     trim = os.environ.get("LOOMIQ_SOAK_PROBE_TRIM") == "1"
+    garbage = os.environ.get("LOOMIQ_SOAK_PROBE_GARBAGE") == "1"
+    if garbage:
+        gc.set_debug(gc.DEBUG_SAVEALL)
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.mallinfo2.restype = _Mallinfo2
     try:
@@ -102,6 +110,22 @@ def _run(folder: str) -> None:
     while True:
         time.sleep(every)
         row: dict[str, object] = {"t": round(time.monotonic() - t0, 1), "wall": round(time.time(), 2)}
+        if garbage:
+            gc.collect()
+            found = gc.garbage[:]
+            gc.garbage.clear()
+            kinds: dict[str, int] = {}
+            frames: dict[str, int] = {}
+            for obj in found:
+                kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if isinstance(obj, types.FrameType):
+                    where = f"{obj.f_code.co_filename.rsplit('/site-packages/', 1)[-1]}:{obj.f_code.co_name}"
+                    frames[where] = frames.get(where, 0) + 1
+            row["garbage"] = {"objects": len(found),
+                              "types": sorted(kinds.items(), key=lambda kv: -kv[1])[:15],
+                              "frames": sorted(frames.items(), key=lambda kv: -kv[1])[:10]}
+            del found
         if trim:
             before = _rss()["VmRSS"]
             libc.malloc_trim(0)
