@@ -8,7 +8,7 @@ A daemon thread writes one JSON line every ``LOOMIQ_SOAK_PROBE_S`` seconds (defa
 * ``malloc``: glibc's ``mallinfo2`` summed over its arenas: ``arena`` (bytes obtained with brk/mmap for
   the heaps), ``hblkhd`` (bytes in mmapped big blocks), ``uordblks`` (bytes in use), ``fordblks``
   (bytes free inside the heaps: fragmentation or a high-water mark not yet given back);
-* ``pymalloc``: Python's small-object allocator (``sys._debugmallocstats``): arenas (1 MiB... 256 KiB
+* ``pymalloc``: Python's small-object allocator (``sys._debugmallocstats``): arenas (1 MiB
   each, mmapped) and the bytes in used and free blocks;
 * ``sqlite``: ``sqlite3_memory_used`` / highwater of the process's libsqlite3 (page caches, statements,
   schema: everything SQLite allocated);
