@@ -21,7 +21,8 @@ The engine runs tasks through a `loomiq.runtime.Runner` (the orchestrator's `Str
 never imports what composes it. The machinery lives in private modules: `_ops` (every transaction,
 written once, over the vocabulary of `_stmt`; `_records` the two hot ones as records written set-wide),
 `_queue` (pure ordering and retry decisions), `_schema` (migrations), `_sqlite` and `_postgres` (the
-dialects), `_submission` (requests), `_leases` (the runs this process holds).
+dialects, with their writers `_sqlite_writer` and `_pg_writer`), `_submission` (requests), `_leases` (the
+runs this process holds).
 """
 
 from ._stmt import Claim

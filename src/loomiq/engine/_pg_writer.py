@@ -165,7 +165,7 @@ class PostgresWriter(Store):
                 self._ready.set()
 
     async def _commit(self, batch: list[Item]) -> None:
-        """Write `batch`, in segments as on SQLite (`SQLiteStore._commit`): each segment (claimed
+        """Write `batch`, in segments as on SQLite (`SQLiteWriter._commit`): each segment (claimed
         submissions, journal and event rows, ends) in one statement (`_write_rows`), then the next other
         operation.
 

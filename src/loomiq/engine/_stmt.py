@@ -1,7 +1,7 @@
 """The vocabulary of the engine's transactions: a statement (`Stmt`), an operation (`Op`: a generator
 of statements), the SQL differences of a dialect (`Dialect`), what an operation did (`Outcome`), and
 a holder's `Claim` on a task. The transactions themselves are in `_ops`; the records of the two hot
-ones in `_records`; the dialects drive operations in `_sqlite` and `_pg_writer`.
+ones in `_records`; the dialects drive operations in `_sqlite_writer` and `_pg_writer`.
 """
 
 from __future__ import annotations
