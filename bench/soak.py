@@ -356,8 +356,16 @@ async def scenario_tasks(args: argparse.Namespace, url: str, pids: dict[str, int
 
     stop = asyncio.Event()
 
+    last_scrape = [0.0]
+
     async def sampler() -> None:
         while not stop.is_set():
+            if args.scrape_s and time.monotonic() - last_scrape[0] >= args.scrape_s:
+                # As Prometheus would: a scrape also counts the finished steps the metrics queue (up to
+                # 10,000 StepResults, ~6 MB, kept until the next collection: a sawtooth without scrapes).
+                last_scrape[0] = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await client.request("GET", "/metrics")
             with contextlib.suppress(Exception):
                 done = await finished_count(client)
                 samples.append({
@@ -507,6 +515,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8, help="split: the worker's --concurrency")
     p.add_argument("--api-workers", type=int, default=0, help="serve: LOOMIQ_API_WORKERS (0: default)")
     p.add_argument("--keep-samples", action="store_true")
+    p.add_argument("--scrape-s", type=float, default=0.0,
+                   help="tasks: GET /metrics every so many seconds, as Prometheus would (0: never)")
     p.add_argument("--probe", default="", help="folder: each process writes where its memory is "
                    "(bench/soak_probe/sitecustomize.py; read with bench/soak_probe/report.py)")
     p.add_argument("--probe-s", type=float, default=10.0, help="probe: seconds between samples")
