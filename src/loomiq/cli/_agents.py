@@ -78,7 +78,7 @@ def _database_totals(database: str | None) -> dict[str, dict[str, Any]]:
     try:
         return asyncio.run(read())
     except Exception as exc:  # noqa: BLE001 - any failure to read is the user's to fix: say which
-        from ._tasks import shown_url
+        from ._database import shown_url
 
         fail(f"cannot read agent statistics from {shown_url(url)}: {type(exc).__name__}: {exc}")
 

@@ -68,7 +68,7 @@ async def _execute_durable(orch: Orchestrator, prompt: str, options: RunOptions,
     """Run durably in this process: lines from the task's event log while it runs, then the summary.
     Ctrl-C cancels the task (recorded as cancelled), as it cancels an in-process run."""
     from ..engine import new_task_id  # the engine is loaded only for --durable
-    from ._tasks import database_url, shown_url
+    from ._database import database_url, shown_url
 
     url = database_url(database)
     try:

@@ -1,36 +1,29 @@
-"""Durable tasks from the command line: `loomiq submit`, `status`, `wait`, `cancel`, `tasks`, `worker`.
+"""Durable tasks from the command line: `loomiq submit`, `status`, `wait`, `cancel`, `tasks` (and
+`register`, which adds them and `loomiq worker`, in `_worker`, to the app).
 
-They all talk to the engine's database: ``--database URL``, else ``$LOOMIQ_DATABASE_URL``, else the
-SQLite file ``loomiq.db`` in the working directory. `submit` returns the task id as soon as the task
-is committed; a `loomiq worker` (any number of them, on any machine that reaches the database) runs
-it. Problems the user can fix (unknown task id, unknown dependency, a cycle, a bad option, a
-database that cannot be opened) end as one ``loomiq: error: ...`` line on stderr with exit code 2.
+They all talk to the engine's database (`_database`): ``--database URL``, else ``$LOOMIQ_DATABASE_URL``,
+else the SQLite file ``loomiq.db`` in the working directory. `submit` returns the task id as soon as
+the task is committed; a `loomiq worker` (any number of them, on any machine that reaches the
+database) runs it. Problems the user can fix (unknown task id, unknown dependency, a cycle, a bad
+option, a database that cannot be opened) end as one ``loomiq: error: ...`` line on stderr with exit
+code 2.
 
 Exit codes: `wait` 0 when the task completed and 1 otherwise; `cancel` 1 when the task had already
-ended; `worker` 0 after SIGTERM or SIGINT once its tasks are finished or handed back.
+ended.
 """
-
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from ..agents import NoAgentAvailable, UnknownAgent
-from ..config import ConfigError, find_config
+from ..config import find_config
 from ..orchestrator import Orchestrator
-from ..strategies import StrategyError
 from ._common import (
     fail,
     fmt_cost,
@@ -38,9 +31,18 @@ from ._common import (
     fmt_tokens,
     offline_notice,
     read_prompt,
-    setup_observability,
     split_list,
     strategy_options,
+)
+from ._database import (
+    DatabaseOption,
+    JsonOption,
+    check_tenant,
+    load_orchestrator,
+    print_json,
+    run_async,
+    when,
+    with_engine,
 )
 from ._display import SCRIPTED_NOTE, EventPrinter, finish_lines, typed
 from ._options import (
@@ -56,21 +58,15 @@ from ._options import (
     ToolsOption,
 )
 from ._terminal import safe, safe_line
+from ._worker import worker_command
 
 if TYPE_CHECKING:
-    from ..engine import EngineConfig, Priority, TaskStatus
-
-T = TypeVar("T")
+    from ..engine import Priority, TaskStatus
 
 PRIORITIES = ("critical", "high", "medium", "low")
 STATUSES = ("queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
-DatabaseOption = Annotated[str | None, typer.Option(
-    "--database", help="Database URL (default: $LOOMIQ_DATABASE_URL, else sqlite:///loomiq.db here).",
-    show_default=False,
-)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq submit` printed it).",
                                                show_default=False)]
 
@@ -78,107 +74,11 @@ TaskIdArgument = Annotated[str, typer.Argument(help="The task id (as `loomiq sub
 # -- shared pieces --------------------------------------------------------------------------------
 
 
-def database_url(url: str | None) -> str:
-    """`url`, else ``$LOOMIQ_DATABASE_URL``, else the engine's default (``sqlite:///loomiq.db``)."""
-    from ..engine import database_url as engine_url
-
-    return engine_url(url)
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _sqlite_file(url: str) -> str | None:
-    from ..engine import database_file
-
-    try:
-        return database_file(url)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-def _require_database(url: str) -> None:
-    path = _sqlite_file(url)
-    if path is not None and not os.path.exists(path):
-        fail(f"no database at {path} (submit a task first, or point --database / $LOOMIQ_DATABASE_URL "
-             "at the engine's database)")
-
-
 def check_id(task_id: str) -> str:
     """The id, or a one-line error for one that no task can have."""
     if not _ID.match(task_id):
         fail(f"{task_id!r} is not a task id (letters, digits and _ . : -, at most 128 characters)")
     return task_id
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
-async def _with_engine(url: str | None, orch: Orchestrator, body: Callable[[Orchestrator], Awaitable[T]],
-                       *, create: bool = True, config: EngineConfig | None = None) -> T:
-    """Open the engine on `url` for `orch` (with `config`), run `body`, close everything. A database
-    that cannot be opened (or, unless `create`, a SQLite file that does not exist) is a one-line error."""
-    resolved = database_url(url)
-    if not create:
-        _require_database(resolved)
-    try:
-        try:
-            await orch.open_engine(resolved, config=config)
-        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's to fix: say which
-            fail(f"cannot open the database {shown_url(resolved)}: {type(exc).__name__}: {exc}")
-        try:
-            return await body(orch)
-        except Exception as exc:
-            if not _database_error(exc):
-                raise
-            # A read-only database opens (and reads) fine, then refuses the first write.
-            fail(f"the database {shown_url(resolved)} refused a write: {type(exc).__name__}: {exc}")
-    finally:
-        await orch.aclose()
-
-
-def _database_error(exc: BaseException) -> bool:
-    """Whether `exc` is the database's refusal (read-only, corrupt, unreachable), not a bug of ours."""
-    import sqlite3
-
-    from ..engine import StoreUnavailable
-
-    return isinstance(exc, sqlite3.Error | StoreUnavailable) or type(exc).__module__.startswith("asyncpg")
-
-
-def _run(coro: Awaitable[T]) -> T:
-    """`asyncio.run` with the engine's user-facing errors turned into one line and exit 2."""
-    from ..engine import InvalidTask, TaskNotFound
-
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except (TaskNotFound, InvalidTask, StrategyError, UnknownAgent, NoAgentAvailable) as exc:
-        message = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
-        fail(message)
-    except KeyboardInterrupt:
-        sys.stderr.write("loomiq: interrupted\n")
-        raise typer.Exit(130) from None
-
-
-def check_tenant(tenant: str) -> str:
-    """The tenant, or a one-line error for a blank one."""
-    if not tenant.strip():
-        fail("--tenant is empty: name a tenant (the default one is 'default')")
-    return tenant
 
 
 async def _tenant_task(o: Orchestrator, task_id: str, tenant: str) -> Any:
@@ -206,13 +106,6 @@ async def _same_tenant_dependencies(o: Orchestrator, deps: list[str], tenant: st
         except TaskNotFound as exc:
             if "belongs to tenant" in str(exc):
                 fail(f"--after {dep}: {exc.args[0]}")
-
-
-def _load(config: Path | None) -> Orchestrator:
-    try:
-        return Orchestrator.from_config(config)
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 def _task_json(task: Any) -> dict[str, Any]:
@@ -298,7 +191,7 @@ def submit_command(
         check_id(task_id)
     if idempotency_key is not None and not idempotency_key.strip():
         fail("--idempotency-key is empty")
-    orch = _load(config)
+    orch = load_orchestrator(config)
 
     async def body(o: Orchestrator) -> Any:
         if task_id is not None and idempotency_key is None:
@@ -320,13 +213,13 @@ def submit_command(
         )
         return submitted.task
 
-    task = _run(_with_engine(database, orch, body))
+    task = run_async(with_engine(database, orch, body))
     offline = [a for a in orch.agents if a.id in task.request.agents]
     notice = offline_notice(offline, find_config(config)) if offline else None
     if json_output:
         data = _task_json(task)
         data["offline"] = bool(notice)
-        _print_json(data)
+        print_json(data)
         return
     if notice:
         sys.stderr.write(notice + "\n")
@@ -349,7 +242,7 @@ def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
         task = await _tenant_task(o, task_id, tenant)
         return task, await o.engine.attempts(task_id)
 
-    task, attempts = _run(_with_engine(database, Orchestrator(), body, create=False))
+    task, attempts = run_async(with_engine(database, Orchestrator(), body, create=False))
     if json_output:
         data = _task_json(task)
         data["attempt_history"] = [
@@ -357,7 +250,7 @@ def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
              "started_at": a.started_at, "finished_at": a.finished_at, "error": a.error}
             for a in attempts
         ]
-        _print_json(data)
+        print_json(data)
         return
     r = task.request
     rows: list[tuple[str, str]] = [
@@ -378,9 +271,9 @@ def status_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
         rows.append(("worker", task.lease_owner))
     if task.cancel_requested and not task.terminal:
         rows.append(("cancel", "requested; the worker stops it"))
-    rows.append(("created", _when(task.created_at)))
-    rows.append(("started", _when(task.started_at)))
-    rows.append(("finished", _when(task.finished_at)))
+    rows.append(("created", when(task.created_at)))
+    rows.append(("started", when(task.started_at)))
+    rows.append(("finished", when(task.finished_at)))
     if task.error:
         rows.append(("error", task.error))
     if task.terminal:
@@ -439,7 +332,7 @@ def wait_command(
             raise typer.Exit(1) from None
         return await o.get_task(task_id)
 
-    task = _run(_with_engine(database, Orchestrator(), body, create=False))
+    task = run_async(with_engine(database, Orchestrator(), body, create=False))
     if not json_output:
         # The run's end as `loomiq run` shows it (when the task ran), then the task's own rows.
         run = printer.result
@@ -469,11 +362,11 @@ def cancel_command(task_id: TaskIdArgument, database: DatabaseOption = None, jso
             return before.status, before
         return before.status, await o.cancel_task(task_id)
 
-    was, task = _run(_with_engine(database, Orchestrator(), body, create=False))
+    was, task = run_async(with_engine(database, Orchestrator(), body, create=False))
     if json_output:
         data = _task_json(task)
         data["previous_status"] = was
-        _print_json(data)
+        print_json(data)
     if task.terminal and was in ("completed", "failed", "cancelled", "timed_out"):
         if not json_output:
             sys.stderr.write(f"loomiq: task {task_id} had already ended ({was}); nothing to cancel\n")
@@ -514,9 +407,9 @@ def tasks_command(
         tasks = await o.list_tasks(tenant_id=tenant, status=cast("list[TaskStatus]", wanted) or None, limit=limit)
         return tasks, ("" if tasks or json_output else await _other_tenants(o, tenant))
 
-    tasks, others = _run(_with_engine(database, Orchestrator(), body, create=False))
+    tasks, others = run_async(with_engine(database, Orchestrator(), body, create=False))
     if json_output:
-        _print_json([_task_json(t) for t in tasks])
+        print_json([_task_json(t) for t in tasks])
         return
     if not tasks:
         typer.echo(f"no tasks in tenant {tenant}" + (f" with status {', '.join(wanted)}" if wanted else "")
@@ -549,126 +442,6 @@ async def _other_tenants(o: Orchestrator, tenant: str, sample: int = 1000) -> st
 def _short(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-# -- loomiq worker --------------------------------------------------------------------------------
-
-
-def worker_command(
-    concurrency: Annotated[int, typer.Option("--concurrency", "-n", help="Tasks run at once.")] = 4,
-    database: DatabaseOption = None,
-    config: ConfigOption = None,
-    drain: Annotated[float, typer.Option(
-        "--drain", help="On SIGTERM or Ctrl-C, let tasks in hand finish for this many seconds, then hand "
-                        "the rest back to other workers.",
-    )] = 30.0,
-    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Lease-holder id (default: host:pid:random).",
-                                                  show_default=False)] = None,
-    lease: Annotated[float, typer.Option(
-        "--lease", help="Seconds a dead worker's tasks wait before others take them over.",
-    )] = 10.0,
-    renew: Annotated[float, typer.Option("--renew", help="Seconds between lease renewals (below --lease).")] = 3.0,
-    max_running: Annotated[int | None, typer.Option(
-        "--max-running", help="The most tasks running at once across every worker on the database "
-                              "(default: $LOOMIQ_MAX_RUNNING, else no limit).", show_default=False,
-    )] = None,
-    metrics_port: Annotated[int | None, typer.Option(
-        "--metrics-port", help="Serve Prometheus metrics of this worker on this port (127.0.0.1; "
-                               "--metrics-host to change).", show_default=False)] = None,
-    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Interface of --metrics-port.")] = "127.0.0.1",
-    log_level: Annotated[str | None, typer.Option(
-        "--log-level", help="debug, info, warning or error (default: $LOOMIQ_LOG_LEVEL, else info).",
-        show_default=False)] = None,
-    log_format: Annotated[str, typer.Option("--log-format", help="Log lines as text or json.")] = "text",
-) -> None:
-    """Run durable tasks until SIGTERM or Ctrl-C; tasks in hand then finish or are handed back.
-
-    Prints one JSON line when ready and one when stopped (stdout); progress notes go to stderr.
-    """
-    from ..engine import EngineConfig
-
-    if concurrency < 1:
-        fail(f"--concurrency must be at least 1, not {concurrency}")
-    if drain < 0:
-        fail(f"--drain must not be negative, not {drain:g}")
-    if metrics_port is not None and not 1 <= metrics_port <= 65535:
-        fail(f"--metrics-port must be a TCP port (1-65535), not {metrics_port}")
-    setup_observability(log_format, log_level, "loomiq-worker")
-    # The flags are checked here, by their own names (EngineConfig would name its fields).
-    if not 0 < lease < float("inf"):
-        fail(f"--lease must be a positive number of seconds, not {lease:g}")
-    if not 0 < renew < lease:
-        fail(f"--renew ({renew:g}) must be positive and below --lease ({lease:g}): a worker renews its lease "
-             "several times before it runs out")
-    if max_running is not None and max_running < 1:
-        fail(f"--max-running must be at least 1, not {max_running}")
-    try:
-        if max_running is None:  # $LOOMIQ_MAX_RUNNING, or no limit
-            engine_config = EngineConfig(lease_s=lease, renew_s=renew)
-        else:
-            engine_config = EngineConfig(lease_s=lease, renew_s=renew, max_running=max_running)
-    except ValueError as exc:  # $LOOMIQ_MAX_RUNNING
-        fail(str(exc))
-    orch = _load(config)
-    orch.tools.set_default("knowledge", "database_url", database_url(database))  # the tasks' database
-    notice = offline_notice(orch.agents, find_config(config))
-
-    async def body(o: Orchestrator) -> int:
-        from ..engine import Worker
-
-        await o.engine.load_tenant_agents(find_config(config))  # the agents registered over the API
-        worker = Worker(o.engine, concurrency=concurrency, worker_id=worker_id, drain_s=drain)
-        loop = asyncio.get_running_loop()
-        sampler = None
-        if metrics_port is not None:
-            sampler = _serve_metrics(o, metrics_host, metrics_port)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.request_stop)
-        from ..engine import WorkflowRuns
-
-        driver = loop.create_task(WorkflowRuns(o.engine).serve(), name="loomiq-workflow-driver")
-        try:
-            runner = loop.create_task(worker.run())
-            await worker.until_registered(runner)  # ready only once the database took a write
-            if notice:
-                sys.stderr.write(notice + "\n")
-            sys.stderr.write(f"loomiq worker {worker.id}: up to {concurrency} task(s) at once from "
-                             f"{shown_url(database_url(database))}; SIGTERM or Ctrl-C stops it\n")
-            sys.stdout.write(json.dumps({"event": "worker_ready", "worker_id": worker.id, "pid": os.getpid(),
-                                         "concurrency": concurrency}) + "\n")
-            sys.stdout.flush()
-            await runner
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            if sampler is not None:
-                sampler.cancel()
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
-        sys.stdout.write(json.dumps({"event": "worker_stopped", "worker_id": worker.id,
-                                     "claimed": worker.claimed}) + "\n")
-        sys.stdout.flush()
-        return worker.claimed
-
-    started = time.monotonic()
-    claimed = _run(_with_engine(database, orch, body, config=engine_config))
-    sys.stderr.write(f"loomiq worker stopped after {time.monotonic() - started:.1f}s; ran {claimed} task(s)\n")
-
-
-def _serve_metrics(orch: Orchestrator, host: str, port: int) -> asyncio.Task[None]:
-    """Expose this worker's metrics at http://host:port/metrics (a thread of prometheus_client's) and keep
-    the queue and worker gauges sampled from the database; returns the sampling task."""
-    from prometheus_client import start_http_server
-
-    from ..api.metrics import ApiMetrics
-
-    metrics = ApiMetrics(orch.registry)
-    orch.engine.run_observers.append(metrics.observe)
-    try:
-        start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        fail(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})")
-    return asyncio.get_running_loop().create_task(metrics.sample_forever(orch.engine), name="loomiq-metrics")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,18 +24,18 @@ from ..runtime import EventDecodeError, WorkflowFinished, type_of
 from ..runtime.event_json import dumps
 from ..workflows import WorkflowError, read_workflow_source
 from ._common import fail
-from ._display import workflow_line
-from ._options import TenantOption
-from ._tasks import (
+from ._database import (
     DatabaseOption,
     JsonOption,
-    _load,
-    _print_json,
-    _run,
-    _when,
-    _with_engine,
     check_tenant,
+    load_orchestrator,
+    print_json,
+    run_async,
+    when,
+    with_engine,
 )
+from ._display import workflow_line
+from ._options import TenantOption
 from ._workflow import workflow_app
 
 RunArg = Annotated[str, typer.Argument(help="The workflow run id (as `loomiq workflow run` printed it).",
@@ -107,7 +107,7 @@ def _call(database: str | None, body: Any, orch: Orchestrator | None = None, cre
         except Exception as exc:  # noqa: BLE001 - the user's errors become one line; the rest propagate
             _errors(exc)
 
-    return _run(_with_engine(database, orch or Orchestrator(), guarded, create=create))
+    return run_async(with_engine(database, orch or Orchestrator(), guarded, create=create))
 
 
 def _status_lines(status: dict[str, Any]) -> list[str]:
@@ -144,7 +144,7 @@ def run_command(
     check_tenant(tenant)
     text, name = _source(source)
     given = _inputs(inputs or [])
-    orch = _load(config)  # node tasks are planned (agents chosen) when they are submitted
+    orch = load_orchestrator(config)  # node tasks are planned (agents chosen) when they are submitted
 
     async def body(o: Orchestrator) -> dict[str, Any]:
         runs = await _runs(o)
@@ -173,7 +173,7 @@ def run_command(
 
     status = _call(database, body, orch, create=True)
     if json_output:
-        _print_json(status)
+        print_json(status)
     elif wait:
         sys.stdout.write("\n".join(_status_lines(status)) + "\n")
     else:
@@ -205,7 +205,7 @@ def status_command(run_id: RunArg, json_output: JsonOption = False, database: Da
 
     status = _call(database, body)
     if json_output:
-        _print_json(status)
+        print_json(status)
     else:
         sys.stdout.write("\n".join(_status_lines(status)) + "\n")
 
@@ -217,9 +217,10 @@ def _control(verb: str) -> Any:
             runs = await _runs(o)
             return (await getattr(runs, verb)(run_id, tenant_id=tenant)).to_dict()
 
-        run = _call(database, body, _load(None))  # resuming may start nodes: they are planned with the agents
+        # resuming may start nodes: they are planned with the agents
+        run = _call(database, body, load_orchestrator(None))
         if json_output:
-            _print_json(run)
+            print_json(run)
         else:
             paused = " (paused)" if run["paused"] else ""
             sys.stdout.write(f"run {run['id']}: {run['status']}{paused}\n")
@@ -263,7 +264,7 @@ def events_command(
                 else:
                     line = _event_line(entry)
                     if line is not None:
-                        sys.stdout.write(f"{entry.seq:>5} {_when(entry.at)}  {line}\n")
+                        sys.stdout.write(f"{entry.seq:>5} {when(entry.at)}  {line}\n")
                 if entry.type == _FINISHED:
                     return
             sys.stdout.flush()
@@ -295,13 +296,13 @@ def list_command(json_output: JsonOption = False, database: DatabaseOption = Non
 
     runs = _call(database, body)
     if json_output:
-        _print_json(runs)
+        print_json(runs)
         return
     if not runs:
         sys.stdout.write("no workflow runs\n")
     for r in runs:
         paused = " (paused)" if r["paused"] else ""
-        sys.stdout.write(f"{r['id']}  {r['workflow']:<24} {r['status']}{paused}  {_when(r['created_at'])}\n")
+        sys.stdout.write(f"{r['id']}  {r['workflow']:<24} {r['status']}{paused}  {when(r['created_at'])}\n")
 
 
 def approvals_command(json_output: JsonOption = False, database: DatabaseOption = None,
@@ -316,13 +317,13 @@ def approvals_command(json_output: JsonOption = False, database: DatabaseOption 
 
     approvals = _call(database, body)
     if json_output:
-        _print_json(approvals)
+        print_json(approvals)
         return
     if not approvals:
         sys.stdout.write(f"no {'' if status == 'all' else status + ' '}approvals\n")
     for a in approvals:
         who = ", ".join([*(f"role {r}" for r in a["approvers"]["roles"]), *a["approvers"]["subjects"]])
-        deadline = f", deadline {_when(a['deadline'])}" if a["deadline"] else ""
+        deadline = f", deadline {when(a['deadline'])}" if a["deadline"] else ""
         sys.stdout.write(f"{a['id']}  {a['status']}  {a['message']}  ({who}{deadline})\n")
 
 
@@ -348,9 +349,9 @@ def approve_command(
             await runs.close()
         return answered.verdict, answered.approval.to_dict()
 
-    verdict, a = _call(database, body, _load(None))  # the answer may start the next nodes
+    verdict, a = _call(database, body, load_orchestrator(None))  # the answer may start the next nodes
     if json_output:
-        _print_json({"verdict": verdict, "approval": a})
+        print_json({"verdict": verdict, "approval": a})
     else:
         sys.stdout.write(f"approval {a['id']}: {a['status']} ({verdict})\n")
 
