@@ -142,11 +142,7 @@ class SQLiteStore(SQLiteWriter):
             await self._start_readers()
         except BaseException:
             self._pool.shutdown(wait=True)
-            for conn in (*self._pool_conns, self._rconn, self._wconn):
-                if conn is not None:
-                    conn.close()
-            self._pool_conns.clear()
-            self._rconn = self._wconn = None
+            self._close_connections()
             raise
         self._thread = threading.Thread(target=self._writer, name="loomiq-sqlite-writer", daemon=True)
         self._checkpointer = threading.Thread(target=self._checkpoints, name="loomiq-sqlite-checkpoint",
@@ -187,6 +183,9 @@ class SQLiteStore(SQLiteWriter):
             await asyncio.to_thread(self._checkpointer.join)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self._close_connections()
+
+    def _close_connections(self) -> None:
         for conn in (*self._pool_conns, self._rconn, self._wconn):
             if conn is not None:
                 conn.close()
