@@ -148,25 +148,32 @@ async def finished(s: Service, task_id: str) -> dict[str, Any]:
     raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
+@asynccontextmanager
+async def worker_process(url: str, config: Path, entry: tuple[str, ...] = ("loomiq.engine.worker",)
+                         ) -> AsyncIterator[None]:
+    """A worker in a process of its own (`python -m ENTRY`, warnings as errors), ready when entered."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *entry, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(config)),
+             "PYTHONWARNINGS": "error"})
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = await proc.stdout.readline()
+        assert line and json.loads(line)["event"] == "worker_ready", await proc.stderr.read()
+        yield
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.communicate(), 30)
+
+
 @pytest.mark.parametrize("entry", [("loomiq.cli", "worker"), ("loomiq.engine.worker",)], ids=["cli", "module"])
 async def test_a_separate_worker_process_runs_a_task_naming_a_tenant_agent(
     url: str, tmp_path: Path, entry: tuple[str, ...]
 ) -> None:
     async with served(url, tmp_path) as s:
         assert (await register(s, "remote")).status_code == 201
-    path = tmp_path / "loomiq.yaml"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *entry, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(path)),
-             "PYTHONWARNINGS": "error"})
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = await proc.stdout.readline()
-        assert line and json.loads(line)["event"] == "worker_ready", await proc.stderr.read()
-        async with served(url, tmp_path, embedded_workers=0) as s:  # only the worker process runs tasks
-            task = await finished(s, await submit(s, "remote"))
-            assert task["status"] == "completed", task
-            assert "remote answers" in json.dumps(task)
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.communicate(), 30)
+    async with worker_process(url, tmp_path / "loomiq.yaml", entry), \
+            served(url, tmp_path, embedded_workers=0) as s:  # only the worker process runs tasks
+        task = await finished(s, await submit(s, "remote"))
+        assert task["status"] == "completed", task
+        assert "remote answers" in json.dumps(task)

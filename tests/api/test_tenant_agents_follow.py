@@ -7,9 +7,7 @@ connections, as separate processes have), and a `python -m loomiq.engine.worker`
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,11 +19,10 @@ from loomiq import Orchestrator
 from loomiq.engine import TaskEngine
 from loomiq.strategies import StrategyRunner
 
-from ..cli.conftest import cli_env
 from ..engine.conftest import database
 from .support import bearer, token
 from .test_tenant_agents import OTHER, OWNER, Service, register
-from .test_tenant_agents_durable import finished, served, submit
+from .test_tenant_agents_durable import finished, served, submit, worker_process
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,27 +130,16 @@ async def test_a_worker_process_stops_using_an_agent_disabled_elsewhere(tmp_path
     async with database("sqlite", tmp_path) as url:
         async with served(url, tmp_path, embedded_workers=0) as s:
             assert (await register(s, "remote")).status_code == 201
-        path = tmp_path / "loomiq.yaml"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loomiq.engine.worker", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**cli_env(LOOMIQ_DATABASE_URL=url, LOOMIQ_CONFIG=str(path)),
-                                                 "PYTHONWARNINGS": "error"})
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            line = await proc.stdout.readline()
-            assert line and json.loads(line)["event"] == "worker_ready", await proc.stderr.read()
-            async with served(url, tmp_path, embedded_workers=0) as s:  # only the worker process runs tasks
-                first = await finished(s, await submit(s, "remote"))
-                assert first["status"] == "completed", first
-                disabled = await s.client.patch("/api/agents/remote", json={"enabled": False},
-                                                headers=bearer("admin", OWNER))
-                assert disabled.status_code == 200, disabled.text
-                await asyncio.sleep(PROMPTLY_S / 2)  # (the worker reads the version every second)
-                second = await finished(s, await submit(s, "remote"))
-                assert second["status"] == "failed", second
-        finally:
-            proc.terminate()
-            await asyncio.wait_for(proc.communicate(), 30)
+        async with worker_process(url, tmp_path / "loomiq.yaml"), \
+                served(url, tmp_path, embedded_workers=0) as s:  # only the worker process runs tasks
+            first = await finished(s, await submit(s, "remote"))
+            assert first["status"] == "completed", first
+            disabled = await s.client.patch("/api/agents/remote", json={"enabled": False},
+                                            headers=bearer("admin", OWNER))
+            assert disabled.status_code == 200, disabled.text
+            await asyncio.sleep(PROMPTLY_S / 2)  # (the worker reads the version every second)
+            second = await finished(s, await submit(s, "remote"))
+            assert second["status"] == "failed", second
 
 
 def test_patch_takes_the_fields_changed_in_place() -> None:
